@@ -1,0 +1,342 @@
+//! Starting and stopping etcd, kube-apiserver and kube-controller-manager on loopback.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Where the server binaries are. See [`Binaries::locate`].
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub etcd: PathBuf,
+    pub kube_apiserver: PathBuf,
+    /// Optional: without it, deleted namespaces stay Terminating and ownerReferences are never
+    /// collected. envtest's asset bundles do not ship it.
+    pub kube_controller_manager: Option<PathBuf>,
+}
+
+impl Binaries {
+    /// `ETCD` + `KUBE_APISERVER` (+ `KUBE_CONTROLLER_MANAGER`), else envtest's
+    /// `KUBEBUILDER_ASSETS`, else the cache `testbed/install.sh` builds into (etcd from `PATH`).
+    pub fn locate() -> Result<Self> {
+        if let (Ok(etcd), Ok(apiserver)) = (std::env::var("ETCD"), std::env::var("KUBE_APISERVER"))
+        {
+            return Ok(Self {
+                etcd: etcd.into(),
+                kube_apiserver: apiserver.into(),
+                kube_controller_manager: std::env::var_os("KUBE_CONTROLLER_MANAGER")
+                    .map(Into::into),
+            });
+        }
+        if let Some(dir) = std::env::var_os("KUBEBUILDER_ASSETS") {
+            let dir = PathBuf::from(dir);
+            return Self::in_dir(&dir, dir.join("etcd"));
+        }
+        let etcd = which("etcd").context("etcd is not on PATH: run testbed/install.sh")?;
+        Self::in_dir(&cache_bin_dir(), etcd)
+    }
+
+    fn in_dir(dir: &Path, etcd: PathBuf) -> Result<Self> {
+        let kube_apiserver = dir.join("kube-apiserver");
+        if !kube_apiserver.is_file() {
+            bail!(
+                "no kube-apiserver in {}: run testbed/install.sh",
+                dir.display()
+            );
+        }
+        let kcm = dir.join("kube-controller-manager");
+        Ok(Self {
+            etcd,
+            kube_apiserver,
+            kube_controller_manager: kcm.is_file().then_some(kcm),
+        })
+    }
+}
+
+/// The directory `testbed/install.sh` builds into.
+pub fn cache_bin_dir() -> PathBuf {
+    if let Some(cache) = std::env::var_os("NGROK_TESTBED_CACHE") {
+        return PathBuf::from(cache).join("bin");
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    base.join("ngrok-events-operator/testbed/bin")
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A running etcd + kube-apiserver (+ kube-controller-manager). Dropping it stops them and
+/// removes their data.
+pub struct Servers {
+    children: Vec<(&'static str, Child)>,
+    kubeconfig: PathBuf,
+    api_url: String,
+    dir: tempfile::TempDir,
+}
+
+/// The bearer token of the test bed's administrator (group `system:masters`).
+const ADMIN_TOKEN_PREFIX: &str = "testbed-admin";
+
+impl Servers {
+    /// Starts the servers and returns once the API server answers `/readyz`.
+    pub fn start(binaries: &Binaries) -> Result<Self> {
+        // etcd fsyncs on every write; tmpfs makes that free and the test bed is throwaway.
+        let parent = Path::new("/dev/shm");
+        let dir = if parent.is_dir() {
+            tempfile::Builder::new()
+                .prefix("testbed-")
+                .tempdir_in(parent)?
+        } else {
+            tempfile::Builder::new().prefix("testbed-").tempdir()?
+        };
+        fs::write(dir.path().join("owner.pid"), std::process::id().to_string())?;
+        let mut servers = Servers {
+            children: Vec::new(),
+            kubeconfig: dir.path().join("kubeconfig"),
+            api_url: String::new(),
+            dir,
+        };
+        servers.start_all(binaries)?;
+        Ok(servers)
+    }
+
+    fn start_all(&mut self, binaries: &Binaries) -> Result<()> {
+        let dir = self.dir.path().to_path_buf();
+        let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        self.spawn(
+            "etcd",
+            Command::new(&binaries.etcd).args([
+                "--name=testbed",
+                &format!("--data-dir={}", dir.join("etcd").display()),
+                &format!("--listen-client-urls={etcd_url}"),
+                &format!("--advertise-client-urls={etcd_url}"),
+                &format!("--listen-peer-urls={peer_url}"),
+                &format!("--initial-advertise-peer-urls={peer_url}"),
+                &format!("--initial-cluster=testbed={peer_url}"),
+            ]),
+        )?;
+
+        let token = format!("{ADMIN_TOKEN_PREFIX}-{:016x}", rand::random::<u64>());
+        fs::write(
+            dir.join("tokens.csv"),
+            format!("{token},testbed-admin,1,system:masters\n"),
+        )?;
+        let sa_key = dir.join("sa.key");
+        let status = Command::new("openssl")
+            .args(["genrsa", "-out"])
+            .arg(&sa_key)
+            .arg("2048")
+            .stderr(Stdio::null())
+            .status()
+            .context("openssl is needed to make the service-account key")?;
+        if !status.success() {
+            bail!("openssl genrsa failed");
+        }
+        self.spawn(
+            "kube-apiserver",
+            Command::new(&binaries.kube_apiserver).args([
+                &format!("--etcd-servers={etcd_url}"),
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                &format!("--secure-port={api_port}"),
+                "--insecure-port=0",
+                &format!("--cert-dir={}", dir.join("certs").display()),
+                &format!("--token-auth-file={}", dir.join("tokens.csv").display()),
+                "--authorization-mode=RBAC",
+                &format!("--service-account-key-file={}", sa_key.display()),
+                &format!("--service-account-signing-key-file={}", sa_key.display()),
+                "--service-account-issuer=https://testbed.local",
+                "--service-cluster-ip-range=10.0.0.0/24",
+            ]),
+        )?;
+        self.api_url = format!("https://127.0.0.1:{api_port}");
+        fs::write(&self.kubeconfig, kubeconfig_yaml(&self.api_url, &token))?;
+        self.wait_ready(Duration::from_secs(90))?;
+
+        if let Some(kcm) = &binaries.kube_controller_manager {
+            self.spawn(
+                "kube-controller-manager",
+                Command::new(kcm).args([
+                    &format!("--kubeconfig={}", self.kubeconfig.display()),
+                    "--controllers=namespace,garbagecollector",
+                    "--leader-elect=false",
+                    "--secure-port=0",
+                    "--port=0",
+                ]),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self, name: &'static str, command: &mut Command) -> Result<()> {
+        let log = fs::File::create(self.dir.path().join(format!("{name}.log")))?;
+        command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        kill_with_parent(command);
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        self.children.push((name, child));
+        Ok(())
+    }
+
+    /// Polls `/readyz` until the API server, its RBAC bootstrap and its CRD handling are up.
+    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let kubeconfig = self.kubeconfig.clone();
+        loop {
+            for (name, child) in &mut self.children {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "{name} exited with {status}; see its log: {}",
+                        self.dir.path().join(format!("{name}.log")).display()
+                    );
+                }
+            }
+            let ready = runtime.block_on(async {
+                let client = crate::client_from_kubeconfig(&kubeconfig).await.ok()?;
+                let req = http::Request::get("/readyz").body(Vec::new()).ok()?;
+                client.request_text(req).await.ok()
+            });
+            if ready.as_deref() == Some("ok") {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "kube-apiserver not ready after {timeout:?}; logs in {}",
+                    self.dir.path().display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The kubeconfig of the test bed's administrator.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// `https://127.0.0.1:<port>` of the API server.
+    pub fn api_url(&self) -> &str {
+        &self.api_url
+    }
+
+    /// Where the servers keep their data and logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Keeps the data directory after the servers stop (for a person to read the logs).
+    pub fn keep_dir(mut self) -> PathBuf {
+        stop(std::mem::take(&mut self.children));
+        self.dir.disable_cleanup(true);
+        self.dir.path().to_path_buf()
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        stop(std::mem::take(&mut self.children));
+    }
+}
+
+/// Stops in reverse start order: the controller manager and API server before etcd.
+fn stop(children: Vec<(&'static str, Child)>) {
+    for (_, mut child) in children.into_iter().rev() {
+        // SIGTERM first so the API server closes its watches cleanly, then SIGKILL.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// On Linux, the server dies with the thread that started it, so a test process that is
+/// killed (or a test runner that times out) never leaves servers behind.
+fn kill_with_parent(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+    }
+}
+
+/// Removes data directories of test beds whose process is gone. A process-wide test bed is never
+/// dropped (statics are not), so its directory outlives it; the next one cleans up.
+pub fn remove_stale_dirs() {
+    let Ok(entries) = fs::read_dir("/dev/shm") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_testbed = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("testbed-"));
+        let owner = fs::read_to_string(path.join("owner.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        if is_testbed && owner.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn kubeconfig_yaml(server: &str, token: &str) -> String {
+    // The API server's certificate is self-signed for this run only; skipping verification
+    // on loopback is what envtest does too.
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: testbed
+  cluster:
+    server: {server}
+    insecure-skip-tls-verify: true
+users:
+- name: testbed-admin
+  user:
+    token: {token}
+contexts:
+- name: testbed
+  context:
+    cluster: testbed
+    user: testbed-admin
+current-context: testbed
+"
+    )
+}

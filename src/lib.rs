@@ -1,0 +1,2 @@
+//! ngrok-events-operator: ngrok Event Destinations as Kubernetes resources.
+pub mod crd;

@@ -1,0 +1,418 @@
+//! The EventDestination CRD: generated artefacts, installation, examples and schema validation,
+//! proven against a real kube-apiserver.
+
+mod common;
+
+use common::{cluster_with_namespace, repo_path};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::runtime::wait::Condition;
+use ngrok_events_operator::crd::EventDestination;
+use serde_json::{Value, json};
+
+#[test]
+fn committed_crds_match_the_code() {
+    let generated = ngrok_events_operator::crd::files();
+    for (file, yaml) in &generated {
+        let committed = std::fs::read_to_string(repo_path("crds").join(file))
+            .unwrap_or_else(|e| panic!("crds/{file} is missing ({e}); run: cargo run -- crd"));
+        assert_eq!(
+            &committed, yaml,
+            "crds/{file} differs from the code; regenerate it with scripts/generate.sh"
+        );
+    }
+    let mut committed: Vec<String> = std::fs::read_dir(repo_path("crds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    committed.sort();
+    let mut expected: Vec<String> = generated.into_iter().map(|(file, _)| file).collect();
+    expected.sort();
+    assert_eq!(
+        committed, expected,
+        "crds/ holds files the code does not generate"
+    );
+}
+
+#[tokio::test]
+async fn crd_is_established_with_its_names_columns_and_status_subresource() {
+    let (client, namespace) = cluster_with_namespace("crd-names").await.unwrap();
+    let crd = Api::<CustomResourceDefinition>::all(client.clone())
+        .get("eventdestinations.events.ngrok.io")
+        .await
+        .unwrap();
+    assert!(testbed::crd_established().matches_object(Some(&crd)));
+    let names = &crd.spec.names;
+    assert_eq!(names.kind, "EventDestination");
+    assert_eq!(names.short_names.as_deref(), Some(&["ned".to_string()][..]));
+    assert_eq!(
+        names.categories.as_deref(),
+        Some(&["ngrok".to_string()][..])
+    );
+    assert_eq!(crd.spec.scope, "Namespaced");
+    let version = &crd.spec.versions[0];
+    assert_eq!(version.name, "v1alpha1");
+    assert!(
+        version
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some()
+    );
+    let columns: Vec<(&str, i32)> = version
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| (c.name.as_str(), c.priority.unwrap_or(0)))
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            ("ID", 0),
+            ("Target", 0),
+            ("Ready", 0),
+            ("Reason", 1),
+            ("Age", 0)
+        ]
+    );
+
+    // `kubectl get ngrok` works through the category in discovery.
+    let discovery = client
+        .list_api_group_resources("events.ngrok.io/v1alpha1")
+        .await
+        .unwrap();
+    let resource = discovery
+        .resources
+        .iter()
+        .find(|r| r.name == "eventdestinations")
+        .unwrap();
+    assert_eq!(
+        resource.categories.as_deref(),
+        Some(&["ngrok".to_string()][..])
+    );
+    assert_eq!(
+        resource.short_names.as_deref(),
+        Some(&["ned".to_string()][..])
+    );
+    testbed::delete_namespace(&client, &namespace).await;
+}
+
+#[tokio::test]
+async fn every_example_is_accepted_and_defaults_are_filled_in() {
+    let (client, namespace) = cluster_with_namespace("crd-examples").await.unwrap();
+    let mut targets_and_auth = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(repo_path("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for path in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+    {
+        let yaml = std::fs::read_to_string(path).unwrap();
+        for document in testbed::parse_documents::<Value>(&yaml).unwrap() {
+            testbed::create_dynamic(&client, &namespace, &document)
+                .await
+                .unwrap_or_else(|e| panic!("{} was rejected: {e:#}", path.display()));
+        }
+    }
+    let api = Api::<EventDestination>::namespaced(client.clone(), &namespace);
+    for destination in api.list(&Default::default()).await.unwrap() {
+        let spec = &destination.spec;
+        assert_eq!(spec.format, ngrok_events_operator::crd::Format::Json);
+        let auth = serde_json::to_value(&spec.target).unwrap();
+        let auth = auth
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .get("auth")
+            .cloned();
+        let auth_kind = auth.and_then(|a| a.as_object().unwrap().keys().next().cloned());
+        targets_and_auth.push(format!(
+            "{}{}",
+            spec.target.kind(),
+            auth_kind.map(|a| format!("/{a}")).unwrap_or_default()
+        ));
+    }
+    targets_and_auth.sort();
+    assert_eq!(
+        targets_and_auth,
+        [
+            "azureLogsIngestion",
+            "cloudwatchLogs/creds",
+            "cloudwatchLogs/role",
+            "datadog",
+            "firehose/creds",
+            "firehose/role",
+            "kinesis/creds",
+            "kinesis/role"
+        ],
+        "examples/ should hold one example per target, and role and creds for each AWS target"
+    );
+    testbed::delete_namespace(&client, &namespace).await;
+}
+
+/// A valid object each invalid case starts from.
+fn valid() -> Value {
+    json!({
+        "apiVersion": "events.ngrok.io/v1alpha1",
+        "kind": "EventDestination",
+        "metadata": {"name": "x"},
+        "spec": {
+            "description": "ok",
+            "metadata": "{}",
+            "target": {"kinesis": {
+                "streamArn": "arn:aws:kinesis:us-east-2:123456789012:stream/s",
+                "auth": {"role": {"roleArn": "arn:aws:iam::123456789012:role/r"}}
+            }}
+        }
+    })
+}
+
+fn creds() -> Value {
+    json!({"accessKeyIdRef": {"name": "aws", "key": "id"}, "secretAccessKeyRef": {"name": "aws", "key": "secret"}})
+}
+
+fn azure() -> Value {
+    json!({
+        "tenantId": "t", "clientId": "c", "clientSecretRef": {"name": "az", "key": "secret"},
+        "logsIngestionUri": "https://x.ingest.monitor.azure.com",
+        "dataCollectionRuleId": "dcr-1", "dataCollectionStreamName": "Custom-X"
+    })
+}
+
+/// Replaces (or with `None`, removes) the value at a JSON pointer.
+fn with(mut object: Value, pointer: &str, value: Option<Value>) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    let parent = object
+        .pointer_mut(parent)
+        .unwrap_or_else(|| panic!("no {parent}"));
+    match value {
+        Some(v) => parent[key] = v,
+        None => {
+            parent.as_object_mut().unwrap().remove(key);
+        }
+    }
+    object
+}
+
+#[tokio::test]
+async fn invalid_objects_are_rejected_naming_the_field() {
+    let kinesis = "/spec/target/kinesis";
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "no target",
+            with(valid(), "/spec/target", None),
+            "spec.target",
+        ),
+        (
+            "empty target",
+            with(valid(), "/spec/target", Some(json!({}))),
+            "spec.target",
+        ),
+        (
+            "two targets",
+            with(
+                valid(),
+                "/spec/target/datadog",
+                Some(json!({"apiKeyRef": {"name": "dd", "key": "k"}})),
+            ),
+            "spec.target",
+        ),
+        (
+            "role and creds",
+            with(valid(), &format!("{kinesis}/auth/creds"), Some(creds())),
+            "spec.target.kinesis.auth",
+        ),
+        (
+            "neither role nor creds",
+            with(valid(), &format!("{kinesis}/auth"), Some(json!({}))),
+            "spec.target.kinesis.auth",
+        ),
+        (
+            "no auth",
+            with(valid(), &format!("{kinesis}/auth"), None),
+            "spec.target.kinesis.auth",
+        ),
+        (
+            "description of 256 bytes",
+            with(valid(), "/spec/description", Some(json!("d".repeat(256)))),
+            "spec.description",
+        ),
+        (
+            "metadata of 4097 bytes",
+            with(valid(), "/spec/metadata", Some(json!("m".repeat(4097)))),
+            "spec.metadata",
+        ),
+        (
+            "format xml",
+            with(valid(), "/spec/format", Some(json!("xml"))),
+            "spec.format",
+        ),
+        (
+            "deletionPolicy Maybe",
+            with(valid(), "/spec/deletionPolicy", Some(json!("Maybe"))),
+            "spec.deletionPolicy",
+        ),
+        (
+            "kinesis without streamArn",
+            with(valid(), &format!("{kinesis}/streamArn"), None),
+            "spec.target.kinesis.streamArn",
+        ),
+        (
+            "empty streamArn",
+            with(valid(), &format!("{kinesis}/streamArn"), Some(json!(""))),
+            "spec.target.kinesis.streamArn",
+        ),
+        (
+            "streamArn not an ARN",
+            with(
+                valid(),
+                &format!("{kinesis}/streamArn"),
+                Some(json!("mystream")),
+            ),
+            "spec.target.kinesis.streamArn",
+        ),
+        (
+            "role without roleArn",
+            with(valid(), &format!("{kinesis}/auth/role"), Some(json!({}))),
+            "spec.target.kinesis.auth.role.roleArn",
+        ),
+        (
+            "empty roleArn",
+            with(
+                valid(),
+                &format!("{kinesis}/auth/role/roleArn"),
+                Some(json!("")),
+            ),
+            "spec.target.kinesis.auth.role.roleArn",
+        ),
+        (
+            "firehose without deliveryStreamArn",
+            with(
+                valid(),
+                "/spec/target",
+                Some(json!({"firehose": {"auth": {"role": {"roleArn": "arn:aws:iam::1:role/r"}}}})),
+            ),
+            "spec.target.firehose.deliveryStreamArn",
+        ),
+        (
+            "cloudwatchLogs without logGroupArn",
+            with(
+                valid(),
+                "/spec/target",
+                Some(
+                    json!({"cloudwatchLogs": {"auth": {"role": {"roleArn": "arn:aws:iam::1:role/r"}}}}),
+                ),
+            ),
+            "spec.target.cloudwatchLogs.logGroupArn",
+        ),
+        (
+            "creds without secretAccessKeyRef",
+            with(
+                valid(),
+                &format!("{kinesis}/auth"),
+                Some(json!({"creds": {"accessKeyIdRef": {"name": "aws", "key": "id"}}})),
+            ),
+            "spec.target.kinesis.auth.creds.secretAccessKeyRef",
+        ),
+        (
+            "datadog without apiKeyRef",
+            with(
+                valid(),
+                "/spec/target",
+                Some(json!({"datadog": {"ddsite": "datadoghq.com"}})),
+            ),
+            "spec.target.datadog.apiKeyRef",
+        ),
+        (
+            "ref without key",
+            with(
+                valid(),
+                "/spec/target",
+                Some(json!({"datadog": {"apiKeyRef": {"name": "dd"}}})),
+            ),
+            "spec.target.datadog.apiKeyRef.key",
+        ),
+        (
+            "ref with empty name",
+            with(
+                valid(),
+                "/spec/apiKeyRef",
+                Some(json!({"name": "", "key": "k"})),
+            ),
+            "spec.apiKeyRef.name",
+        ),
+        (
+            "ref to an impossible Secret name",
+            with(
+                valid(),
+                "/spec/apiKeyRef",
+                Some(json!({"name": "Not_A_Name", "key": "k"})),
+            ),
+            "spec.apiKeyRef.name",
+        ),
+        (
+            "azure without dataCollectionRuleId",
+            with(
+                with(
+                    valid(),
+                    "/spec/target",
+                    Some(json!({"azureLogsIngestion": azure()})),
+                ),
+                "/spec/target/azureLogsIngestion/dataCollectionRuleId",
+                None,
+            ),
+            "spec.target.azureLogsIngestion.dataCollectionRuleId",
+        ),
+        (
+            "azure with empty tenantId",
+            with(
+                with(
+                    valid(),
+                    "/spec/target",
+                    Some(json!({"azureLogsIngestion": azure()})),
+                ),
+                "/spec/target/azureLogsIngestion/tenantId",
+                Some(json!("")),
+            ),
+            "spec.target.azureLogsIngestion.tenantId",
+        ),
+    ];
+    assert!(cases.len() >= 15);
+
+    let (client, namespace) = cluster_with_namespace("crd-invalid").await.unwrap();
+    // The base object is valid: every rejection below is the mutation's doing.
+    testbed::create_dynamic(&client, &namespace, &valid())
+        .await
+        .expect("the base object is valid");
+    let mut failures = Vec::new();
+    for (i, (label, object, field)) in cases.into_iter().enumerate() {
+        let object = with(
+            object,
+            "/metadata/name",
+            Some(json!(format!("invalid-{i}"))),
+        );
+        match testbed::create_dynamic(&client, &namespace, &object).await {
+            Ok(_) => failures.push(format!("{label}: accepted")),
+            Err(e) => match e.downcast_ref::<kube::Error>() {
+                Some(kube::Error::Api(status))
+                    if status.code == 422 && status.message.contains(field) => {}
+                _ => failures.push(format!(
+                    "{label}: expected a 422 naming {field}, got: {e:#}"
+                )),
+            },
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Nothing invalid was stored.
+    let stored = Api::<EventDestination>::namespaced(client.clone(), &namespace)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(stored.items.len(), 1);
+    testbed::delete_namespace(&client, &namespace).await;
+}
