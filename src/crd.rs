@@ -19,6 +19,8 @@ pub const GROUP: &str = "events.ngrok.io";
 pub const ADOPT_ID_ANNOTATION: &str = "events.ngrok.io/adopt-id";
 /// Annotation: `"true"` stops every write to ngrok for this resource.
 pub const PAUSED_ANNOTATION: &str = "events.ngrok.io/paused";
+/// Annotation: this resource's drift-check interval (`30s`, `5m`), instead of `--drift-interval`.
+pub const DRIFT_INTERVAL_ANNOTATION: &str = "events.ngrok.io/drift-interval";
 
 /// Byte limits of ngrok's API, shared with the operator's own checks.
 pub const MAX_DESCRIPTION_BYTES: usize = 255;
@@ -108,7 +110,9 @@ pub enum DeletionPolicy {
 
 /// A key of a Secret in the resource's own namespace. There is deliberately no namespace
 /// field: a resource can never read another namespace's Secrets.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[derive(
+    Deserialize, Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
 pub struct SecretKeyRef {
     /// Name of the Secret, in the same namespace as this resource.
     #[schemars(
@@ -292,6 +296,27 @@ pub struct EventDestinationStatus {
     /// kstatus conditions: `Ready`, `Reconciling`, `Stalled`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// A keyed hash (HMAC-SHA256 under the account's API key) of the secret values last sent to
+    /// ngrok, never the values: ngrok does not return secrets, so this tells when to send them
+    /// again, and the key stops anyone who can read this status from guessing them offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_hash: Option<String>,
+    /// Recorded before a create is sent and cleared once the id is known, so that after a crash
+    /// or a lost response the operator looks for the destination instead of creating a twin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_create: Option<PendingCreate>,
+}
+
+/// A create that was (or may have been) sent to ngrok without its outcome being recorded.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingCreate {
+    /// When the first attempt started (RFC 3339). A destination created before this, less a
+    /// margin for clock skew, is not the outcome of this create.
+    pub started_at: String,
+    /// Hash of the destination's content without secrets: what the created destination looks
+    /// like in a listing.
+    pub fingerprint: String,
 }
 
 /// Every CRD of the operator, in the order they are installed.

@@ -1,4 +1,18 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use ngrok_api::Secret;
+use ngrok_events_operator::accounts::Accounts;
+use ngrok_events_operator::controller::{self, Settings};
+use ngrok_events_operator::http::{self, Health};
+use ngrok_events_operator::leader::{self, LeaderElection};
+use ngrok_events_operator::telemetry::{self, LogFormat, Metrics};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 /// Manage ngrok Event Destinations as Kubernetes resources.
 #[derive(Parser, Debug)]
@@ -14,11 +28,58 @@ enum Command {
     Crd {
         /// Write one file per CRD into this directory instead of printing them.
         #[arg(long)]
-        out_dir: Option<std::path::PathBuf>,
+        out_dir: Option<PathBuf>,
     },
+    /// Run the operator. The ngrok API key comes from env NGROK_API_KEY or --api-key-file
+    /// (never from a flag, which would show in the process list).
+    Run(RunArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// ngrok API root.
+    #[arg(long, env = "NGROK_API_URL", default_value = ngrok_api::DEFAULT_BASE_URL)]
+    api_url: String,
+    /// File holding the operator-wide ngrok API key (e.g. a mounted Secret); read at start.
+    #[arg(long, env = "NGROK_API_KEY_FILE")]
+    api_key_file: Option<PathBuf>,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// How often each resource is compared with ngrok when nothing changed (`30s`, `10m`, `1h`).
+    #[arg(long, env = "DRIFT_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    drift_interval: Duration,
+    /// Reconciles running at once.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
+    concurrency: u16,
+    /// ngrok requests per minute per account (ngrok allows 120); 0 turns the limiter off.
+    #[arg(long, env = "NGROK_API_RATE_LIMIT", default_value_t = 100)]
+    api_rate_limit: u32,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// A level (`info`) or tracing directives (`info,ngrok_events_operator=debug`).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Run only while holding a Lease, so that one of several replicas is active.
+    #[arg(long, env = "LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the Lease (default: the pod's namespace, from POD_NAMESPACE).
+    #[arg(long, env = "LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "LEADER_ELECTION_LEASE",
+        default_value = "ngrok-events-operator"
+    )]
+    leader_election_lease: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd { out_dir: None } => print!("{}", ngrok_events_operator::crd::render_yaml()),
         Command::Crd { out_dir: Some(dir) } => {
@@ -27,6 +88,125 @@ fn main() -> anyhow::Result<()> {
                 std::fs::write(dir.join(file), yaml)?;
             }
         }
+        Command::Run(args) => run(args).await?,
     }
     Ok(())
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    telemetry::init_logging(args.log_format, &args.log_level)?;
+    let api_key = operator_api_key(args.api_key_file.as_deref())?;
+    if api_key.is_none() {
+        tracing::warn!(
+            "no NGROK_API_KEY or --api-key-file: only resources with spec.apiKeyRef can be served"
+        );
+    }
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes")?;
+    let (metrics, registry) = Metrics::new();
+    let health = Health::new();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("binding {}", args.metrics_addr))?;
+    let server_shutdown = shutdown.clone();
+    let server = tokio::spawn(http::serve(
+        listener,
+        Arc::new(registry),
+        health.clone(),
+        async move { server_shutdown.cancelled().await },
+    ));
+
+    // Every account's client is this configuration with its own key (and its own rate limiter).
+    let mut template = ngrok_api::ClientConfig::new(Secret::default())
+        .with_base_url(&args.api_url)
+        .context("--api-url")?;
+    template.rate_limit_per_minute = args.api_rate_limit;
+    template.observer = Some(Arc::new(metrics.clone()));
+    let accounts = Accounts::new(
+        api_key,
+        Arc::new(move |api_key: Secret| ngrok_api::ClientConfig {
+            api_key,
+            ..template.clone()
+        }),
+    );
+
+    let settings = Settings {
+        namespace: args.namespace.clone(),
+        drift_interval: args.drift_interval,
+        concurrency: args.concurrency,
+        instance: leader::default_identity(),
+    };
+    let result = if args.leader_elect {
+        let namespace = args
+            .leader_election_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .or_else(|| args.namespace.clone())
+            .context("--leader-elect needs --leader-election-namespace (or POD_NAMESPACE)")?;
+        // A standby replica is healthy and ready: it is waiting, as designed.
+        health.set_ready(true);
+        let election = LeaderElection::new(
+            client.clone(),
+            &namespace,
+            &args.leader_election_lease,
+            settings.instance.clone(),
+        );
+        let (metrics, health) = (metrics.clone(), health.clone());
+        election
+            .run_as_leader(shutdown.clone(), Some(metrics.clone()), move |token| {
+                controller::run(client, accounts, metrics, health, settings, token)
+            })
+            .await
+    } else {
+        controller::run(
+            client,
+            accounts,
+            metrics,
+            health,
+            settings,
+            shutdown.clone(),
+        )
+        .await
+    };
+    shutdown.cancel();
+    let _ = server.await;
+    info!("stopped");
+    result
+}
+
+/// The operator-wide API key: env NGROK_API_KEY, else the file.
+fn operator_api_key(file: Option<&std::path::Path>) -> anyhow::Result<Option<Secret>> {
+    if let Ok(key) = std::env::var("NGROK_API_KEY")
+        && !key.trim().is_empty()
+    {
+        return Ok(Some(ngrok_events_operator::secrets::api_key_from(
+            &Secret::new(key),
+        )));
+    }
+    match file {
+        Some(path) => {
+            let key = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --api-key-file {}", path.display()))?;
+            Ok(Some(ngrok_events_operator::secrets::api_key_from(
+                &Secret::new(key),
+            )))
+        }
+        None => Ok(None),
+    }
+}
+
+/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C: stop taking work, finish what is running.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    info!("signal received; finishing in-flight reconciles");
+    shutdown.cancel();
 }

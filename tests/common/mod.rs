@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use kube::Client;
+use ngrok_events_operator::crd::EventDestination;
 use tokio::sync::OnceCell;
 
 /// A path inside the repository.
@@ -27,4 +28,273 @@ pub async fn cluster_with_namespace(prefix: &str) -> Result<(Client, String)> {
     .await?;
     let namespace = testbed::namespace(&client, prefix).await?;
     Ok((client, namespace))
+}
+
+/// An operator running in this test process against the test bed and its own emulator,
+/// watching one namespace of its own: tests run in parallel without seeing each other.
+pub struct Operator {
+    pub client: Client,
+    pub namespace: String,
+    pub emulator: ngrok_api_emulator::EmulatorHandle,
+    pub registry: prometheus_client::registry::Registry,
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// How a test wants its operator.
+pub struct Options {
+    pub drift_interval: std::time::Duration,
+    /// The operator-wide API key; `None` starts it without one.
+    pub operator_api_key: Option<String>,
+    pub emulator: ngrok_api_emulator::EmulatorBuilder,
+}
+
+/// The API key the emulator accepts.
+pub const API_KEY: &str = "test-api-key-0123456789";
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            drift_interval: std::time::Duration::from_secs(600),
+            operator_api_key: Some(API_KEY.into()),
+            emulator: ngrok_api_emulator::Emulator::builder()
+                .api_key(API_KEY)
+                .rate_limit_per_minute(0),
+        }
+    }
+}
+
+impl Operator {
+    pub async fn start(prefix: &str) -> Self {
+        Self::start_with(prefix, Options::default()).await
+    }
+
+    pub async fn start_with(prefix: &str, options: Options) -> Self {
+        // The operator's logs, when a person asks for them with RUST_LOG.
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_test_writer()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .try_init();
+        }
+        let (client, namespace) = cluster_with_namespace(prefix).await.expect("test bed");
+        let emulator = options.emulator.spawn().await.expect("emulator");
+        let (metrics, registry) = ngrok_events_operator::telemetry::Metrics::new();
+        let base_url = emulator.base_url();
+        let accounts = ngrok_events_operator::accounts::Accounts::new(
+            options.operator_api_key.map(ngrok_api::Secret::new),
+            std::sync::Arc::new(move |key| {
+                let mut config = ngrok_api::ClientConfig::new(key)
+                    .with_base_url(&base_url)
+                    .unwrap();
+                config.rate_limit_per_minute = 0;
+                config.min_backoff = std::time::Duration::from_millis(20);
+                config
+            }),
+        );
+        let settings = ngrok_events_operator::controller::Settings {
+            namespace: Some(namespace.clone()),
+            drift_interval: options.drift_interval,
+            concurrency: 4,
+            instance: format!("test-{namespace}"),
+        };
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(ngrok_events_operator::controller::run(
+            client.clone(),
+            accounts,
+            metrics,
+            ngrok_events_operator::http::Health::new(),
+            settings,
+            shutdown.clone(),
+        ));
+        Self {
+            client,
+            namespace,
+            emulator,
+            registry,
+            shutdown,
+            task,
+        }
+    }
+
+    pub fn destinations(&self) -> kube::Api<EventDestination> {
+        kube::Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn secrets(&self) -> kube::Api<k8s_openapi::api::core::v1::Secret> {
+        kube::Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub async fn create(&self, destination: &EventDestination) -> EventDestination {
+        self.destinations()
+            .create(&Default::default(), destination)
+            .await
+            .expect("create EventDestination")
+    }
+
+    pub async fn create_secret(&self, name: &str, data: &[(&str, &str)]) {
+        let secret = k8s_openapi::api::core::v1::Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            string_data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        self.secrets()
+            .create(&Default::default(), &secret)
+            .await
+            .expect("create Secret");
+    }
+
+    /// Waits until the resource's Ready condition has `status` and `reason` for its current
+    /// generation.
+    pub async fn wait_ready_status(
+        &self,
+        name: &str,
+        status: &str,
+        reason: &str,
+    ) -> EventDestination {
+        let (status, reason) = (status.to_string(), reason.to_string());
+        testbed::wait_for(
+            &self.destinations(),
+            name,
+            move |d: Option<&EventDestination>| {
+                d.is_some_and(|d| {
+                    let s = d.status.as_ref();
+                    s.is_some_and(|s| s.observed_generation == d.metadata.generation)
+                        && s.iter()
+                            .flat_map(|s| &s.conditions)
+                            .any(|c| c.type_ == "Ready" && c.status == status && c.reason == reason)
+                })
+            },
+            WAIT,
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn wait_ready(&self, name: &str) -> EventDestination {
+        self.wait_ready_status(name, "True", "Synced").await
+    }
+
+    /// Waits until a condition of `type_` is True with `reason`.
+    pub async fn wait_condition(&self, name: &str, type_: &str, reason: &str) -> EventDestination {
+        let (type_, reason) = (type_.to_string(), reason.to_string());
+        testbed::wait_for(
+            &self.destinations(),
+            name,
+            move |d: Option<&EventDestination>| {
+                d.and_then(|d| d.status.as_ref()).is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == type_ && c.status == "True" && c.reason == reason)
+                })
+            },
+            WAIT,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Waits until an Event with `reason` about the named resource exists, and returns its note.
+    pub async fn wait_event(&self, name: &str, reason: &str) -> String {
+        let events = kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(
+            self.client.clone(),
+            &self.namespace,
+        );
+        testbed::eventually(&format!("event {reason} for {name}"), WAIT, || async {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items.into_iter().find_map(|e| {
+                let about = e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name);
+                (about && e.reason.as_deref() == Some(reason)).then(|| e.note.unwrap_or_default())
+            })
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Requests the emulator received with `method` on `route` (e.g. `/event_destinations`).
+    pub fn requests(&self, method: &str, route: &str) -> Vec<ngrok_api_emulator::RecordedRequest> {
+        self.emulator
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == method && r.route == route)
+            .collect()
+    }
+
+    /// Writes (POST, PATCH, DELETE) the emulator received.
+    pub fn writes(&self) -> usize {
+        self.emulator
+            .requests()
+            .iter()
+            .filter(|r| r.method != "GET")
+            .count()
+    }
+
+    /// The value of a metric sample, e.g.
+    /// `ngrok_events_operator_reconciles_total{kind="EventDestination",result="success"}`.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).unwrap();
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(sample)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Successful reconciles so far.
+    pub fn successful_reconciles(&self) -> f64 {
+        self.metric(
+            r#"ngrok_events_operator_reconciles_total{kind="EventDestination",result="success"}"#,
+        )
+    }
+
+    /// Waits until the operator has completed `n` more successful reconciles than `since`.
+    pub async fn wait_reconciles(&self, since: f64, n: f64) {
+        testbed::eventually("more successful reconciles", WAIT, || async {
+            (self.successful_reconciles() >= since + n).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+
+    /// Stops the operator (finishing in-flight reconciles) and returns the emulator.
+    pub async fn stop(self) -> ngrok_api_emulator::EmulatorHandle {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("operator task")
+            .expect("operator result");
+        testbed::delete_namespace(&self.client, &self.namespace).await;
+        self.emulator
+    }
+}
+
+/// How long a test waits for the operator to get somewhere.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// An EventDestination from a JSON spec.
+pub fn destination(name: &str, spec: serde_json::Value) -> EventDestination {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "events.ngrok.io/v1alpha1",
+        "kind": "EventDestination",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("a valid EventDestination")
+}
+
+/// A Kinesis target authenticating with a role.
+pub fn kinesis_role(stream: &str) -> serde_json::Value {
+    serde_json::json!({"kinesis": {
+        "streamArn": format!("arn:aws:kinesis:us-east-2:123456789012:stream/{stream}"),
+        "auth": {"role": {"roleArn": "arn:aws:iam::123456789012:role/ngrok"}}
+    }})
 }

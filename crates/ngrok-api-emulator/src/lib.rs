@@ -1,0 +1,72 @@
+//! A local emulator of ngrok's REST API for event destinations and event subscriptions,
+//! faithful to ngrok's docs and OpenAPI spec (`openapi/ngrok-openapi.yaml`), with fault
+//! injection and an admin surface for tests.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use ngrok_api_emulator::Emulator;
+//!
+//! let emulator = Emulator::builder().api_key("test-key").spawn().await?; // 127.0.0.1:0
+//! let base_url = emulator.base_url();
+//! // ... run a client against `base_url` ...
+//! for request in emulator.requests() {
+//!     println!("{} {} -> {:?}: {:?}", request.method, request.path, request.status, request.body);
+//! }
+//! emulator.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Behaviour
+//!
+//! - Every API request needs `Authorization: Bearer <key>` (401 otherwise) and
+//!   `Ngrok-Version: 2` (400 otherwise); bodies need `Content-Type: application/json`.
+//! - Checks, in this order: latency fault, API key, version header, rate limit (a rolling
+//!   60-second window per key; refused requests do not count), injected 5xx, then the handler.
+//! - Bodies are validated as raw JSON (see `resources`): unknown fields and top-level `null`s
+//!   are refused; exactly one target; exactly one of `role`/`creds`; required fields present
+//!   and non-empty; description ≤ 255 bytes; metadata ≤ 4096 bytes; `format` is `json` (and
+//!   defaults to `json` on create when omitted).
+//! - Ids are `ed_`/`esb_` + 27 alphanumerics that sort by creation time; lists are newest
+//!   first, paged with `before_id` and `limit` (1..=100, default 100); `next_page_uri` is set
+//!   only when more objects remain. `uri` fields use the request's `Host`.
+//! - Responses carry every target key (unset ones `null`) and withhold secrets (`null`).
+//!   Every answer carries an `ngrok-operation-id` header; error bodies carry it too.
+//! - A destination named by a subscription cannot be deleted; a subscription may only name
+//!   existing destinations.
+//!
+//! # Error codes
+//!
+//! Only `ERR_NGROK_226` (rate limit) is named by ngrok's API docs and `ERR_NGROK_100`
+//! ("Invalid metadata length") by ngrok's error list; the others are chosen by the emulator.
+//!
+//! | Status | Code            | When                                                           |
+//! |--------|-----------------|----------------------------------------------------------------|
+//! | 400    | `ERR_NGROK_100` | `metadata` longer than 4096 bytes                              |
+//! | 400    | `ERR_NGROK_101` | `description` longer than 255 bytes                            |
+//! | 401    | `ERR_NGROK_205` | no `Authorization` header                                      |
+//! | 401    | `ERR_NGROK_206` | wrong API key                                                  |
+//! | 400    | `ERR_NGROK_218` | `Ngrok-Version` missing or not `2`                             |
+//! | 429    | `ERR_NGROK_226` | rate limit exceeded (with `Retry-After` in seconds)            |
+//! | 400    | `ERR_NGROK_400` | body not a JSON object, wrong `Content-Type`, unknown or `null` field, wrong type, bad `limit` |
+//! | 404    | `ERR_NGROK_404` | unknown id or path                                             |
+//! | 405    | `ERR_NGROK_405` | method not allowed on a known path                             |
+//! | 500    | `ERR_NGROK_500` | injected fault (`--error-rate`)                                |
+//! | 502    | `ERR_NGROK_502` | injected fault (`--error-rate`)                                |
+//! | 503    | `ERR_NGROK_503` | injected fault (`--error-rate`)                                |
+//! | 400    | `ERR_NGROK_7800`| invalid target: not exactly one target, not exactly one of role/creds, required field missing or empty |
+//! | 400    | `ERR_NGROK_7801`| `format` other than `json`                                     |
+//! | 400    | `ERR_NGROK_7802`| deleting a destination still referenced by a subscription      |
+//! | 400    | `ERR_NGROK_7803`| subscription names a destination that does not exist           |
+
+mod admin;
+mod api;
+mod failure;
+mod ids;
+mod resources;
+mod server;
+mod state;
+
+pub use admin::{ADMIN_PREFIX, AdminClient};
+pub use failure::codes;
+pub use server::{Emulator, EmulatorBuilder, EmulatorHandle};
+pub use state::{Faults, FaultsUpdate, RecordedRequest, RouteCount};

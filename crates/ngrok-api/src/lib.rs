@@ -1,0 +1,38 @@
+//! A typed client of ngrok's REST API, for event destinations (subscriptions fit the same
+//! pipeline next).
+//!
+//! ```no_run
+//! # async fn demo() -> ngrok_api::Result<()> {
+//! use ngrok_api::{Client, ClientConfig, Secret};
+//! use ngrok_api::types::*;
+//!
+//! let client = Client::new(ClientConfig::new(Secret::new("api-key")))?;
+//! let created = client
+//!     .create_event_destination(&EventDestinationCreate::new(EventTarget::Kinesis(EventTargetKinesis {
+//!         auth: AwsAuth::Role(AwsRole { role_arn: "arn:aws:iam::1:role/r".into() }),
+//!         stream_arn: "arn:aws:kinesis:us-east-2:1:stream/s".into(),
+//!     })))
+//!     .await?;
+//! client.delete_event_destination(&created.id).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Behaviour where ngrok's docs and spec are silent:
+//! - A create (`POST`) is retried by the client only when no connection was made or ngrok
+//!   answered 429; any other failure after sending is returned, a lost answer as
+//!   [`Error::UnknownOutcome`]. A 5xx on a create is returned (classified retryable) without
+//!   a client-side retry, since ngrok may have acted on it.
+//! - `Retry-After` is honoured in its seconds form; the HTTP-date form is ignored.
+//! - `next_page_uri` is followed on the configured origin only, so the key stays there.
+
+pub mod client;
+pub mod error;
+pub mod secret;
+pub mod types;
+
+pub use client::{
+    CLIENT_USER_AGENT, Client, ClientConfig, DEFAULT_BASE_URL, LIST_PAGE_LIMIT, NGROK_VERSION,
+    RequestObserver,
+};
+pub use error::{ApiError, Error, ErrorClass, Operation, Result};
+pub use secret::Secret;

@@ -1,0 +1,61 @@
+//! `ngrok-api-emulator`: a local emulator of ngrok's event destination API.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use ngrok_api_emulator::Emulator;
+
+/// A local emulator of ngrok's `/event_destinations` and `/event_subscriptions` API, with
+/// fault injection, for tests and demos.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The API key clients must send as `Authorization: Bearer <key>`.
+    #[arg(long, env = "NGROK_API_KEY", hide_env_values = true)]
+    api_key: String,
+    /// Delay before every API answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Fraction (0..=1) of API requests answered 500, 502 or 503.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Requests per rolling minute per API key; beyond it 429 ERR_NGROK_226. 0 = off.
+    #[arg(long, default_value_t = 120)]
+    rate_limit_per_minute: u32,
+    /// Fraction (0..=1) of creates that are stored but answered by closing the connection.
+    #[arg(long, default_value_t = 0.0)]
+    drop_after_create_rate: f64,
+    /// Refuse (400 ERR_NGROK_7800) creates and updates whose body contains this text.
+    #[arg(long)]
+    refuse_marker: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let mut builder = Emulator::builder();
+    if let Some(marker) = args.refuse_marker {
+        builder = builder.refuse_marker(marker);
+    }
+    let handle = builder
+        .listen(args.listen)
+        .api_key(args.api_key)
+        .latency_ms(args.latency_ms)
+        .error_rate(args.error_rate)
+        .rate_limit_per_minute(args.rate_limit_per_minute)
+        .drop_after_create_rate(args.drop_after_create_rate)
+        .spawn()
+        .await?;
+    println!("ngrok-api-emulator listening on {}", handle.base_url());
+    tokio::signal::ctrl_c().await?;
+    handle.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! Starting the emulator: a hyper accept loop that can close one connection without an
+//! answer (the `drop_after_create_rate` fault), and the handle tests hold.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tower::Service;
+
+use crate::admin::{self, AdminClient};
+use crate::api::{self, App};
+use crate::state::{Faults, FaultsUpdate, RecordedRequest, RouteCount, Shared};
+
+/// Closes the connection it belongs to; put into every request's extensions.
+#[derive(Clone)]
+pub(crate) struct ConnectionKiller(Arc<Notify>);
+
+impl ConnectionKiller {
+    pub fn kill(&self) {
+        // `notify_one` keeps a permit, so the kill is not lost if the connection task is
+        // not waiting yet.
+        self.0.notify_one();
+    }
+}
+
+/// Entry point: `Emulator::builder().api_key("k").spawn().await`.
+pub struct Emulator;
+
+impl Emulator {
+    pub fn builder() -> EmulatorBuilder {
+        EmulatorBuilder::default()
+    }
+}
+
+/// Settings of an emulator to start.
+#[derive(Debug, Clone)]
+pub struct EmulatorBuilder {
+    listen: SocketAddr,
+    api_key: String,
+    faults: Faults,
+}
+
+impl Default for EmulatorBuilder {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            api_key: "emulator-api-key".to_owned(),
+            faults: Faults::default(),
+        }
+    }
+}
+
+impl EmulatorBuilder {
+    /// Address to listen on; `127.0.0.1:0` (a free port) by default.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// The one API key accepted (default `emulator-api-key`).
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = key.into();
+        self
+    }
+
+    /// All fault settings at once.
+    pub fn faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    pub fn latency_ms(mut self, ms: u64) -> Self {
+        self.faults.latency_ms = ms;
+        self
+    }
+
+    pub fn error_rate(mut self, rate: f64) -> Self {
+        self.faults.error_rate = rate;
+        self
+    }
+
+    pub fn drop_after_create_rate(mut self, rate: f64) -> Self {
+        self.faults.drop_after_create_rate = rate;
+        self
+    }
+
+    /// Requests per rolling minute per key (default 120, 0 = off).
+    /// Refuse creates and updates whose body contains `marker` (see [`Faults::refuse_marker`]).
+    pub fn refuse_marker(mut self, marker: impl Into<String>) -> Self {
+        self.faults.refuse_marker = Some(marker.into());
+        self
+    }
+
+    pub fn rate_limit_per_minute(mut self, limit: u32) -> Self {
+        self.faults.rate_limit_per_minute = limit;
+        self
+    }
+
+    /// Binds and starts serving in the background of the current tokio runtime.
+    pub async fn spawn(self) -> io::Result<EmulatorHandle> {
+        let mut faults = Faults::default();
+        let update = FaultsUpdate {
+            latency_ms: Some(self.faults.latency_ms),
+            error_rate: Some(self.faults.error_rate),
+            drop_after_create_rate: Some(self.faults.drop_after_create_rate),
+            rate_limit_per_minute: Some(self.faults.rate_limit_per_minute),
+            refuse_marker: self.faults.refuse_marker.clone(),
+        };
+        faults
+            .apply(&update)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let listener = TcpListener::bind(self.listen).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(self.api_key, faults));
+        let app = Arc::new(App {
+            shared: shared.clone(),
+            listen_host: addr.to_string(),
+            next_seq: AtomicU64::new(0),
+        });
+        let router = api::router(app).merge(admin::router(shared.clone()));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, router, shutdown_rx));
+        tracing::info!(%addr, "ngrok API emulator listening");
+        Ok(EmulatorHandle {
+            addr,
+            shared,
+            shutdown,
+            task: Some(task),
+        })
+    }
+}
+
+async fn accept_loop(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let router = router.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let kill = Arc::new(Notify::new());
+            let killer = ConnectionKiller(kill.clone());
+            let service =
+                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                    request.extensions_mut().insert(killer.clone());
+                    let mut router = router.clone();
+                    async move { router.call(request).await }
+                });
+            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            // Dropping `connection` closes the socket without writing anything more.
+            tokio::select! {
+                _ = connection => {}
+                _ = kill.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+        });
+    }
+}
+
+/// A running emulator. Dropping it stops the server.
+pub struct EmulatorHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl EmulatorHandle {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>`: the base URL for a client.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The API key it accepts.
+    pub fn api_key(&self) -> &str {
+        &self.shared.api_key
+    }
+
+    /// A client of the HTTP admin surface of this emulator.
+    pub fn admin_client(&self) -> AdminClient {
+        AdminClient::new(self.base_url())
+    }
+
+    /// The request log, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// Clears the request log.
+    pub fn clear_requests(&self) {
+        self.shared.lock().requests.clear();
+    }
+
+    /// Request counts by method, route (`/event_destinations/{id}`) and status.
+    pub fn counts(&self) -> Vec<RouteCount> {
+        self.shared.lock().counts()
+    }
+
+    /// Requests received for `method` and `route`, whatever their status.
+    pub fn count(&self, method: &str, route: &str) -> usize {
+        let state = self.shared.lock();
+        state
+            .requests
+            .iter()
+            .filter(|r| r.method == method && r.route == route)
+            .count()
+    }
+
+    /// Current fault settings.
+    pub fn faults(&self) -> Faults {
+        self.shared.lock().faults.clone()
+    }
+
+    /// Changes fault settings at run time.
+    pub fn set_faults(&self, update: &FaultsUpdate) -> Result<Faults, String> {
+        admin::set_faults(&self.shared, update)
+    }
+
+    /// Forgets all objects, the log and rate windows; restores the start-up faults.
+    pub fn reset(&self) {
+        admin::reset(&self.shared);
+    }
+
+    /// A stored object (secrets included), by id.
+    pub fn object(&self, id: &str) -> Option<Value> {
+        admin::object(&self.shared, id)
+    }
+
+    /// Ids of the stored event destinations, oldest first.
+    pub fn destination_ids(&self) -> Vec<String> {
+        let state = self.shared.lock();
+        state
+            .objects
+            .get(&crate::resources::Kind::Destination)
+            .map(|all| all.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Deletes an object out of band (as a person in the dashboard); `false` if absent.
+    pub fn delete_object(&self, id: &str) -> bool {
+        admin::delete_object(&self.shared, id)
+    }
+
+    /// Edits an object out of band with a JSON merge patch; the result must still be valid.
+    /// Returns the stored object, or the reason it was refused.
+    pub fn patch_object(&self, id: &str, patch: &Value) -> Result<Value, String> {
+        admin::patch_object(&self.shared, id, patch).map_err(|failure| failure.msg)
+    }
+
+    /// Stops serving and waits for the accept loop to end.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}

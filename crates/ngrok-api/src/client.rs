@@ -1,0 +1,579 @@
+//! The HTTP client: one request pipeline (rate limit → send → classify → retry) shared by
+//! every endpoint.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::error::{ApiError, Error, Operation, Result};
+use crate::secret::Secret;
+use crate::types::{
+    EventDestination, EventDestinationCreate, EventDestinationList, EventDestinationUpdate,
+    ListPage,
+};
+
+/// ngrok's API endpoint.
+pub const DEFAULT_BASE_URL: &str = "https://api.ngrok.com";
+/// The API version this client speaks (`Ngrok-Version` header).
+pub const NGROK_VERSION: &str = "2";
+/// `User-Agent` of every request: this crate's name and version.
+pub const CLIENT_USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
+/// Page size of list calls; ngrok's maximum.
+pub const LIST_PAGE_LIMIT: u32 = 100;
+
+const DESTINATIONS: &str = "event_destinations";
+const DESTINATION: &str = "destination";
+
+/// Settings of a [`Client`]. `Debug` is safe to log: the key is a [`Secret`].
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// API root, `https://api.ngrok.com` by default.
+    pub base_url: Url,
+    /// The account's API key.
+    pub api_key: Secret,
+    /// Whole-request timeout, per attempt.
+    pub timeout: Duration,
+    /// Timeout to establish a connection.
+    pub connect_timeout: Duration,
+    /// Requests per minute the client allows itself, shared by all clones; `0` turns the
+    /// limiter off.
+    ///
+    /// ngrok allows 120 per rolling minute per account. The limiter is a GCRA with this rate
+    /// and [`rate_limit_burst`](Self::rate_limit_burst), so any 60-second window holds at most
+    /// `burst + rate` requests: the defaults give 10 + 100 = 110 < 120.
+    pub rate_limit_per_minute: u32,
+    /// Requests that may go out back to back before the rate applies (at least 1).
+    pub rate_limit_burst: u32,
+    /// Retries after the first attempt, for failures that may be retried.
+    pub max_retries: usize,
+    /// First backoff delay; doubles per retry, with jitter.
+    pub min_backoff: Duration,
+    /// Upper bound of one backoff delay.
+    pub max_backoff: Duration,
+    /// A `Retry-After` longer than this ends the retries and returns the error, so the caller
+    /// can requeue instead of blocking.
+    pub max_retry_after: Duration,
+    /// Told of every attempt (for metrics).
+    pub observer: Option<Arc<dyn RequestObserver>>,
+}
+
+/// Told of every HTTP attempt the client makes, retries included: method, status (`None`
+/// when no answer came) and time taken. Never the body, the headers or the key.
+pub trait RequestObserver: Send + Sync {
+    fn observe(&self, method: &str, status: Option<u16>, elapsed: Duration);
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("base_url", &self.base_url.as_str())
+            .field("api_key", &self.api_key)
+            .field("timeout", &self.timeout)
+            .field("rate_limit_per_minute", &self.rate_limit_per_minute)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("max_retries", &self.max_retries)
+            .field("observer", &self.observer.as_ref().map(|_| "set"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientConfig {
+    /// Defaults for ngrok's public API.
+    pub fn new(api_key: impl Into<Secret>) -> Self {
+        Self {
+            base_url: Url::parse(DEFAULT_BASE_URL).expect("constant URL is valid"),
+            api_key: api_key.into(),
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            rate_limit_per_minute: 100,
+            rate_limit_burst: 10,
+            max_retries: 4,
+            min_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            max_retry_after: Duration::from_secs(60),
+            observer: None,
+        }
+    }
+
+    /// Sets the API root, e.g. an emulator's `http://127.0.0.1:port`.
+    pub fn with_base_url(mut self, base_url: &str) -> Result<Self> {
+        self.base_url =
+            Url::parse(base_url).map_err(|e| Error::Config(format!("base URL: {e}")))?;
+        Ok(self)
+    }
+}
+
+/// A client of ngrok's REST API for one account. Cheap to clone; clones share the connection
+/// pool and the rate limiter.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    config: ClientConfig,
+    limiter: Option<DefaultDirectRateLimiter>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.inner.config.base_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Builds a client. Fails only on an unusable configuration.
+    pub fn new(config: ClientConfig) -> Result<Self> {
+        if config.base_url.cannot_be_a_base() {
+            return Err(Error::Config("base URL cannot carry a path".into()));
+        }
+        let mut authorization =
+            HeaderValue::try_from(format!("Bearer {}", config.api_key.expose())).map_err(|_| {
+                Error::Config("the API key contains characters not allowed in a header".into())
+            })?;
+        // Keeps the value out of hyper's debug output.
+        authorization.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, authorization);
+        headers.insert("ngrok-version", HeaderValue::from_static(NGROK_VERSION));
+        headers.insert(USER_AGENT, HeaderValue::from_static(CLIENT_USER_AGENT));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            // The key must never follow a redirect to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        let limiter = NonZeroU32::new(config.rate_limit_per_minute).map(|rate| {
+            let burst = NonZeroU32::new(config.rate_limit_burst).unwrap_or(NonZeroU32::MIN);
+            RateLimiter::direct(Quota::per_minute(rate).allow_burst(burst))
+        });
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                config,
+                limiter,
+            }),
+        })
+    }
+
+    /// The configuration the client was built with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// `POST /event_destinations`. Retried only when the connection failed before anything
+    /// was sent or ngrok answered 429; a timeout or dropped connection after sending returns
+    /// [`Error::UnknownOutcome`].
+    pub async fn create_event_destination(
+        &self,
+        body: &EventDestinationCreate,
+    ) -> Result<EventDestination> {
+        let url = self.url(&[DESTINATIONS])?;
+        self.expect_body(Method::POST, url, DESTINATION, Some(body))
+            .await
+    }
+
+    /// `GET /event_destinations/{id}`.
+    pub async fn get_event_destination(&self, id: &str) -> Result<EventDestination> {
+        let url = self.url(&[DESTINATIONS, id])?;
+        self.expect_body(Method::GET, url, DESTINATION, None::<&()>)
+            .await
+    }
+
+    /// `PATCH /event_destinations/{id}`, sending only the fields set in `body`.
+    pub async fn update_event_destination(
+        &self,
+        id: &str,
+        body: &EventDestinationUpdate,
+    ) -> Result<EventDestination> {
+        let url = self.url(&[DESTINATIONS, id])?;
+        self.expect_body(Method::PATCH, url, DESTINATION, Some(body))
+            .await
+    }
+
+    /// `DELETE /event_destinations/{id}`.
+    pub async fn delete_event_destination(&self, id: &str) -> Result<()> {
+        let url = self.url(&[DESTINATIONS, id])?;
+        self.request(Method::DELETE, url, DESTINATION, None::<&()>)
+            .await
+            .map(drop)
+    }
+
+    /// One page of `GET /event_destinations`, newest first.
+    pub async fn list_event_destinations_page(
+        &self,
+        before_id: Option<&str>,
+        limit: u32,
+    ) -> Result<EventDestinationList> {
+        let mut url = self.url(&[DESTINATIONS])?;
+        if let Some(before_id) = before_id {
+            url.query_pairs_mut().append_pair("before_id", before_id);
+        }
+        url.query_pairs_mut()
+            .append_pair("limit", &limit.to_string());
+        self.expect_body(Method::GET, url, DESTINATION, None::<&()>)
+            .await
+    }
+
+    /// Every event destination of the account, following `next_page_uri` with pages of 100.
+    pub async fn list_event_destinations(&self) -> Result<Vec<EventDestination>> {
+        self.list_all::<EventDestinationList>(DESTINATIONS, DESTINATION)
+            .await
+    }
+
+    async fn list_all<L: ListPage>(
+        &self,
+        collection: &str,
+        resource: &'static str,
+    ) -> Result<Vec<L::Item>> {
+        let mut url = self.url(&[collection])?;
+        url.query_pairs_mut()
+            .append_pair("limit", &LIST_PAGE_LIMIT.to_string());
+        let mut items = Vec::new();
+        let mut visited = HashSet::new();
+        loop {
+            let page: L = self
+                .expect_body(Method::GET, url.clone(), resource, None::<&()>)
+                .await?;
+            let (page_items, next_page_uri) = page.into_parts();
+            items.extend(page_items);
+            let Some(next) = next_page_uri.filter(|next| !next.is_empty()) else {
+                return Ok(items);
+            };
+            url = self.resolve_page_uri(&next, &url, resource)?;
+            if !visited.insert(url.clone()) {
+                return Err(Error::InvalidResponse {
+                    operation: operation(&Method::GET, &url, resource),
+                    detail: "next_page_uri repeats a page already read".into(),
+                });
+            }
+        }
+    }
+
+    /// Follows a `next_page_uri` on the configured origin only: the API key is never sent to
+    /// a host the caller did not configure (a page URI naming another host keeps its path
+    /// and query, on our origin).
+    fn resolve_page_uri(&self, next: &str, current: &Url, resource: &'static str) -> Result<Url> {
+        let base = &self.inner.config.base_url;
+        let mut next = current.join(next).map_err(|e| Error::InvalidResponse {
+            operation: operation(&Method::GET, current, resource),
+            detail: format!("next_page_uri is not a URL: {e}"),
+        })?;
+        if next.origin() != base.origin() {
+            let (path, query) = (next.path().to_owned(), next.query().map(str::to_owned));
+            next = base.clone();
+            next.set_path(&path);
+            next.set_query(query.as_deref());
+        }
+        Ok(next)
+    }
+
+    /// `base_url` + path segments, each percent-encoded (an id cannot add path segments).
+    fn url(&self, segments: &[&str]) -> Result<Url> {
+        let mut url = self.inner.config.base_url.clone();
+        url.path_segments_mut()
+            .map_err(|()| Error::Config("base URL cannot carry a path".into()))?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
+    async fn expect_body<B, T>(
+        &self,
+        method: Method,
+        url: Url,
+        resource: &'static str,
+        body: Option<&B>,
+    ) -> Result<T>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let operation = operation(&method, &url, resource);
+        let bytes = self.request(method, url, resource, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::InvalidResponse {
+            operation,
+            // Category and position only: serde's message can quote the body.
+            detail: format!(
+                "{:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+        })
+    }
+
+    /// The pipeline every call goes through; returns the body of a 2xx answer.
+    async fn request<B>(
+        &self,
+        method: Method,
+        url: Url,
+        resource: &'static str,
+        body: Option<&B>,
+    ) -> Result<Vec<u8>>
+    where
+        B: Serialize + ?Sized,
+    {
+        let body = body.map(serde_json::to_vec).transpose().map_err(|e| {
+            Error::Config(format!(
+                "request body does not serialize: {:?}",
+                e.classify()
+            ))
+        })?;
+        let config = &self.inner.config;
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(config.min_backoff)
+            .with_max_delay(config.max_backoff)
+            .with_max_times(config.max_retries)
+            .with_jitter();
+        let max_retry_after = config.max_retry_after;
+        let is_create = method == Method::POST;
+        (|| self.attempt(&method, &url, resource, body.as_deref()))
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(|error| may_retry(is_create, error))
+            .adjust(|error, delay| {
+                let delay = delay?;
+                match error.retry_after() {
+                    Some(wait) if wait > max_retry_after => None,
+                    Some(wait) => Some(wait),
+                    None => Some(delay),
+                }
+            })
+            .notify(|error, delay| {
+                tracing::debug!(
+                    method = %method, path = url.path(), reason = error.reason(),
+                    delay_ms = delay.as_millis() as u64, "retrying ngrok API request"
+                );
+            })
+            .await
+    }
+
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &Url,
+        resource: &'static str,
+        body: Option<&[u8]>,
+    ) -> Result<Vec<u8>> {
+        if let Some(limiter) = &self.inner.limiter {
+            limiter.until_ready().await;
+        }
+        let mut request = self.inner.http.request(method.clone(), url.clone());
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_vec());
+        }
+        let started = Instant::now();
+        let result = self.exchange(request, method, url, resource).await;
+        let elapsed = started.elapsed();
+        let elapsed_ms = elapsed.as_millis() as u64;
+        let status = match &result {
+            Ok((status, _)) => {
+                tracing::debug!(method = %method, path = url.path(), status, elapsed_ms, "ngrok API request succeeded");
+                Some(*status)
+            }
+            Err(error) => {
+                tracing::debug!(
+                    method = %method, path = url.path(), status = error.status(), reason = error.reason(),
+                    elapsed_ms, "ngrok API request failed"
+                );
+                error.status()
+            }
+        };
+        if let Some(observer) = &self.inner.config.observer {
+            observer.observe(method.as_str(), status, elapsed);
+        }
+        result.map(|(_, body)| body)
+    }
+
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        method: &Method,
+        url: &Url,
+        resource: &'static str,
+    ) -> Result<(u16, Vec<u8>)> {
+        let operation = || operation(method, url, resource);
+        let transport_error = |source: reqwest::Error| {
+            classify_transport(*method == Method::POST, operation(), source)
+        };
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.map_err(transport_error)?;
+        if status.is_success() {
+            return Ok((status.as_u16(), bytes.to_vec()));
+        }
+        Err(api_error(status, &headers, &bytes, operation()).into())
+    }
+}
+
+fn operation(method: &Method, url: &Url, resource: &'static str) -> Operation {
+    let method = match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        _ => "OTHER",
+    };
+    Operation {
+        method,
+        path: url.path().to_owned(),
+        resource,
+    }
+}
+
+/// A transport failure: nothing sent (connect), or, for a create, an unknown outcome.
+fn classify_transport(is_create: bool, operation: Operation, source: reqwest::Error) -> Error {
+    // Drop the URL: it is known from `operation` and need not be repeated in every message.
+    let source = source.without_url();
+    if source.is_connect() {
+        Error::Connect { operation, source }
+    } else if is_create {
+        Error::UnknownOutcome { operation, source }
+    } else if source.is_timeout() {
+        Error::Timeout { operation, source }
+    } else {
+        Error::Transport { operation, source }
+    }
+}
+
+/// Which failures the client retries itself. A create only when ngrok certainly did not act
+/// on it: no connection was made, or ngrok answered 429 (rate limiting rejects a request
+/// before it is handled).
+fn may_retry(is_create: bool, error: &Error) -> bool {
+    match error {
+        Error::Connect { .. } => true,
+        Error::Api(api) if api.status == 429 => true,
+        _ if is_create => false,
+        _ => error.is_retryable(),
+    }
+}
+
+/// ngrok's error body, as far as it is one.
+#[derive(serde::Deserialize)]
+struct ErrorBody {
+    error_code: Option<String>,
+    msg: Option<String>,
+    details: Option<ErrorDetails>,
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorDetails {
+    operation_id: Option<String>,
+}
+
+fn api_error(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    operation: Operation,
+) -> ApiError {
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    let (error_code, msg, body_operation_id) = match parsed {
+        Some(body) => (
+            body.error_code,
+            body.msg,
+            body.details.and_then(|d| d.operation_id),
+        ),
+        None => (None, None, None),
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    ApiError {
+        status: status.as_u16(),
+        error_code: error_code.filter(|c| !c.is_empty()),
+        msg: msg.filter(|m| !m.is_empty()).unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("no error message")
+                .to_owned()
+        }),
+        operation_id: body_operation_id.or_else(|| header("ngrok-operation-id")),
+        retry_after: headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs),
+        operation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_rate_stays_under_ngroks_limit_in_any_minute() {
+        let config = ClientConfig::new("k");
+        // GCRA: `burst` requests at once, then one per 60/rate seconds.
+        assert!(config.rate_limit_burst + config.rate_limit_per_minute < 120);
+    }
+
+    #[test]
+    fn ids_are_path_segments() {
+        let client = Client::new(
+            ClientConfig::new("k")
+                .with_base_url("http://h:1/prefix/")
+                .unwrap(),
+        )
+        .unwrap();
+        let url = client.url(&[DESTINATIONS, "../x?y"]).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://h:1/prefix/event_destinations/..%2Fx%3Fy"
+        );
+    }
+
+    #[test]
+    fn page_uri_on_another_host_stays_on_the_configured_origin() {
+        let client = Client::new(
+            ClientConfig::new("k")
+                .with_base_url("http://127.0.0.1:9")
+                .unwrap(),
+        )
+        .unwrap();
+        let current = client.url(&[DESTINATIONS]).unwrap();
+        let next = client
+            .resolve_page_uri(
+                "https://evil.example/event_destinations?before_id=ed_1&limit=100",
+                &current,
+                DESTINATION,
+            )
+            .unwrap();
+        assert_eq!(
+            next.as_str(),
+            "http://127.0.0.1:9/event_destinations?before_id=ed_1&limit=100"
+        );
+    }
+
+    #[test]
+    fn debug_of_config_and_client_hides_the_key() {
+        let config = ClientConfig::new("sk_very_secret");
+        assert!(!format!("{config:?}").contains("sk_very_secret"));
+        let client = Client::new(config).unwrap();
+        assert!(!format!("{client:?}").contains("sk_very_secret"));
+    }
+}

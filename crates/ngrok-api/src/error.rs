@@ -1,0 +1,253 @@
+//! Errors of the ngrok API client, classified for a reconciler.
+//!
+//! No variant holds a request body, a header value or a response body, so an error can be
+//! logged or shown in `kubectl describe` without leaking a secret.
+
+use std::fmt;
+use std::time::Duration;
+
+/// What a caller should do about an [`Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Try again later: 429, 5xx, timeouts, connection failures.
+    Retryable,
+    /// The resource does not exist (404).
+    NotFound,
+    /// The request itself or the API key is wrong; repeating it will not help.
+    Terminal,
+    /// A create may or may not have happened; find out before creating again.
+    UnknownOutcome,
+}
+
+/// The request a failure belongs to, e.g. `POST /event_destinations`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    /// HTTP method.
+    pub method: &'static str,
+    /// URL path, without query.
+    pub path: String,
+    /// What is being operated on, as a reader says it: `"destination"`.
+    pub resource: &'static str,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
+
+/// An error answer from ngrok: `{"error_code", "status_code", "msg", "details": {"operation_id"}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status of the response.
+    pub status: u16,
+    /// `ERR_NGROK_…`, when the body carried one.
+    pub error_code: Option<String>,
+    /// ngrok's message, or the HTTP reason phrase when the body was not an ngrok error.
+    pub msg: String,
+    /// `details.operation_id`, else the `ngrok-operation-id` header.
+    pub operation_id: Option<String>,
+    /// The `Retry-After` delay, when the response had one (seconds form).
+    pub retry_after: Option<Duration>,
+    /// The request that failed.
+    pub operation: Operation,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let resource = self.operation.resource;
+        match self.status {
+            429 => write!(f, "ngrok rate-limited the {resource} request: ")?,
+            500.. => write!(f, "ngrok failed on the {resource} request: ")?,
+            _ => write!(f, "ngrok rejected the {resource}: ")?,
+        }
+        match &self.error_code {
+            Some(code) => write!(f, "{code}: {}", self.msg)?,
+            None => write!(f, "HTTP {}: {}", self.status, self.msg)?,
+        }
+        if let Some(op) = &self.operation_id {
+            write!(f, " (operation {op})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Any failure of a client call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// ngrok answered with an error status.
+    #[error(transparent)]
+    Api(Box<ApiError>),
+    /// No connection could be made, so nothing was sent.
+    #[error("could not reach ngrok for {operation}; nothing was sent")]
+    Connect {
+        operation: Operation,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A non-create request timed out.
+    #[error("ngrok did not answer {operation} in time")]
+    Timeout {
+        operation: Operation,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The connection failed after a non-create request was sent.
+    #[error("the connection to ngrok failed during {operation}")]
+    Transport {
+        operation: Operation,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A create was sent but no answer arrived (timeout or dropped connection): the object may
+    /// or may not exist now. Look for it before creating it again.
+    #[error(
+        "the outcome of {operation} is unknown: the request was sent but no answer arrived; \
+         the {} may exist", operation.resource
+    )]
+    UnknownOutcome {
+        operation: Operation,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// ngrok answered 2xx with a body this client cannot read.
+    #[error("ngrok answered {operation} with an unreadable body: {detail}")]
+    InvalidResponse {
+        operation: Operation,
+        detail: String,
+    },
+    /// The client configuration is unusable (bad base URL, bad id).
+    #[error("invalid ngrok client configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// How a caller should react.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Api(api) => match api.status {
+                429 | 500.. => ErrorClass::Retryable,
+                404 => ErrorClass::NotFound,
+                _ => ErrorClass::Terminal,
+            },
+            Self::Connect { .. } | Self::Timeout { .. } | Self::Transport { .. } => {
+                ErrorClass::Retryable
+            }
+            Self::UnknownOutcome { .. } => ErrorClass::UnknownOutcome,
+            Self::InvalidResponse { .. } | Self::Config(_) => ErrorClass::Terminal,
+        }
+    }
+
+    /// 429, 5xx, timeouts and connection failures.
+    pub fn is_retryable(&self) -> bool {
+        self.class() == ErrorClass::Retryable
+    }
+
+    /// ngrok answered 404.
+    pub fn is_not_found(&self) -> bool {
+        self.class() == ErrorClass::NotFound
+    }
+
+    /// A create whose result is unknown.
+    pub fn is_unknown_outcome(&self) -> bool {
+        self.class() == ErrorClass::UnknownOutcome
+    }
+
+    /// A short PascalCase reason, for metrics, conditions and events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Api(api) => match api.status {
+                429 => "RateLimited",
+                401 | 403 => "Unauthorized",
+                404 => "NotFound",
+                500.. => "ServerError",
+                _ => "Rejected",
+            },
+            Self::Connect { .. } => "ConnectFailed",
+            Self::Timeout { .. } => "Timeout",
+            Self::Transport { .. } => "ConnectionLost",
+            Self::UnknownOutcome { .. } => "UnknownOutcome",
+            Self::InvalidResponse { .. } => "InvalidResponse",
+            Self::Config(_) => "InvalidConfig",
+        }
+    }
+
+    /// The ngrok error answer, if there was one.
+    pub fn api_error(&self) -> Option<&ApiError> {
+        match self {
+            Self::Api(api) => Some(api),
+            _ => None,
+        }
+    }
+
+    /// HTTP status of ngrok's answer, if there was one.
+    pub fn status(&self) -> Option<u16> {
+        self.api_error().map(|api| api.status)
+    }
+
+    /// `ERR_NGROK_…`, if ngrok sent one.
+    pub fn error_code(&self) -> Option<&str> {
+        self.api_error()?.error_code.as_deref()
+    }
+
+    /// ngrok's operation id, if ngrok sent one.
+    pub fn operation_id(&self) -> Option<&str> {
+        self.api_error()?.operation_id.as_deref()
+    }
+
+    /// How long ngrok asked us to wait (`Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.api_error()?.retry_after
+    }
+}
+
+impl From<ApiError> for Error {
+    fn from(api: ApiError) -> Self {
+        Self::Api(Box::new(api))
+    }
+}
+
+/// Convenience alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16) -> Error {
+        ApiError {
+            status,
+            error_code: Some("ERR_NGROK_400".into()),
+            msg: "bad description".into(),
+            operation_id: Some("op_123".into()),
+            retry_after: None,
+            operation: Operation {
+                method: "POST",
+                path: "/event_destinations".into(),
+                resource: "destination",
+            },
+        }
+        .into()
+    }
+
+    #[test]
+    fn display_reads_well_in_kubectl_describe() {
+        assert_eq!(
+            api(400).to_string(),
+            "ngrok rejected the destination: ERR_NGROK_400: bad description (operation op_123)"
+        );
+    }
+
+    #[test]
+    fn classification() {
+        assert!(api(429).is_retryable());
+        assert!(api(503).is_retryable());
+        assert!(api(404).is_not_found());
+        assert_eq!(api(401).class(), ErrorClass::Terminal);
+        assert_eq!(api(400).reason(), "Rejected");
+        assert_eq!(api(429).reason(), "RateLimited");
+    }
+}

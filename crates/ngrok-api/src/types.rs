@@ -1,0 +1,389 @@
+//! Wire types of ngrok's `/event_destinations` API, field for field as in ngrok's OpenAPI spec.
+//!
+//! Three shapes per resource, because the API has three: the body of a create, the body of an
+//! update (every field optional and *omitted* when unset, never `null`), and the resource as
+//! ngrok returns it. "Exactly one target" and "exactly one of role/creds" are enums, so an
+//! invalid combination cannot be built; on the wire they are objects with one key set, and the
+//! deserializers accept the `null` siblings a response carries (`"firehose": null, ...`).
+//!
+//! Secret fields (`aws_secret_access_key`, `api_key`, `client_secret`) are [`Secret`]s and are
+//! `Option`al: a request always sets them, but ngrok withholds them in responses (`null`).
+//! Compare desired and observed targets with [`EventTarget::without_secrets`].
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::secret::Secret;
+
+/// The one `format` ngrok accepts today. The docs spell it "JSON"; the wire value is `json`.
+pub const FORMAT_JSON: &str = "json";
+
+/// Body of `POST /event_destinations` (`EventDestinationCreate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventDestinationCreate {
+    /// Machine-readable data, at most 4096 bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+    /// Human-readable description, at most 255 bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Serialization format of events; always sent (see [`FORMAT_JSON`]).
+    pub format: String,
+    /// Where and how events are delivered.
+    pub target: EventTarget,
+}
+
+impl EventDestinationCreate {
+    /// A destination for `target` with format `json` and no metadata or description.
+    pub fn new(target: EventTarget) -> Self {
+        Self {
+            metadata: None,
+            description: None,
+            format: FORMAT_JSON.to_owned(),
+            target,
+        }
+    }
+}
+
+/// Body of `PATCH /event_destinations/{id}` (`EventDestinationUpdate`).
+///
+/// Only the fields that are `Some` are sent. The spec also lists `id` here; the client puts
+/// the id in the path only, as the docs' example request does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventDestinationUpdate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Replaces the whole target, secrets included: ngrok cannot merge into withheld fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<EventTarget>,
+}
+
+impl EventDestinationUpdate {
+    /// True when the update would change nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// An event destination as ngrok returns it (`EventDestination`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventDestination {
+    /// `ed_…`
+    pub id: String,
+    /// URI of this resource in the API.
+    pub uri: String,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+    /// Empty when unset.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub metadata: String,
+    /// Empty when unset.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub description: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub format: String,
+    /// Secret fields are `None`: ngrok does not return them.
+    pub target: EventTarget,
+}
+
+/// One page of `GET /event_destinations` (`EventDestinationList`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventDestinationList {
+    #[serde(default)]
+    pub event_destinations: Vec<EventDestination>,
+    #[serde(default)]
+    pub uri: String,
+    /// Absolute URI of the next (older) page; `None` on the last page.
+    #[serde(default)]
+    pub next_page_uri: Option<String>,
+}
+
+/// A page of any list endpoint, so one pagination loop serves every resource.
+pub(crate) trait ListPage: DeserializeOwned {
+    type Item;
+    fn into_parts(self) -> (Vec<Self::Item>, Option<String>);
+}
+
+impl ListPage for EventDestinationList {
+    type Item = EventDestination;
+    fn into_parts(self) -> (Vec<EventDestination>, Option<String>) {
+        (self.event_destinations, self.next_page_uri)
+    }
+}
+
+/// Where events go (`EventTarget`): exactly one of the spec's target objects.
+///
+/// Serializes as `{"kinesis": {...}}`; deserializes from an object with exactly one non-null
+/// target (unknown or `null` siblings are ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", try_from = "RawEventTarget")]
+pub enum EventTarget {
+    Firehose(EventTargetFirehose),
+    Kinesis(EventTargetKinesis),
+    CloudwatchLogs(EventTargetCloudwatchLogs),
+    Datadog(EventTargetDatadog),
+    AzureLogsIngestion(EventTargetAzureLogsIngestion),
+}
+
+impl EventTarget {
+    /// The wire name of the target (`"kinesis"`, `"cloudwatch_logs"`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Firehose(_) => "firehose",
+            Self::Kinesis(_) => "kinesis",
+            Self::CloudwatchLogs(_) => "cloudwatch_logs",
+            Self::Datadog(_) => "datadog",
+            Self::AzureLogsIngestion(_) => "azure_logs_ingestion",
+        }
+    }
+
+    /// A copy with every secret field set to `None`: the part of a target ngrok shows back, so
+    /// a desired target can be compared with an observed one.
+    pub fn without_secrets(&self) -> Self {
+        let mut target = self.clone();
+        match &mut target {
+            Self::Firehose(t) => t.auth.clear_secrets(),
+            Self::Kinesis(t) => t.auth.clear_secrets(),
+            Self::CloudwatchLogs(t) => t.auth.clear_secrets(),
+            Self::Datadog(t) => t.api_key = None,
+            Self::AzureLogsIngestion(t) => t.client_secret = None,
+        }
+        target
+    }
+}
+
+/// The wire form of [`EventTarget`]: every key optional and possibly `null`.
+#[derive(Deserialize)]
+struct RawEventTarget {
+    #[serde(default)]
+    firehose: Option<EventTargetFirehose>,
+    #[serde(default)]
+    kinesis: Option<EventTargetKinesis>,
+    #[serde(default)]
+    cloudwatch_logs: Option<EventTargetCloudwatchLogs>,
+    #[serde(default)]
+    datadog: Option<EventTargetDatadog>,
+    #[serde(default)]
+    azure_logs_ingestion: Option<EventTargetAzureLogsIngestion>,
+}
+
+impl TryFrom<RawEventTarget> for EventTarget {
+    type Error = String;
+
+    fn try_from(raw: RawEventTarget) -> Result<Self, String> {
+        let set: Vec<EventTarget> = [
+            raw.firehose.map(Self::Firehose),
+            raw.kinesis.map(Self::Kinesis),
+            raw.cloudwatch_logs.map(Self::CloudwatchLogs),
+            raw.datadog.map(Self::Datadog),
+            raw.azure_logs_ingestion.map(Self::AzureLogsIngestion),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match <[EventTarget; 1]>::try_from(set) {
+            Ok([target]) => Ok(target),
+            Err(set) => Err(format!(
+                "an event target must have exactly one known target set, found {}",
+                set.len()
+            )),
+        }
+    }
+}
+
+/// Amazon Kinesis Data Firehose (`EventTargetFirehose`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventTargetFirehose {
+    pub auth: AwsAuth,
+    pub delivery_stream_arn: String,
+}
+
+/// Amazon Kinesis (`EventTargetKinesis`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventTargetKinesis {
+    pub auth: AwsAuth,
+    pub stream_arn: String,
+}
+
+/// Amazon CloudWatch Logs (`EventTargetCloudwatchLogs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventTargetCloudwatchLogs {
+    pub auth: AwsAuth,
+    pub log_group_arn: String,
+}
+
+/// Datadog (`EventTargetDatadog`). The spec marks no field required; the optional ones are
+/// omitted from requests when `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventTargetDatadog {
+    /// Withheld (`None`) in responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ddtags: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ddsite: Option<String>,
+}
+
+/// Azure Monitor logs ingestion (`EventTargetAzureLogsIngestion`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventTargetAzureLogsIngestion {
+    pub tenant_id: String,
+    pub client_id: String,
+    /// Withheld (`None`) in responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
+    pub logs_ingestion_uri: String,
+    pub data_collection_rule_id: String,
+    pub data_collection_stream_name: String,
+}
+
+/// How ngrok signs in to AWS (`AWSAuth`): exactly one of `role` or `creds`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", try_from = "RawAwsAuth")]
+pub enum AwsAuth {
+    Role(AwsRole),
+    Creds(AwsCredentials),
+}
+
+impl AwsAuth {
+    fn clear_secrets(&mut self) {
+        if let Self::Creds(creds) = self {
+            creds.aws_secret_access_key = None;
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawAwsAuth {
+    #[serde(default)]
+    role: Option<AwsRole>,
+    #[serde(default)]
+    creds: Option<AwsCredentials>,
+}
+
+impl TryFrom<RawAwsAuth> for AwsAuth {
+    type Error = String;
+
+    fn try_from(raw: RawAwsAuth) -> Result<Self, String> {
+        match (raw.role, raw.creds) {
+            (Some(role), None) => Ok(Self::Role(role)),
+            (None, Some(creds)) => Ok(Self::Creds(creds)),
+            (Some(_), Some(_)) => {
+                Err("AWS auth must have exactly one of role or creds, found both".into())
+            }
+            (None, None) => {
+                Err("AWS auth must have exactly one of role or creds, found neither".into())
+            }
+        }
+    }
+}
+
+/// An IAM role ngrok assumes (`AWSRole`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsRole {
+    pub role_arn: String,
+}
+
+/// A long-term AWS access key (`AWSCredentials`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsCredentials {
+    pub aws_access_key_id: String,
+    /// Always set in requests; withheld (`None`) in responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_secret_access_key: Option<Secret>,
+}
+
+/// Reads `null` as the type's default, for strings ngrok may return as `null` or `""`.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn kinesis_with_creds() -> EventTarget {
+        EventTarget::Kinesis(EventTargetKinesis {
+            auth: AwsAuth::Creds(AwsCredentials {
+                aws_access_key_id: "AKIA".into(),
+                aws_secret_access_key: Some(Secret::new("s3cr3t")),
+            }),
+            stream_arn: "arn:aws:kinesis:us-east-2:1:stream/s".into(),
+        })
+    }
+
+    #[test]
+    fn create_serializes_exactly_one_target_and_no_nulls() {
+        let mut create = EventDestinationCreate::new(kinesis_with_creds());
+        create.description = Some("d".into());
+        assert_eq!(
+            serde_json::to_value(&create).unwrap(),
+            json!({
+                "description": "d",
+                "format": "json",
+                "target": {"kinesis": {
+                    "auth": {"creds": {"aws_access_key_id": "AKIA", "aws_secret_access_key": "s3cr3t"}},
+                    "stream_arn": "arn:aws:kinesis:us-east-2:1:stream/s"
+                }}
+            })
+        );
+    }
+
+    #[test]
+    fn update_sends_only_set_fields() {
+        let update = EventDestinationUpdate {
+            description: Some("new".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&update).unwrap(),
+            r#"{"description":"new"}"#
+        );
+        assert!(EventDestinationUpdate::default().is_empty());
+        assert_eq!(
+            serde_json::to_string(&EventDestinationUpdate::default()).unwrap(),
+            "{}"
+        );
+    }
+
+    #[test]
+    fn response_with_null_siblings_and_withheld_secret_decodes() {
+        let destination: EventDestination = serde_json::from_value(json!({
+            "id": "ed_1", "uri": "u", "created_at": "2024-08-02T07:15:39Z",
+            "metadata": "", "description": null, "format": "json",
+            "target": {
+                "firehose": null, "cloudwatch_logs": null, "datadog": null, "azure_logs_ingestion": null,
+                "kinesis": {"auth": {"role": null, "creds": {"aws_access_key_id": "AKIA", "aws_secret_access_key": null}},
+                            "stream_arn": "arn:aws:kinesis:us-east-2:1:stream/s"}
+            }
+        }))
+        .unwrap();
+        assert_eq!(destination.description, "");
+        assert_eq!(destination.target, kinesis_with_creds().without_secrets());
+        assert_ne!(destination.target, kinesis_with_creds());
+    }
+
+    #[test]
+    fn ambiguous_targets_and_auth_are_rejected() {
+        let two_targets = json!({"kinesis": {"auth": {"role": {"role_arn": "r"}}, "stream_arn": "s"},
+                                 "firehose": {"auth": {"role": {"role_arn": "r"}}, "delivery_stream_arn": "s"}});
+        assert!(serde_json::from_value::<EventTarget>(two_targets).is_err());
+        assert!(serde_json::from_value::<EventTarget>(json!({"kinesis": null})).is_err());
+        let both = json!({"role": {"role_arn": "r"}, "creds": {"aws_access_key_id": "a"}});
+        assert!(serde_json::from_value::<AwsAuth>(both).is_err());
+        assert!(serde_json::from_value::<AwsAuth>(json!({})).is_err());
+    }
+}

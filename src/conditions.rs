@@ -1,0 +1,156 @@
+//! kstatus conditions (`Ready`, `Reconciling`, `Stalled`): what `kubectl wait`, Argo CD and
+//! Flux read. Pure functions: the same inputs give an equal list, so an unchanged state causes
+//! no status write.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::error::Error;
+
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+
+/// Reason of `Ready=True`.
+pub const SYNCED: &str = "Synced";
+/// Reason of `Ready=False` while paused by annotation.
+pub const PAUSED: &str = "Paused";
+
+/// Where a resource stands after a reconcile.
+#[derive(Debug)]
+pub enum Phase<'a> {
+    /// ngrok matches the spec.
+    Ready,
+    /// Work is under way (`Creating`, `Updating`, `Deleting`, `CreateQueued`…).
+    Progressing {
+        reason: &'static str,
+        message: String,
+    },
+    /// A reconcile failed; [`Error::is_stalled`] decides between Stalled and retrying.
+    Failed(&'a Error),
+    /// Paused by annotation: nothing is written to ngrok.
+    Paused,
+}
+
+impl Phase<'_> {
+    fn parts(&self) -> (bool, bool, bool, &'static str, String) {
+        // (ready, reconciling, stalled, reason, message)
+        match self {
+            Phase::Ready => (true, false, false, SYNCED, "The destination in ngrok matches the spec".into()),
+            Phase::Progressing { reason, message } => (false, true, false, reason, message.clone()),
+            Phase::Failed(error) if error.is_stalled() => (false, false, true, error.reason(), error.to_string()),
+            Phase::Failed(error) => (false, true, false, error.reason(), error.to_string()),
+            Phase::Paused => (
+                false,
+                false,
+                false,
+                PAUSED,
+                "Paused by annotation events.ngrok.io/paused: nothing is changed in ngrok until it is removed".into(),
+            ),
+        }
+    }
+}
+
+/// The three conditions for `phase` at `generation`. A condition keeps its previous
+/// `lastTransitionTime` unless its status changes.
+pub fn conditions(
+    previous: &[Condition],
+    generation: Option<i64>,
+    phase: &Phase,
+    now: &Time,
+) -> Vec<Condition> {
+    let (ready, reconciling, stalled, reason, message) = phase.parts();
+    [
+        (READY, ready),
+        (RECONCILING, reconciling),
+        (STALLED, stalled),
+    ]
+    .into_iter()
+    .map(|(type_, value)| {
+        let status = if value { "True" } else { "False" }.to_string();
+        let last_transition_time = previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| now.clone());
+        Condition {
+            type_: type_.to_string(),
+            status,
+            reason: reason.to_string(),
+            message: message.clone(),
+            observed_generation: generation,
+            last_transition_time,
+        }
+    })
+    .collect()
+}
+
+/// Whether a condition of this type is True.
+pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
+}
+
+/// The reason of a condition, if present.
+pub fn reason<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a str> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.reason.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time(seconds: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(seconds).unwrap())
+    }
+
+    #[test]
+    fn ready_sets_all_three_and_unchanged_state_is_identical() {
+        let first = conditions(&[], Some(3), &Phase::Ready, &time(10));
+        let summary: Vec<_> = first
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.observed_generation))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("Ready", "True", Some(3)),
+                ("Reconciling", "False", Some(3)),
+                ("Stalled", "False", Some(3))
+            ]
+        );
+        // A later pass with the same outcome yields the same list: no status write.
+        assert_eq!(conditions(&first, Some(3), &Phase::Ready, &time(99)), first);
+    }
+
+    #[test]
+    fn transition_time_moves_only_with_the_status() {
+        let ready = conditions(&[], Some(1), &Phase::Ready, &time(10));
+        let error = Error::SecretNotFound { name: "aws".into() };
+        let stalled = conditions(&ready, Some(2), &Phase::Failed(&error), &time(20));
+        let get = |cs: &[Condition], t: &str| cs.iter().find(|c| c.type_ == t).unwrap().clone();
+        assert_eq!(get(&stalled, STALLED).status, "True");
+        assert_eq!(get(&stalled, STALLED).reason, "SecretNotFound");
+        assert_eq!(
+            get(&stalled, STALLED).message,
+            r#"Secret "aws" does not exist in this namespace"#
+        );
+        assert_eq!(get(&stalled, STALLED).last_transition_time, time(20));
+        assert_eq!(get(&stalled, READY).last_transition_time, time(20));
+        // Reconciling stayed False: its time is kept.
+        assert_eq!(get(&stalled, RECONCILING).last_transition_time, time(10));
+    }
+
+    #[test]
+    fn transient_errors_reconcile_rather_than_stall() {
+        let error = Error::CreateQueued;
+        let cs = conditions(&[], Some(1), &Phase::Failed(&error), &time(1));
+        assert!(is_true(&cs, RECONCILING));
+        assert!(!is_true(&cs, STALLED));
+        assert!(!is_true(&cs, READY));
+        assert_eq!(reason(&cs, READY), Some("CreateQueued"));
+    }
+}

@@ -1,0 +1,372 @@
+//! Desired state and difference: pure functions of the spec and the secret values.
+//!
+//! This is the one place where a field of the `EventDestination` resource becomes a field of
+//! ngrok's API request, and where an observed destination is compared with the desired one.
+
+use ngrok_api::types::{
+    AwsAuth as WireAwsAuth, AwsCredentials, AwsRole, EventDestination as Observed,
+    EventDestinationCreate as Desired, EventDestinationUpdate, EventTarget,
+    EventTargetAzureLogsIngestion, EventTargetCloudwatchLogs, EventTargetDatadog,
+    EventTargetFirehose, EventTargetKinesis,
+};
+use sha2::{Digest, Sha256};
+
+use crate::crd::{self, AwsAuth, EventDestinationSpec, Target};
+use crate::error::{Error, Result};
+use crate::secrets::SecretValues;
+
+/// The create request for a spec, with its secrets resolved.
+///
+/// Fails when the spec breaks a limit of ngrok's that the CRD schema cannot express exactly
+/// (byte lengths: `maxLength` counts characters).
+pub fn destination(spec: &EventDestinationSpec, secrets: &SecretValues) -> Result<Desired> {
+    check_bytes(
+        "description",
+        spec.description.as_deref(),
+        crd::MAX_DESCRIPTION_BYTES,
+    )?;
+    check_bytes(
+        "metadata",
+        spec.metadata.as_deref(),
+        crd::MAX_METADATA_BYTES,
+    )?;
+    Ok(Desired {
+        description: spec.description.clone(),
+        metadata: spec.metadata.clone(),
+        format: match spec.format {
+            crd::Format::Json => ngrok_api::types::FORMAT_JSON.to_owned(),
+        },
+        target: target(&spec.target, secrets)?,
+    })
+}
+
+fn target(target: &Target, secrets: &SecretValues) -> Result<EventTarget> {
+    Ok(match target {
+        Target::Kinesis(t) => EventTarget::Kinesis(EventTargetKinesis {
+            stream_arn: t.stream_arn.clone(),
+            auth: aws_auth(&t.auth, secrets)?,
+        }),
+        Target::Firehose(t) => EventTarget::Firehose(EventTargetFirehose {
+            delivery_stream_arn: t.delivery_stream_arn.clone(),
+            auth: aws_auth(&t.auth, secrets)?,
+        }),
+        Target::CloudwatchLogs(t) => EventTarget::CloudwatchLogs(EventTargetCloudwatchLogs {
+            log_group_arn: t.log_group_arn.clone(),
+            auth: aws_auth(&t.auth, secrets)?,
+        }),
+        Target::Datadog(t) => EventTarget::Datadog(EventTargetDatadog {
+            api_key: Some(secrets.get(&t.api_key_ref)?.clone()),
+            ddsite: t.ddsite.clone(),
+            ddtags: t.ddtags.clone(),
+            service: t.service.clone(),
+        }),
+        Target::AzureLogsIngestion(t) => {
+            EventTarget::AzureLogsIngestion(EventTargetAzureLogsIngestion {
+                tenant_id: t.tenant_id.clone(),
+                client_id: t.client_id.clone(),
+                client_secret: Some(secrets.get(&t.client_secret_ref)?.clone()),
+                logs_ingestion_uri: t.logs_ingestion_uri.clone(),
+                data_collection_rule_id: t.data_collection_rule_id.clone(),
+                data_collection_stream_name: t.data_collection_stream_name.clone(),
+            })
+        }
+    })
+}
+
+fn aws_auth(auth: &AwsAuth, secrets: &SecretValues) -> Result<WireAwsAuth> {
+    Ok(match auth {
+        AwsAuth::Role(role) => WireAwsAuth::Role(AwsRole {
+            role_arn: role.role_arn.clone(),
+        }),
+        AwsAuth::Creds(creds) => WireAwsAuth::Creds(AwsCredentials {
+            // The access key id is not secret (ngrok shows it back), but it lives in the same
+            // Secret as its partner by convention, so it is read from there.
+            aws_access_key_id: secrets.get(&creds.access_key_id_ref)?.expose().to_owned(),
+            aws_secret_access_key: Some(secrets.get(&creds.secret_access_key_ref)?.clone()),
+        }),
+    })
+}
+
+fn check_bytes(field: &'static str, value: Option<&str>, max: usize) -> Result<()> {
+    match value {
+        Some(v) if v.len() > max => Err(Error::InvalidSpec {
+            field,
+            problem: format!(
+                "is {} bytes long; ngrok allows at most {max} bytes",
+                v.len()
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// What ngrok shows of a destination, normalised so that desired and observed compare equal
+/// exactly when nothing needs to change: no secrets (ngrok withholds them), and unset and empty
+/// strings alike (ngrok may answer either for a field that was never set).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+struct Visible {
+    description: String,
+    metadata: String,
+    format: String,
+    target: EventTarget,
+}
+
+impl Visible {
+    fn of_desired(desired: &Desired) -> Self {
+        Self {
+            description: desired.description.clone().unwrap_or_default(),
+            metadata: desired.metadata.clone().unwrap_or_default(),
+            format: desired.format.clone(),
+            target: visible_target(&desired.target),
+        }
+    }
+
+    fn of_observed(observed: &Observed) -> Self {
+        Self {
+            description: observed.description.clone(),
+            metadata: observed.metadata.clone(),
+            format: observed.format.clone(),
+            target: visible_target(&observed.target),
+        }
+    }
+}
+
+fn visible_target(target: &EventTarget) -> EventTarget {
+    let mut target = target.without_secrets();
+    if let EventTarget::Datadog(datadog) = &mut target {
+        for field in [
+            &mut datadog.ddsite,
+            &mut datadog.ddtags,
+            &mut datadog.service,
+        ] {
+            if field.as_deref() == Some("") {
+                *field = None;
+            }
+        }
+    }
+    target
+}
+
+/// The update that makes `observed` match `desired`: only the fields that differ, and the
+/// whole target (secrets included) when it differs or when the secrets must be sent again.
+pub fn changes(
+    desired: &Desired,
+    observed: &Observed,
+    resend_secrets: bool,
+) -> EventDestinationUpdate {
+    let (want, have) = (Visible::of_desired(desired), Visible::of_observed(observed));
+    EventDestinationUpdate {
+        // An unset description or metadata clears a value set in ngrok: the resource is the truth.
+        description: (want.description != have.description).then(|| want.description.clone()),
+        metadata: (want.metadata != have.metadata).then(|| want.metadata.clone()),
+        format: (want.format != have.format).then(|| want.format.clone()),
+        target: (want.target != have.target || resend_secrets).then(|| desired.target.clone()),
+    }
+}
+
+/// Hash of what a listing shows of a destination: how a destination whose create response was
+/// lost is recognised in a listing. Desired and observed fingerprints are equal exactly when
+/// [`changes`] (without resending secrets) would be empty.
+pub fn fingerprint(desired: &Desired) -> String {
+    hash(&Visible::of_desired(desired))
+}
+
+/// [`fingerprint`] of a destination as ngrok shows it.
+pub fn observed_fingerprint(observed: &Observed) -> String {
+    hash(&Visible::of_observed(observed))
+}
+
+fn hash(visible: &Visible) -> String {
+    let json = serde_json::to_vec(visible).expect("plain data always serializes");
+    hex::encode(&Sha256::digest(&json)[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use ngrok_api::Secret;
+    use serde_json::json;
+
+    use super::*;
+    use crate::crd::SecretKeyRef;
+
+    fn spec(value: serde_json::Value) -> EventDestinationSpec {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn secrets() -> SecretValues {
+        let r = |name: &str, key: &str| SecretKeyRef {
+            name: name.into(),
+            key: key.into(),
+        };
+        SecretValues::from_pairs([
+            (r("aws", "id"), Secret::new("AKIAEXAMPLE")),
+            (r("aws", "secret"), Secret::new("aws-secret-value")),
+            (r("dd", "key"), Secret::new("dd-secret-value")),
+            (r("az", "secret"), Secret::new("azure-secret-value")),
+        ])
+    }
+
+    fn creds() -> serde_json::Value {
+        json!({"creds": {"accessKeyIdRef": {"name": "aws", "key": "id"}, "secretAccessKeyRef": {"name": "aws", "key": "secret"}}})
+    }
+
+    /// The wire body of each target type, field for field.
+    #[test]
+    fn every_target_maps_to_the_wire_body() {
+        let cases = [
+            (
+                json!({"kinesis": {"streamArn": "arn:aws:kinesis:r:1:stream/s", "auth": {"role": {"roleArn": "arn:aws:iam::1:role/r"}}}}),
+                json!({"kinesis": {"stream_arn": "arn:aws:kinesis:r:1:stream/s", "auth": {"role": {"role_arn": "arn:aws:iam::1:role/r"}}}}),
+            ),
+            (
+                json!({"firehose": {"deliveryStreamArn": "arn:aws:firehose:r:1:deliverystream/s", "auth": creds()}}),
+                json!({"firehose": {"delivery_stream_arn": "arn:aws:firehose:r:1:deliverystream/s",
+                    "auth": {"creds": {"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "aws-secret-value"}}}}),
+            ),
+            (
+                json!({"cloudwatchLogs": {"logGroupArn": "arn:aws:logs:r:1:log-group:g", "auth": creds()}}),
+                json!({"cloudwatch_logs": {"log_group_arn": "arn:aws:logs:r:1:log-group:g",
+                    "auth": {"creds": {"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "aws-secret-value"}}}}),
+            ),
+            (
+                json!({"datadog": {"apiKeyRef": {"name": "dd", "key": "key"}, "ddsite": "datadoghq.eu", "ddtags": "env:dev", "service": "ngrok"}}),
+                json!({"datadog": {"api_key": "dd-secret-value", "ddsite": "datadoghq.eu", "ddtags": "env:dev", "service": "ngrok"}}),
+            ),
+            (
+                json!({"datadog": {"apiKeyRef": {"name": "dd", "key": "key"}}}),
+                json!({"datadog": {"api_key": "dd-secret-value"}}),
+            ),
+            (
+                json!({"azureLogsIngestion": {"tenantId": "t", "clientId": "c", "clientSecretRef": {"name": "az", "key": "secret"},
+                    "logsIngestionUri": "https://x", "dataCollectionRuleId": "dcr-1", "dataCollectionStreamName": "Custom-X"}}),
+                json!({"azure_logs_ingestion": {"tenant_id": "t", "client_id": "c", "client_secret": "azure-secret-value",
+                    "logs_ingestion_uri": "https://x", "data_collection_rule_id": "dcr-1", "data_collection_stream_name": "Custom-X"}}),
+            ),
+        ];
+        for (target, wire) in cases {
+            let desired = destination(
+                &spec(json!({"description": "d", "metadata": "{\"a\":1}", "target": target})),
+                &secrets(),
+            )
+            .unwrap();
+            assert_eq!(
+                serde_json::to_value(&desired).unwrap(),
+                json!({"description": "d", "metadata": "{\"a\":1}", "format": "json", "target": wire})
+            );
+        }
+    }
+
+    #[test]
+    fn unset_optional_fields_are_not_sent() {
+        let desired = destination(&spec(json!({"target": {"kinesis": {"streamArn": "arn:s", "auth": {"role": {"roleArn": "arn:r"}}}}})), &secrets()).unwrap();
+        let body = serde_json::to_value(&desired).unwrap();
+        assert_eq!(
+            body.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["format", "target"]
+        );
+    }
+
+    #[test]
+    fn byte_limits_are_checked_in_bytes() {
+        // 128 two-byte characters: 128 characters (the schema allows it), 256 bytes (ngrok does not).
+        let description = "é".repeat(128);
+        let err = destination(&spec(json!({"description": description, "target": {"kinesis": {"streamArn": "arn:s", "auth": {"role": {"roleArn": "arn:r"}}}}})), &secrets()).unwrap_err();
+        assert_eq!(err.reason(), "InvalidSpec");
+        assert_eq!(
+            err.to_string(),
+            "spec.description is 256 bytes long; ngrok allows at most 255 bytes"
+        );
+        let metadata = "m".repeat(4097);
+        let err = destination(&spec(json!({"metadata": metadata, "target": {"kinesis": {"streamArn": "arn:s", "auth": {"role": {"roleArn": "arn:r"}}}}})), &secrets()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("spec.metadata is 4097 bytes long")
+        );
+    }
+
+    #[test]
+    fn a_missing_secret_value_names_secret_and_key() {
+        let err = destination(
+            &spec(json!({"target": {"datadog": {"apiKeyRef": {"name": "other", "key": "k"}}}})),
+            &secrets(),
+        )
+        .unwrap_err();
+        assert_eq!(err.reason(), "SecretKeyNotFound");
+    }
+
+    fn observed_from(desired: &Desired) -> Observed {
+        Observed {
+            id: "ed_1".into(),
+            uri: "u".into(),
+            created_at: "2024-08-02T07:15:39Z".into(),
+            metadata: desired.metadata.clone().unwrap_or_default(),
+            description: desired.description.clone().unwrap_or_default(),
+            format: desired.format.clone(),
+            target: desired.target.without_secrets(),
+        }
+    }
+
+    #[test]
+    fn in_sync_means_no_changes_and_equal_fingerprints() {
+        for target in [
+            json!({"kinesis": {"streamArn": "arn:s", "auth": creds()}}),
+            json!({"datadog": {"apiKeyRef": {"name": "dd", "key": "key"}}}),
+        ] {
+            let desired = destination(&spec(json!({"target": target})), &secrets()).unwrap();
+            let observed = observed_from(&desired);
+            assert!(changes(&desired, &observed, false).is_empty());
+            assert_eq!(fingerprint(&desired), observed_fingerprint(&observed));
+        }
+    }
+
+    #[test]
+    fn empty_strings_in_ngrok_equal_unset_fields() {
+        let desired = destination(
+            &spec(json!({"target": {"datadog": {"apiKeyRef": {"name": "dd", "key": "key"}}}})),
+            &secrets(),
+        )
+        .unwrap();
+        let mut observed = observed_from(&desired);
+        if let EventTarget::Datadog(d) = &mut observed.target {
+            d.ddsite = Some(String::new());
+        }
+        assert!(changes(&desired, &observed, false).is_empty());
+    }
+
+    #[test]
+    fn changes_carry_only_what_differs() {
+        let desired = destination(&spec(json!({"description": "new", "target": {"kinesis": {"streamArn": "arn:s", "auth": creds()}}})), &secrets()).unwrap();
+        let mut observed = observed_from(&desired);
+        observed.description = "old".into();
+        observed.metadata = "set in the dashboard".into();
+        let update = changes(&desired, &observed, false);
+        assert_eq!(
+            serde_json::to_value(&update).unwrap(),
+            json!({"description": "new", "metadata": ""})
+        );
+        assert_ne!(fingerprint(&desired), observed_fingerprint(&observed));
+
+        // A rotated secret sends the whole target again, and nothing else.
+        let update = changes(&desired, &observed_from(&desired), true);
+        assert_eq!(
+            serde_json::to_value(&update).unwrap(),
+            json!({"target": {"kinesis": {"stream_arn": "arn:s", "auth": {"creds": {"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "aws-secret-value"}}}}})
+        );
+    }
+
+    #[test]
+    fn fingerprints_ignore_secret_values() {
+        let other_secrets = SecretValues::from_pairs([(
+            SecretKeyRef {
+                name: "dd".into(),
+                key: "key".into(),
+            },
+            Secret::new("rotated"),
+        )]);
+        let s = spec(json!({"target": {"datadog": {"apiKeyRef": {"name": "dd", "key": "key"}}}}));
+        assert_eq!(
+            fingerprint(&destination(&s, &secrets()).unwrap()),
+            fingerprint(&destination(&s, &other_secrets).unwrap())
+        );
+    }
+}

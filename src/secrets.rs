@@ -1,0 +1,250 @@
+//! Reading the Secret keys a resource references, at reconcile time.
+//!
+//! Values are fetched with a GET per Secret when needed and never cached: the controller only
+//! watches Secrets' metadata (to know when to reconcile), so no secret data sits in its memory
+//! between reconciles.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+
+use hmac::{KeyInit, Mac};
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::reflector::ObjectRef;
+use ngrok_api::Secret;
+
+use crate::crd::{EventDestination, SecretKeyRef};
+use crate::error::{Error, Result};
+
+/// The values of a resource's Secret refs.
+#[derive(Debug, Default, Clone)]
+pub struct SecretValues {
+    values: BTreeMap<SecretKeyRef, Secret>,
+}
+
+impl SecretValues {
+    /// Values for tests and for callers that already hold them.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (SecretKeyRef, Secret)>) -> Self {
+        Self {
+            values: pairs.into_iter().collect(),
+        }
+    }
+
+    /// The value of a ref that [`resolve`] was asked for.
+    pub fn get(&self, reference: &SecretKeyRef) -> Result<&Secret> {
+        self.values
+            .get(reference)
+            .ok_or_else(|| Error::SecretKeyNotFound {
+                name: reference.name.clone(),
+                key: reference.key.clone(),
+            })
+    }
+
+    /// HMAC-SHA256 of every value, keyed with the account's API key, hex encoded. It changes
+    /// when any value changes; without the API key it does not help to guess a value.
+    pub fn keyed_hash(&self, api_key: &Secret) -> String {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(api_key.expose().as_bytes())
+            .expect("HMAC accepts keys of any length");
+        for (reference, value) in &self.values {
+            // Length-prefixed, so that no two different sets of values hash alike.
+            for part in [
+                reference.name.as_str(),
+                reference.key.as_str(),
+                value.expose(),
+            ] {
+                mac.update(&(part.len() as u64).to_be_bytes());
+                mac.update(part.as_bytes());
+            }
+        }
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+/// Reads every ref from Secrets in the resource's namespace (`api` is namespaced).
+pub async fn resolve(api: &Api<KubeSecret>, refs: &[&SecretKeyRef]) -> Result<SecretValues> {
+    let mut values = BTreeMap::new();
+    let mut secrets: BTreeMap<&str, KubeSecret> = BTreeMap::new();
+    for reference in refs {
+        if !secrets.contains_key(reference.name.as_str()) {
+            let secret =
+                api.get_opt(&reference.name)
+                    .await?
+                    .ok_or_else(|| Error::SecretNotFound {
+                        name: reference.name.clone(),
+                    })?;
+            secrets.insert(&reference.name, secret);
+        }
+        let value = value_of(&secrets[reference.name.as_str()], reference)?;
+        values.insert((*reference).clone(), value);
+    }
+    Ok(SecretValues { values })
+}
+
+fn value_of(secret: &KubeSecret, reference: &SecretKeyRef) -> Result<Secret> {
+    let invalid = |problem| Error::SecretValueInvalid {
+        name: reference.name.clone(),
+        key: reference.key.clone(),
+        problem,
+    };
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get(&reference.key))
+        .ok_or_else(|| Error::SecretKeyNotFound {
+            name: reference.name.clone(),
+            key: reference.key.clone(),
+        })?;
+    let value = String::from_utf8(bytes.0.clone()).map_err(|_| invalid("is not valid UTF-8"))?;
+    if value.is_empty() {
+        return Err(invalid("is empty"));
+    }
+    Ok(Secret::new(value))
+}
+
+/// An ngrok API key read from a Secret or a file: surrounding whitespace (the trailing newline
+/// of `kubectl create secret --from-file` or `echo`) is never part of a key.
+pub fn api_key_from(value: &Secret) -> Secret {
+    Secret::new(value.expose().trim())
+}
+
+/// Secret (namespace, name) → the resources that reference it. Filled in by reconciles, so a
+/// Secret event costs a lookup rather than a scan of every resource.
+#[derive(Default)]
+pub struct SecretIndex {
+    by_secret: Mutex<HashMap<SecretName, HashSet<ObjectRef<EventDestination>>>>,
+    by_resource: Mutex<HashMap<ObjectRef<EventDestination>, Vec<SecretName>>>,
+}
+
+/// A Secret's namespace and name.
+type SecretName = (String, String);
+
+impl SecretIndex {
+    /// Records the Secrets a resource references now (replacing what it referenced before).
+    pub fn record(&self, destination: &EventDestination) {
+        let namespace = destination.namespace().unwrap_or_default();
+        let object_ref = ObjectRef::from_obj(destination);
+        let secrets: Vec<SecretName> = destination
+            .spec
+            .api_key_ref
+            .iter()
+            .chain(destination.spec.target.secret_refs())
+            .map(|r| (namespace.clone(), r.name.clone()))
+            .collect();
+        self.forget(&object_ref);
+        let mut by_secret = self.by_secret.lock().expect("index lock");
+        for secret in &secrets {
+            by_secret
+                .entry(secret.clone())
+                .or_default()
+                .insert(object_ref.clone());
+        }
+        self.by_resource
+            .lock()
+            .expect("index lock")
+            .insert(object_ref, secrets);
+    }
+
+    /// Forgets a resource.
+    pub fn forget(&self, object_ref: &ObjectRef<EventDestination>) {
+        let Some(secrets) = self
+            .by_resource
+            .lock()
+            .expect("index lock")
+            .remove(object_ref)
+        else {
+            return;
+        };
+        let mut by_secret = self.by_secret.lock().expect("index lock");
+        for secret in secrets {
+            if let Some(refs) = by_secret.get_mut(&secret) {
+                refs.remove(object_ref);
+                if refs.is_empty() {
+                    by_secret.remove(&secret);
+                }
+            }
+        }
+    }
+
+    /// The resources that reference a Secret.
+    pub fn referencing(&self, namespace: &str, name: &str) -> Vec<ObjectRef<EventDestination>> {
+        let by_secret = self.by_secret.lock().expect("index lock");
+        by_secret
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|refs| refs.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(name: &str, key: &str) -> SecretKeyRef {
+        SecretKeyRef {
+            name: name.into(),
+            key: key.into(),
+        }
+    }
+
+    #[test]
+    fn keyed_hash_changes_with_any_value_and_with_the_key() {
+        let values = |v: &str| {
+            SecretValues::from_pairs([
+                (reference("aws", "id"), Secret::new("AKIA")),
+                (reference("aws", "secret"), Secret::new(v)),
+            ])
+        };
+        let key = Secret::new("api-key");
+        assert_eq!(values("a").keyed_hash(&key), values("a").keyed_hash(&key));
+        assert_ne!(values("a").keyed_hash(&key), values("b").keyed_hash(&key));
+        assert_ne!(
+            values("a").keyed_hash(&key),
+            values("a").keyed_hash(&Secret::new("other-key"))
+        );
+        assert_eq!(values("a").keyed_hash(&key).len(), 64);
+    }
+
+    #[test]
+    fn debug_output_never_shows_values() {
+        let values =
+            SecretValues::from_pairs([(reference("dd", "api-key"), Secret::new("dd-value-123"))]);
+        let printed = format!("{values:?} {values:#?}");
+        assert!(!printed.contains("dd-value-123"), "{printed}");
+        assert!(printed.contains("api-key"));
+    }
+
+    #[test]
+    fn missing_and_invalid_values_name_secret_and_key() {
+        let secret = KubeSecret {
+            data: Some(
+                [
+                    ("empty".to_string(), k8s_openapi::ByteString(vec![])),
+                    ("bin".to_string(), k8s_openapi::ByteString(vec![0xff])),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        let err = value_of(&secret, &reference("s", "nope")).unwrap_err();
+        assert_eq!(err.to_string(), r#"Secret "s" has no key "nope""#);
+        assert_eq!(err.reason(), "SecretKeyNotFound");
+        assert_eq!(
+            value_of(&secret, &reference("s", "empty"))
+                .unwrap_err()
+                .to_string(),
+            r#"Secret "s" key "empty" is empty"#
+        );
+        assert_eq!(
+            value_of(&secret, &reference("s", "bin"))
+                .unwrap_err()
+                .reason(),
+            "SecretValueInvalid"
+        );
+    }
+
+    #[test]
+    fn api_keys_lose_surrounding_whitespace() {
+        assert_eq!(api_key_from(&Secret::new("  key\n")).expose(), "key");
+    }
+}
