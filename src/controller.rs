@@ -9,6 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::api::{Api, ListParams, PartialObjectMeta};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
@@ -89,14 +90,7 @@ pub async fn run(
         secret_index,
     });
 
-    let ready_store = store.clone();
-    let ready = health.clone();
-    tokio::spawn(async move {
-        if ready_store.wait_until_ready().await.is_ok() {
-            info!("caches are in sync; ready");
-            ready.set_ready(true);
-        }
-    });
+    tokio::spawn(mark_ready_when_synced(store.clone(), health.clone()));
 
     info!(namespace = settings.namespace.as_deref().unwrap_or("<all>"), drift_interval = ?settings.drift_interval, concurrency = settings.concurrency, "starting the EventDestination controller");
     controller
@@ -115,6 +109,24 @@ pub async fn run(
     health.set_ready(false);
     info!("controller stopped");
     Ok(())
+}
+
+/// Sets readiness once the controller's cache holds every EventDestination.
+///
+/// The store's readiness future keeps only the waker of whoever polled it last, and the
+/// controller's own runner waits on it too; waiting in short slices re-registers ours.
+async fn mark_ready_when_synced(store: Store<EventDestination>, health: Health) {
+    loop {
+        match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+            Ok(Ok(())) => {
+                info!("caches are in sync; ready");
+                health.set_ready(true);
+                return;
+            }
+            Ok(Err(_)) => return,
+            Err(_) => continue,
+        }
+    }
 }
 
 /// Counts of resources by state, for the `resources` gauge (computed at scrape time).
