@@ -1,13 +1,28 @@
 #!/usr/bin/env bash
-# The demo: a local Kubernetes API server (or yours, when KUBECONFIG is set), the
-# EventDestination CRD, and every example in examples/, shown with `kubectl get ned`.
-#   --once   show the result and exit (used by scripts/test.sh), instead of waiting for Ctrl-C
+# The demo: ngrok Event Destinations managed from Kubernetes, end to end on this machine.
+#
+#   1. a Kubernetes API server: the local test bed (or yours, when KUBECONFIG is set);
+#   2. ngrok's API: the bundled emulator (or the real API, when NGROK_API_KEY is set);
+#   3. the EventDestination CRD, the operator, and every example in examples/;
+#   4. `kubectl get ned` with the ids ngrok assigned and Ready=True.
+#
+#   --once   show the result and exit (scripts/test.sh runs it this way), instead of waiting for Ctrl-C
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 once=false
 [[ "${1:-}" == "--once" ]] && once=true
 NAMESPACE=${DEMO_NAMESPACE:-ngrok-demo}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+step "building the operator and the ngrok API emulator"
+cargo build -q --locked -p ngrok-events-operator -p ngrok-api-emulator -p testbed --bins
 
 if [[ -n "${KUBECONFIG:-}" ]]; then
   step "using the cluster of KUBECONFIG=$KUBECONFIG"
@@ -15,26 +30,51 @@ else
   step "installing the local test bed (first run on a machine: builds kube-apiserver, ~6 minutes)"
   bash testbed/install.sh >/dev/null
   step "starting a local kube-apiserver, kube-controller-manager and etcd on 127.0.0.1"
-  start_testbed "$(mktemp -d)/kubeconfig"
+  start_testbed "$work/kubeconfig"
+  pids+=("$TESTBED_PID")
+fi
+
+if [[ -n "${NGROK_API_KEY:-}" ]]; then
+  api_url=${NGROK_API_URL:-https://api.ngrok.com}
+  step "using ngrok's API at $api_url with your NGROK_API_KEY (the examples' ARNs are placeholders: ngrok may refuse them)"
+else
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  export NGROK_API_KEY="demo-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  api_url="http://127.0.0.1:$port"
+  step "starting the ngrok API emulator on $api_url"
+  "$TARGET_DIR/debug/ngrok-api-emulator" --listen "127.0.0.1:$port" --latency-ms 50 >"$work/emulator.log" 2>&1 &
+  pids+=($!)
 fi
 
 step "installing the CRD from crds/"
 kubectl apply -f crds/
 kubectl wait --for=condition=Established --timeout=60s crd/eventdestinations.events.ngrok.io
 
+step "starting the operator (logs: $work/operator.log)"
+"$TARGET_DIR/debug/ngrok-events-operator" run --api-url "$api_url" --metrics-addr 127.0.0.1:0 >"$work/operator.log" 2>&1 &
+pids+=($!)
+
 step "applying examples/ into namespace $NAMESPACE"
 kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f -
 kubectl apply -n "$NAMESPACE" -f examples/
 
-step "kubectl get ned -n $NAMESPACE"
-kubectl get ned -n "$NAMESPACE"
-echo
-echo "The resources are stored and validated by the API server. The reconciler that creates them"
-echo "in ngrok, and fills in ID and Ready, arrives with the 'run' command."
+step "waiting until every destination is Ready"
+if ! kubectl wait -n "$NAMESPACE" --for=condition=Ready ned --all --timeout=60s; then
+  kubectl get ned -n "$NAMESPACE" -o wide
+  echo "--- operator log ---"; tail -n 30 "$work/operator.log"
+  exit 1
+fi
+
+step "kubectl get ned -n $NAMESPACE -o wide"
+kubectl get ned -n "$NAMESPACE" -o wide
 
 if ! $once; then
   echo
-  echo "Try it yourself in another terminal:  export KUBECONFIG=$KUBECONFIG"
+  echo "Each row is a destination in ngrok's API, created by the operator; its ed_ id is in the ID column."
+  echo "Try it in another terminal:"
+  echo "  export KUBECONFIG=$KUBECONFIG"
+  echo "  kubectl describe ned -n $NAMESPACE kinesis-role"
+  echo "  kubectl delete ned -n $NAMESPACE kinesis-role    # deletes it in ngrok too"
   echo "Stop the demo with Ctrl-C."
   while true; do sleep 3600; done
 fi

@@ -87,6 +87,7 @@ pub async fn run(
         failures: Default::default(),
         refused: Default::default(),
         last_account: Default::default(),
+        statuses: Default::default(),
         secret_index,
     });
 

@@ -181,6 +181,89 @@ fn hash(visible: &Visible) -> String {
     hex::encode(&Sha256::digest(&json)[..16])
 }
 
+/// The spec that describes an existing destination, for `import`: the inverse of
+/// [`destination`]. ngrok never returns secret values, so every secret becomes a ref to a key
+/// of one Secret, `secret_name`, which the user creates; the keys are listed in the result.
+pub fn spec_from_remote(
+    remote: &Observed,
+    secret_name: &str,
+) -> (EventDestinationSpec, Vec<ImportedSecretKey>) {
+    let mut keys = Vec::new();
+    let mut secret_ref = |key: &str, hint: Option<String>| {
+        keys.push(ImportedSecretKey {
+            key: key.to_string(),
+            known_value: hint,
+        });
+        crd::SecretKeyRef {
+            name: secret_name.to_string(),
+            key: key.to_string(),
+        }
+    };
+    let mut aws_auth = |auth: &WireAwsAuth| match auth {
+        WireAwsAuth::Role(role) => AwsAuth::Role(crd::AwsRole {
+            role_arn: role.role_arn.clone(),
+        }),
+        WireAwsAuth::Creds(creds) => AwsAuth::Creds(crd::AwsCreds {
+            // The access key id is not secret and ngrok shows it: the user can copy it.
+            access_key_id_ref: secret_ref(
+                "aws-access-key-id",
+                Some(creds.aws_access_key_id.clone()),
+            ),
+            secret_access_key_ref: secret_ref("aws-secret-access-key", None),
+        }),
+    };
+    let target = match &remote.target {
+        EventTarget::Kinesis(t) => Target::Kinesis(crd::KinesisTarget {
+            stream_arn: t.stream_arn.clone(),
+            auth: aws_auth(&t.auth),
+        }),
+        EventTarget::Firehose(t) => Target::Firehose(crd::FirehoseTarget {
+            delivery_stream_arn: t.delivery_stream_arn.clone(),
+            auth: aws_auth(&t.auth),
+        }),
+        EventTarget::CloudwatchLogs(t) => Target::CloudwatchLogs(crd::CloudwatchLogsTarget {
+            log_group_arn: t.log_group_arn.clone(),
+            auth: aws_auth(&t.auth),
+        }),
+        EventTarget::Datadog(t) => {
+            let non_empty = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+            Target::Datadog(crd::DatadogTarget {
+                api_key_ref: secret_ref("datadog-api-key", None),
+                ddsite: non_empty(&t.ddsite),
+                ddtags: non_empty(&t.ddtags),
+                service: non_empty(&t.service),
+            })
+        }
+        EventTarget::AzureLogsIngestion(t) => {
+            Target::AzureLogsIngestion(crd::AzureLogsIngestionTarget {
+                tenant_id: t.tenant_id.clone(),
+                client_id: t.client_id.clone(),
+                client_secret_ref: secret_ref("azure-client-secret", None),
+                logs_ingestion_uri: t.logs_ingestion_uri.clone(),
+                data_collection_rule_id: t.data_collection_rule_id.clone(),
+                data_collection_stream_name: t.data_collection_stream_name.clone(),
+            })
+        }
+    };
+    let spec = EventDestinationSpec {
+        description: Some(remote.description.clone()).filter(|d| !d.is_empty()),
+        metadata: Some(remote.metadata.clone()).filter(|m| !m.is_empty()),
+        format: crd::Format::Json,
+        deletion_policy: crd::DeletionPolicy::default(),
+        api_key_ref: None,
+        target,
+    };
+    (spec, keys)
+}
+
+/// A key the user must put into the Secret an imported resource references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedSecretKey {
+    pub key: String,
+    /// A value ngrok shows (the AWS access key id); secret values are never known.
+    pub known_value: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use ngrok_api::Secret;
@@ -352,6 +435,31 @@ mod tests {
             serde_json::to_value(&update).unwrap(),
             json!({"target": {"kinesis": {"stream_arn": "arn:s", "auth": {"creds": {"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "aws-secret-value"}}}}})
         );
+    }
+
+    #[test]
+    fn an_imported_spec_maps_back_to_the_same_destination() {
+        for target in [
+            json!({"kinesis": {"streamArn": "arn:s", "auth": {"creds": {"accessKeyIdRef": {"name": "x-credentials", "key": "aws-access-key-id"}, "secretAccessKeyRef": {"name": "x-credentials", "key": "aws-secret-access-key"}}}}}),
+            json!({"firehose": {"deliveryStreamArn": "arn:f", "auth": {"role": {"roleArn": "arn:r"}}}}),
+            json!({"datadog": {"apiKeyRef": {"name": "x-credentials", "key": "datadog-api-key"}, "ddsite": "datadoghq.eu"}}),
+            json!({"azureLogsIngestion": {"tenantId": "t", "clientId": "c", "clientSecretRef": {"name": "x-credentials", "key": "azure-client-secret"},
+                "logsIngestionUri": "https://x", "dataCollectionRuleId": "d", "dataCollectionStreamName": "s"}}),
+        ] {
+            let original =
+                spec(json!({"description": "d", "metadata": "not json", "target": target}));
+            let values = SecretValues::from_pairs(
+                original
+                    .target
+                    .secret_refs()
+                    .into_iter()
+                    .map(|r| (r.clone(), Secret::new("v"))),
+            );
+            let remote = observed_from(&destination(&original, &values).unwrap());
+            let (imported, keys) = spec_from_remote(&remote, "x-credentials");
+            assert_eq!(imported, original);
+            assert_eq!(keys.len(), original.target.secret_refs().len());
+        }
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub enum Error {
     #[error("adopt-id {id} does not exist in ngrok")]
     AdoptTargetNotFound { id: String },
 
+    #[error("adopt-id {id} is already managed by EventDestination {owner}")]
+    AdoptTargetInUse { id: String, owner: String },
+
     #[error("waiting for another resource with identical content to finish creating")]
     CreateQueued,
 
@@ -83,6 +86,7 @@ impl Error {
             Error::NgrokUnknownOutcome(_) => "NgrokUnknownOutcome",
             Error::AmbiguousCreate { .. } => "AmbiguousCreate",
             Error::AdoptTargetNotFound { .. } => "AdoptTargetNotFound",
+            Error::AdoptTargetInUse { .. } => "AdoptTargetInUse",
             Error::CreateQueued => "CreateQueued",
             Error::Kube(_) => "KubernetesError",
             Error::Finalizer(inner) => match inner.as_ref() {
@@ -105,7 +109,8 @@ impl Error {
             | Error::NgrokRejected(_)
             | Error::NgrokAuthentication(_)
             | Error::AmbiguousCreate { .. }
-            | Error::AdoptTargetNotFound { .. } => true,
+            | Error::AdoptTargetNotFound { .. }
+            | Error::AdoptTargetInUse { .. } => true,
             Error::NgrokUnavailable(_)
             | Error::NgrokUnknownOutcome(_)
             | Error::CreateQueued

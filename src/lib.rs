@@ -11,6 +11,7 @@ pub mod crd;
 pub mod desired;
 pub mod error;
 pub mod http;
+pub mod import;
 pub mod leader;
 pub mod reconcile;
 pub mod secrets;

@@ -33,6 +33,22 @@ enum Command {
     /// Run the operator. The ngrok API key comes from env NGROK_API_KEY or --api-key-file
     /// (never from a flag, which would show in the process list).
     Run(RunArgs),
+    /// Print the destinations of an ngrok account as EventDestination YAML that adopts them
+    /// (annotation events.ngrok.io/adopt-id), for moving from the dashboard or Terraform.
+    Import(ImportArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ImportArgs {
+    /// Namespace of the printed resources.
+    #[arg(long)]
+    namespace: String,
+    /// ngrok API root.
+    #[arg(long, env = "NGROK_API_URL", default_value = ngrok_api::DEFAULT_BASE_URL)]
+    api_url: String,
+    /// File holding the ngrok API key (else env NGROK_API_KEY).
+    #[arg(long, env = "NGROK_API_KEY_FILE")]
+    api_key_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -76,6 +92,10 @@ struct RunArgs {
         default_value = "ngrok-events-operator"
     )]
     leader_election_lease: String,
+    /// How long a leader's lease stays valid after its last renewal, in whole seconds, at
+    /// least 2 s: how long a crashed leader blocks its successor (`15s`).
+    #[arg(long, env = "LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    leader_election_lease_duration: Duration,
 }
 
 #[tokio::main]
@@ -89,6 +109,18 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Run(args) => run(args).await?,
+        Command::Import(args) => {
+            let api_key = operator_api_key(args.api_key_file.as_deref())?
+                .context("import needs NGROK_API_KEY or --api-key-file")?;
+            let config = ngrok_api::ClientConfig::new(api_key)
+                .with_base_url(&args.api_url)
+                .context("--api-url")?;
+            let client = ngrok_api::Client::new(config)?;
+            print!(
+                "{}",
+                ngrok_events_operator::import::import(&client, &args.namespace).await?
+            );
+        }
     }
     Ok(())
 }
@@ -154,7 +186,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             &namespace,
             &args.leader_election_lease,
             settings.instance.clone(),
-        );
+        )
+        .with_lease_duration(args.leader_election_lease_duration);
         let (metrics, health) = (metrics.clone(), health.clone());
         election
             .run_as_leader(shutdown.clone(), Some(metrics.clone()), move |token| {

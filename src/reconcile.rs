@@ -63,6 +63,8 @@ pub struct Context {
     /// The account of each resource's last reconcile, so that cleanup can still reach ngrok when
     /// the Secret holding the API key was deleted first (as in a namespace deletion).
     pub last_account: Mutex<HashMap<ObjectRef<EventDestination>, Arc<Account>>>,
+    /// The status this process last wrote, by resource uid (see `Reconciliation::new`).
+    pub statuses: Mutex<HashMap<String, EventDestinationStatus>>,
     /// Which resources reference which Secrets, to map a changed Secret to them.
     pub secret_index: Arc<SecretIndex>,
 }
@@ -147,12 +149,21 @@ struct Reconciliation<'a> {
 
 impl<'a> Reconciliation<'a> {
     fn new(destination: &'a EventDestination, ctx: &'a Context) -> Self {
-        let status = destination.status.clone().unwrap_or_default();
+        // The operator is the only writer of this status, so what it last wrote is the truth;
+        // the cache may still hold an older copy (a reconcile queued by our own intermediate
+        // write can start before the final write reaches the cache).
+        let written = ctx
+            .statuses
+            .lock()
+            .expect("statuses lock")
+            .get(&destination.uid().unwrap_or_default())
+            .cloned()
+            .or_else(|| destination.status.clone());
         Self {
             destination,
             ctx,
-            written: destination.status.clone(),
-            status,
+            status: written.clone().unwrap_or_default(),
+            written,
             events: Vec::new(),
             inputs_hash: None,
         }
@@ -217,6 +228,10 @@ impl<'a> Reconciliation<'a> {
         )
         .await?;
         self.written = Some(self.status.clone());
+        self.ctx.statuses.lock().expect("statuses lock").insert(
+            self.destination.uid().unwrap_or_default(),
+            self.status.clone(),
+        );
         Ok(())
     }
 
@@ -293,6 +308,7 @@ async fn sync(r: &mut Reconciliation<'_>) -> Result<Synced> {
     let account = account_for(r.ctx, destination, &secrets_api).await?;
     let values = secrets::resolve(&secrets_api, &destination.spec.target.secret_refs()).await?;
     let secrets_hash = values.keyed_hash(account.api_key());
+    let values_empty = values.is_empty();
     r.inputs_hash = Some(secrets_hash.clone());
     let desired = desired::destination(&destination.spec, &values)?;
     r.ctx
@@ -322,10 +338,13 @@ async fn sync(r: &mut Reconciliation<'_>) -> Result<Synced> {
     if is_paused(destination) {
         return Ok(Synced::Paused);
     }
-    let id = match r.status.id.clone() {
-        Some(id) => id,
+    let (id, adopted) = match r.status.id.clone() {
+        Some(id) => (id, None),
         None => match destination.annotations().get(ADOPT_ID_ANNOTATION) {
-            Some(adopt_id) => adopt(r, &account, adopt_id).await?,
+            Some(adopt_id) => {
+                let remote = adopt(r, &account, adopt_id).await?;
+                (remote.id.clone(), Some(remote))
+            }
             None => {
                 create(r, &account, &desired, &secrets_hash).await?;
                 return Ok(Synced::Ready {
@@ -339,9 +358,13 @@ async fn sync(r: &mut Reconciliation<'_>) -> Result<Synced> {
         && r.status.secrets_hash.as_deref() == Some(secrets_hash.as_str())
         && conditions::is_true(&r.status.conditions, conditions::READY);
     let interval = drift_interval(r);
-    let remote = if in_sync {
+    let remote = if adopted.is_some() {
+        adopted
+    } else if in_sync {
         let verified = account.verified_at(&id);
-        if verified.is_some_and(|at| at.elapsed() < interval) {
+        // Checked recently (this reconcile comes from a status write or a label change, not
+        // from the drift schedule, which is an interval ±10% after the last check).
+        if verified.is_some_and(|at| at.elapsed() < interval / 2) {
             return Ok(Synced::Ready {
                 requeue: drift_requeue(r, &account),
             });
@@ -375,7 +398,8 @@ async fn sync(r: &mut Reconciliation<'_>) -> Result<Synced> {
             );
         }
         Some(remote) => {
-            let resend = r.status.secrets_hash.as_deref() != Some(secrets_hash.as_str());
+            let resend =
+                !values_empty && r.status.secrets_hash.as_deref() != Some(secrets_hash.as_str());
             let update = desired::changes(&desired, &remote, resend);
             if !update.is_empty() {
                 let fields = changed_fields(&update);
@@ -559,8 +583,27 @@ async fn find_lost_create(
     }
 }
 
-/// Takes over an existing destination named by the adopt-id annotation.
-async fn adopt(r: &mut Reconciliation<'_>, account: &Account, id: &str) -> Result<String> {
+/// Takes over an existing destination named by the adopt-id annotation, unless another
+/// resource already manages it.
+async fn adopt(r: &mut Reconciliation<'_>, account: &Account, id: &str) -> Result<Remote> {
+    let uid = r.destination.uid();
+    let owner = r.ctx.store.state().iter().find_map(|other| {
+        let claims =
+            other.uid() != uid && other.status.as_ref().and_then(|s| s.id.as_deref()) == Some(id);
+        claims.then(|| {
+            format!(
+                "{}/{}",
+                other.namespace().unwrap_or_default(),
+                other.name_any()
+            )
+        })
+    });
+    if let Some(owner) = owner {
+        return Err(Error::AdoptTargetInUse {
+            id: id.to_string(),
+            owner,
+        });
+    }
     let remote = match account.client.get_event_destination(id).await {
         Ok(remote) => remote,
         Err(e) if e.is_not_found() => {
@@ -578,7 +621,7 @@ async fn adopt(r: &mut Reconciliation<'_>, account: &Account, id: &str) -> Resul
         "Adopted",
         format!("took over {id} from ngrok"),
     );
-    Ok(remote.id)
+    Ok(remote)
 }
 
 async fn cleanup(destination: &EventDestination, ctx: &Context) -> Result<Action> {
@@ -588,20 +631,25 @@ async fn cleanup(destination: &EventDestination, ctx: &Context) -> Result<Action
         r.write_status(&Phase::Failed(error)).await.ok();
     }
     r.publish_events().await;
-    let object_ref = r.object_ref();
-    ctx.failures
-        .lock()
-        .expect("failures lock")
-        .remove(&object_ref);
-    ctx.refused
-        .lock()
-        .expect("refused lock")
-        .remove(&object_ref);
-    ctx.last_account
-        .lock()
-        .expect("account lock")
-        .remove(&object_ref);
     if result.is_ok() {
+        // Gone from Kubernetes: forget everything kept about it.
+        let object_ref = r.object_ref();
+        ctx.failures
+            .lock()
+            .expect("failures lock")
+            .remove(&object_ref);
+        ctx.refused
+            .lock()
+            .expect("refused lock")
+            .remove(&object_ref);
+        ctx.last_account
+            .lock()
+            .expect("account lock")
+            .remove(&object_ref);
+        ctx.statuses
+            .lock()
+            .expect("statuses lock")
+            .remove(&destination.uid().unwrap_or_default());
         ctx.secret_index.forget(&object_ref);
     }
     result.map(|()| Action::await_change())

@@ -31,6 +31,11 @@ impl SecretValues {
         }
     }
 
+    /// True when the resource references no Secret values (a role-authenticated AWS target).
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
     /// The value of a ref that [`resolve`] was asked for.
     pub fn get(&self, reference: &SecretKeyRef) -> Result<&Secret> {
         self.values

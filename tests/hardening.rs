@@ -1,0 +1,413 @@
+//! Hardening, on the real API server with the emulator: drift repair and its cost, adoption,
+//! pause, Retain under namespace deletion, and import.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{API_KEY, Operator, Options, WAIT, destination, kinesis_role};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, Patch, PatchParams};
+use ngrok_api_emulator::FaultsUpdate;
+use ngrok_events_operator::crd::EventDestination;
+use serde_json::json;
+
+fn ngrok_client(op: &Operator) -> ngrok_api::Client {
+    let config = ngrok_api::ClientConfig::new(API_KEY)
+        .with_base_url(&op.emulator.base_url())
+        .unwrap();
+    ngrok_api::Client::new(config).unwrap()
+}
+
+fn with_drift_interval(interval: Duration) -> Options {
+    Options {
+        drift_interval: interval,
+        ..Default::default()
+    }
+}
+
+fn merge(value: serde_json::Value) -> Patch<serde_json::Value> {
+    Patch::Merge(value)
+}
+
+#[tokio::test]
+async fn dashboard_deletes_and_edits_are_repaired_within_one_interval() {
+    let interval = Duration::from_secs(3);
+    let op = Operator::start_with("drift", with_drift_interval(interval)).await;
+    op.create(&destination(
+        "deleted",
+        json!({"description": "keep me", "target": kinesis_role("a")}),
+    ))
+    .await;
+    op.create(&destination(
+        "edited",
+        json!({"description": "as written", "target": kinesis_role("b")}),
+    ))
+    .await;
+    let old_id = op.wait_ready("deleted").await.status.unwrap().id.unwrap();
+    let edited_id = op.wait_ready("edited").await.status.unwrap().id.unwrap();
+
+    // What a person does in the dashboard.
+    let started = Instant::now();
+    assert!(op.emulator.delete_object(&old_id));
+    op.emulator
+        .patch_object(
+            &edited_id,
+            &json!({"description": "changed in the dashboard"}),
+        )
+        .unwrap();
+
+    let note = op.wait_event("deleted", "DriftCorrected").await;
+    let new_id = testbed::wait_for(
+        &op.destinations(),
+        "deleted",
+        |d: Option<&EventDestination>| {
+            d.and_then(|d| d.status.as_ref())
+                .is_some_and(|s| s.id.is_some() && s.pending_create.is_none())
+        },
+        WAIT,
+    )
+    .await
+    .unwrap()
+    .status
+    .unwrap()
+    .id
+    .unwrap();
+    assert_ne!(new_id, old_id);
+    assert_eq!(
+        note,
+        format!("{old_id} was deleted in ngrok; created {new_id}")
+    );
+    assert_eq!(
+        op.emulator.object(&new_id).unwrap()["description"],
+        "keep me"
+    );
+
+    op.wait_event("edited", "DriftCorrected").await;
+    let repaired = testbed::eventually("the edit to be reverted", WAIT, || async {
+        (op.emulator.object(&edited_id)?["description"] == "as written").then_some(())
+    })
+    .await;
+    repaired.unwrap();
+    let took = started.elapsed();
+    // The next drift pass is at most one interval (+10% jitter) after the last check.
+    assert!(
+        took < interval.mul_f64(1.1) + Duration::from_secs(2),
+        "repaired after {took:?}"
+    );
+    let patches = op.requests("PATCH", "/event_destinations/{id}");
+    assert_eq!(patches.len(), 1, "one PATCH reverts the edit");
+    assert_eq!(patches[0].body, Some(json!({"description": "as written"})));
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_drift_pass_over_250_resources_costs_three_list_calls() {
+    let interval = Duration::from_secs(8);
+    let op = Operator::start_with("drift-cost", with_drift_interval(interval)).await;
+    let n = 250;
+    for i in 0..n {
+        op.create(&destination(
+            &format!("d{i}"),
+            json!({"target": kinesis_role(&format!("s{i}"))}),
+        ))
+        .await;
+    }
+    let ready = |d: &EventDestination| {
+        d.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+    };
+    testbed::eventually("all 250 Ready", Duration::from_secs(120), || async {
+        let list = op.destinations().list(&Default::default()).await.ok()?;
+        (list.items.iter().filter(|d| ready(d)).count() == n).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(op.requests("POST", "/event_destinations").len(), n);
+
+    // One full drift pass: every resource checked once more.
+    op.emulator.clear_requests();
+    let reconciles = op.successful_reconciles();
+    op.wait_reconciles(reconciles, n as f64).await;
+    let requests = op.emulator.requests();
+    let routes: Vec<_> = requests
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.route))
+        .collect();
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.method == "GET" && r.route == "/event_destinations"),
+        "only list calls: {routes:?}"
+    );
+    assert!(
+        (1..=3).contains(&requests.len()),
+        "ceil(250/100) = 3 list calls at most, made {}",
+        requests.len()
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn adoption_takes_over_an_existing_destination_without_creating() {
+    let op = Operator::start("adopt").await;
+    let existing = ngrok_client(&op)
+        .create_event_destination(&ngrok_api::types::EventDestinationCreate {
+            description: Some("made in the dashboard".into()),
+            ..ngrok_api::types::EventDestinationCreate::new(ngrok_api::types::EventTarget::Kinesis(
+                ngrok_api::types::EventTargetKinesis {
+                    stream_arn: "arn:aws:kinesis:us-east-2:123456789012:stream/adopted".into(),
+                    auth: ngrok_api::types::AwsAuth::Role(ngrok_api::types::AwsRole {
+                        role_arn: "arn:aws:iam::123456789012:role/ngrok".into(),
+                    }),
+                },
+            ))
+        })
+        .await
+        .unwrap();
+    op.emulator.clear_requests();
+
+    let mut adopting = destination(
+        "adopter",
+        json!({"description": "managed by Kubernetes", "target": kinesis_role("adopted")}),
+    );
+    adopting.metadata.annotations =
+        Some([("events.ngrok.io/adopt-id".to_string(), existing.id.clone())].into());
+    op.create(&adopting).await;
+    let ready = op.wait_ready("adopter").await;
+    assert_eq!(
+        ready.status.unwrap().id.as_deref(),
+        Some(existing.id.as_str())
+    );
+    assert!(
+        op.requests("POST", "/event_destinations").is_empty(),
+        "no create"
+    );
+    let patches = op.requests("PATCH", "/event_destinations/{id}");
+    assert_eq!(patches.len(), 1);
+    assert_eq!(
+        patches[0].body,
+        Some(json!({"description": "managed by Kubernetes"}))
+    );
+    assert!(
+        op.wait_event("adopter", "Adopted")
+            .await
+            .contains(&existing.id)
+    );
+
+    // Someone else's destination, and one that does not exist.
+    let mut twin = adopting.clone();
+    twin.metadata.name = Some("twin".into());
+    twin.metadata.resource_version = None;
+    twin.metadata.uid = None;
+    op.create(&twin).await;
+    let stalled = op
+        .wait_condition("twin", "Stalled", "AdoptTargetInUse")
+        .await;
+    assert!(
+        stalled.status.unwrap().conditions[0]
+            .message
+            .ends_with(&format!(
+                "is already managed by EventDestination {}/adopter",
+                op.namespace
+            ))
+    );
+    let mut missing = destination("missing", json!({"target": kinesis_role("m")}));
+    missing.metadata.annotations = Some(
+        [(
+            "events.ngrok.io/adopt-id".to_string(),
+            "ed_2k5okDBx9lLxNoCld1s7SFJnmhT".to_string(),
+        )]
+        .into(),
+    );
+    op.create(&missing).await;
+    op.wait_condition("missing", "Stalled", "AdoptTargetNotFound")
+        .await;
+    assert!(op.requests("POST", "/event_destinations").is_empty());
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_paused_resource_writes_nothing_until_resumed() {
+    let op = Operator::start("pause").await;
+    op.create(&destination(
+        "d",
+        json!({"description": "v1", "target": kinesis_role("s")}),
+    ))
+    .await;
+    let id = op.wait_ready("d").await.status.unwrap().id.unwrap();
+    let writes = op.writes();
+
+    let paused = json!({"metadata": {"annotations": {"events.ngrok.io/paused": "true"}}, "spec": {"description": "v2"}});
+    op.destinations()
+        .patch("d", &PatchParams::default(), &merge(paused))
+        .await
+        .unwrap();
+    let status = op
+        .wait_ready_status("d", "False", "Paused")
+        .await
+        .status
+        .unwrap();
+    assert!(
+        !status.conditions.iter().any(|c| c.status == "True"),
+        "neither Stalled nor Reconciling"
+    );
+    assert_eq!(op.writes(), writes, "no write to ngrok while paused");
+    assert_eq!(op.emulator.object(&id).unwrap()["description"], "v1");
+
+    let resumed = json!({"metadata": {"annotations": {"events.ngrok.io/paused": null}}});
+    op.destinations()
+        .patch("d", &PatchParams::default(), &merge(resumed))
+        .await
+        .unwrap();
+    op.wait_ready("d").await;
+    assert_eq!(op.emulator.object(&id).unwrap()["description"], "v2");
+    assert_eq!(op.writes(), writes + 1, "one PATCH on resume");
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn retain_lets_a_namespace_go_even_while_ngrok_fails() {
+    let op = Operator::start("retain-ns").await;
+    op.create(&destination(
+        "kept",
+        json!({"deletionPolicy": "Retain", "target": kinesis_role("s")}),
+    ))
+    .await;
+    let id = op.wait_ready("kept").await.status.unwrap().id.unwrap();
+    op.emulator
+        .set_faults(&FaultsUpdate {
+            error_rate: Some(1.0),
+            ..Default::default()
+        })
+        .unwrap();
+
+    Api::<Namespace>::all(op.client.clone())
+        .delete(&op.namespace, &Default::default())
+        .await
+        .unwrap();
+    testbed::wait_deleted(
+        &Api::<Namespace>::all(op.client.clone()),
+        &op.namespace,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert!(
+        op.emulator.object(&id).is_some(),
+        "the destination stays in ngrok"
+    );
+    assert!(op.requests("DELETE", "/event_destinations/{id}").is_empty());
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn imported_yaml_adopts_the_same_destinations_when_applied() {
+    let op = Operator::start("import").await;
+    let ngrok = ngrok_client(&op);
+    use ngrok_api::types::{
+        AwsAuth, AwsCredentials, AwsRole, EventDestinationCreate, EventTarget, EventTargetDatadog,
+        EventTargetFirehose, EventTargetKinesis,
+    };
+    let role = AwsAuth::Role(AwsRole {
+        role_arn: "arn:aws:iam::1:role/r".into(),
+    });
+    let targets = [
+        EventTarget::Kinesis(EventTargetKinesis {
+            stream_arn: "arn:aws:kinesis:us-east-2:1:stream/a".into(),
+            auth: role.clone(),
+        }),
+        EventTarget::Firehose(EventTargetFirehose {
+            delivery_stream_arn: "arn:aws:firehose:us-east-2:1:deliverystream/b".into(),
+            auth: AwsAuth::Creds(AwsCredentials {
+                aws_access_key_id: "AKIAIMPORT".into(),
+                aws_secret_access_key: Some("s".into()),
+            }),
+        }),
+        EventTarget::Datadog(EventTargetDatadog {
+            api_key: Some("k".into()),
+            ddsite: Some("datadoghq.eu".into()),
+            ddtags: None,
+            service: None,
+        }),
+    ];
+    let mut ids = Vec::new();
+    for (i, target) in targets.into_iter().enumerate() {
+        let create = EventDestinationCreate {
+            description: Some(format!("team {i} audit")),
+            metadata: Some("{\"team\":1}".into()),
+            ..EventDestinationCreate::new(target)
+        };
+        ids.push(ngrok.create_event_destination(&create).await.unwrap().id);
+    }
+    op.emulator.clear_requests();
+
+    let yaml = ngrok_events_operator::import::import(&ngrok, &op.namespace)
+        .await
+        .unwrap();
+    // Create the Secrets exactly as the comments say (secret values are the user's to fill in).
+    for line in yaml
+        .lines()
+        .filter_map(|l| l.strip_prefix("# kubectl create secret generic "))
+    {
+        let mut words = line.split_whitespace();
+        let name = words.next().unwrap();
+        let pairs: Vec<(String, String)> = words
+            .filter_map(|w| w.strip_prefix("--from-literal="))
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_string(), v.replace("<fill in>", "filled-in-secret"))
+            })
+            .collect();
+        let refs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        op.create_secret(name, &refs).await;
+    }
+    let resources: Vec<EventDestination> = testbed::parse_documents(&yaml).unwrap();
+    assert_eq!(resources.len(), 3);
+    for resource in &resources {
+        op.create(resource).await;
+    }
+    let mut adopted = Vec::new();
+    for resource in &resources {
+        let ready = op
+            .wait_ready(resource.metadata.name.as_deref().unwrap())
+            .await;
+        adopted.push(ready.status.unwrap().id.unwrap());
+    }
+    adopted.sort();
+    ids.sort();
+    assert_eq!(adopted, ids, "the same remote objects");
+    assert!(
+        op.requests("POST", "/event_destinations").is_empty(),
+        "nothing created"
+    );
+    let mut remote = op.emulator.destination_ids();
+    remote.sort();
+    assert_eq!(remote, ids);
+    // Content round-trips: only the secrets (unknown to import) were sent again.
+    for patch in op.requests("PATCH", "/event_destinations/{id}") {
+        assert_eq!(
+            patch
+                .body
+                .as_ref()
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["target"],
+            "{patch:?}"
+        );
+    }
+    assert_eq!(
+        op.emulator.object(&ids[0]).unwrap()["metadata"],
+        "{\"team\":1}"
+    );
+    op.stop().await;
+}
