@@ -101,11 +101,13 @@ pub fn error_policy(
     ctx: Arc<Context>,
 ) -> Action {
     ctx.metrics.reconciled(KIND, error.reason());
+    let (namespace, name) = (
+        destination.namespace().unwrap_or_default(),
+        destination.name_any(),
+    );
     if error.is_stalled() {
+        warn!(namespace, name, reason = error.reason(), error = %error, "stalled until the resource or a Secret it uses changes");
         return Action::await_change();
-    }
-    if matches!(error, Error::CreateQueued) {
-        return Action::requeue(Duration::from_millis(rand::random_range(200..600)));
     }
     let attempt = {
         let mut failures = ctx.failures.lock().expect("failures lock");
@@ -115,24 +117,35 @@ pub fn error_policy(
         *count += 1;
         *count
     };
-    let delay = backoff_delay(attempt);
-    warn!(namespace = destination.namespace().unwrap_or_default(), name = %destination.name_any(), reason = error.reason(), error = %error, retry_in = ?delay, "reconcile failed");
+    // Waiting for another resource's create is expected to end soon; retrying faster (but
+    // still backing off, in case that create is itself stuck) keeps such bursts short.
+    let delay = match error {
+        Error::CreateQueued => {
+            backoff_delay(attempt, Duration::from_millis(200), Duration::from_secs(10))
+        }
+        _ => backoff_delay(attempt, Duration::from_secs(1), Duration::from_secs(300)),
+    };
+    if matches!(error, Error::CreateQueued) {
+        debug!(namespace, name, retry_in = ?delay, "waiting for another create of the same content");
+    } else {
+        warn!(namespace, name, reason = error.reason(), error = %error, retry_in = ?delay, "reconcile failed; retrying");
+    }
     Action::requeue(delay)
 }
 
-/// 1 s, 2 s, 4 s … capped at 5 minutes, each plus a random part of itself (jitter), so that
-/// resources failing together do not retry together.
-fn backoff_delay(attempt: u32) -> Duration {
+/// `first`, twice that, four times … capped at `cap`, each plus a random part of itself
+/// (jitter), so that resources failing together do not retry together.
+fn backoff_delay(attempt: u32, first: Duration, cap: Duration) -> Duration {
     use backon::BackoffBuilder;
     backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(Duration::from_secs(300))
+        .with_min_delay(first)
+        .with_max_delay(cap)
         .with_factor(2.0)
         .with_jitter()
         .without_max_times()
         .build()
         .nth(attempt.saturating_sub(1) as usize)
-        .unwrap_or(Duration::from_secs(300))
+        .unwrap_or(cap)
 }
 
 /// The state one reconcile works on: the resource, its status as last written, and the
@@ -776,12 +789,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let first = backoff_delay(1);
-        assert!(
-            first >= Duration::from_millis(800) && first <= Duration::from_millis(2400),
-            "{first:?}"
-        );
-        assert!(backoff_delay(4) >= Duration::from_secs(6));
-        assert!(backoff_delay(40) <= Duration::from_secs(600));
+        let (first, cap) = (Duration::from_secs(1), Duration::from_secs(300));
+        let one = backoff_delay(1, first, cap);
+        assert!(one >= first && one <= first * 2, "{one:?}");
+        assert!(backoff_delay(4, first, cap) >= Duration::from_secs(8));
+        assert!(backoff_delay(40, first, cap) <= cap * 2);
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{API_KEY, Operator, Options, WAIT, destination, kinesis_role};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use ngrok_api_emulator::FaultsUpdate;
 use ngrok_events_operator::crd::EventDestination;
 use serde_json::json;
@@ -24,10 +24,6 @@ fn with_drift_interval(interval: Duration) -> Options {
         drift_interval: interval,
         ..Default::default()
     }
-}
-
-fn merge(value: serde_json::Value) -> Patch<serde_json::Value> {
-    Patch::Merge(value)
 }
 
 #[tokio::test]
@@ -242,10 +238,7 @@ async fn a_paused_resource_writes_nothing_until_resumed() {
     let writes = op.writes();
 
     let paused = json!({"metadata": {"annotations": {"events.ngrok.io/paused": "true"}}, "spec": {"description": "v2"}});
-    op.destinations()
-        .patch("d", &PatchParams::default(), &merge(paused))
-        .await
-        .unwrap();
+    op.patch("d", paused).await;
     let status = op
         .wait_ready_status("d", "False", "Paused")
         .await
@@ -259,10 +252,7 @@ async fn a_paused_resource_writes_nothing_until_resumed() {
     assert_eq!(op.emulator.object(&id).unwrap()["description"], "v1");
 
     let resumed = json!({"metadata": {"annotations": {"events.ngrok.io/paused": null}}});
-    op.destinations()
-        .patch("d", &PatchParams::default(), &merge(resumed))
-        .await
-        .unwrap();
+    op.patch("d", resumed).await;
     op.wait_ready("d").await;
     assert_eq!(op.emulator.object(&id).unwrap()["description"], "v2");
     assert_eq!(op.writes(), writes + 1, "one PATCH on resume");

@@ -4,7 +4,6 @@
 mod common;
 
 use common::{API_KEY, Operator, Options, destination, kinesis_role};
-use kube::api::{Patch, PatchParams};
 use ngrok_api_emulator::Emulator;
 use ngrok_events_operator::crd::EventDestination;
 use serde_json::{Value, json};
@@ -13,10 +12,6 @@ const ROLE: &str = "arn:aws:iam::123456789012:role/ngrok";
 
 fn creds(secret: &str) -> Value {
     json!({"creds": {"accessKeyIdRef": {"name": secret, "key": "id"}, "secretAccessKeyRef": {"name": secret, "key": "secret"}}})
-}
-
-fn merge_patch(value: Value) -> Patch<Value> {
-    Patch::Merge(value)
 }
 
 #[tokio::test]
@@ -123,14 +118,8 @@ async fn an_update_is_one_patch_carrying_only_the_change() {
     let created = op.wait_ready("d").await;
     let id = created.status.as_ref().unwrap().id.clone().unwrap();
 
-    op.destinations()
-        .patch(
-            "d",
-            &PatchParams::default(),
-            &merge_patch(json!({"spec": {"description": "after"}})),
-        )
-        .await
-        .unwrap();
+    op.patch("d", json!({"spec": {"description": "after"}}))
+        .await;
     let updated = op.wait_ready("d").await;
     assert_eq!(
         updated.status.as_ref().unwrap().id.as_deref(),
@@ -153,18 +142,9 @@ async fn a_pass_with_nothing_to_do_writes_nothing_anywhere() {
         .await;
     let ready = op.wait_ready("d").await;
     let requests = op.emulator.requests().len();
-    let reconciles = op.successful_reconciles();
 
     // A label change triggers a reconcile without changing the spec.
-    op.destinations()
-        .patch(
-            "d",
-            &PatchParams::default(),
-            &merge_patch(json!({"metadata": {"labels": {"touched": "yes"}}})),
-        )
-        .await
-        .unwrap();
-    op.wait_reconciles(reconciles, 1.0).await;
+    op.touch("d").await;
     let after = op.destinations().get("d").await.unwrap();
     assert_eq!(after.status, ready.status, "the status was not rewritten");
     assert_eq!(
@@ -239,10 +219,7 @@ async fn a_rotated_secret_is_patched_to_ngrok() {
     let hash_before = ready.status.as_ref().unwrap().secrets_hash.clone().unwrap();
 
     let rotated = json!({"stringData": {"api-key": "dd-value-after"}});
-    op.secrets()
-        .patch("dd", &PatchParams::default(), &merge_patch(rotated))
-        .await
-        .unwrap();
+    op.patch_secret("dd", rotated).await;
     let patch = testbed::eventually("a PATCH with the rotated key", common::WAIT, || async {
         op.requests("PATCH", "/event_destinations/{id}")
             .into_iter()
@@ -301,14 +278,8 @@ async fn a_missing_secret_stalls_without_calling_ngrok_and_converges_when_it_app
     assert_eq!(message, r#"Secret "aws" has no key "secret""#);
     assert!(op.emulator.requests().is_empty());
 
-    op.secrets()
-        .patch(
-            "aws",
-            &PatchParams::default(),
-            &merge_patch(json!({"stringData": {"secret": "s3cr3t"}})),
-        )
-        .await
-        .unwrap();
+    op.patch_secret("aws", json!({"stringData": {"secret": "s3cr3t"}}))
+        .await;
     let ready = op.wait_ready("d").await;
     assert!(ready.status.unwrap().id.is_some());
     assert_eq!(op.requests("POST", "/event_destinations").len(), 1);
@@ -365,20 +336,7 @@ async fn a_wrong_api_key_stalls_naming_authentication_without_retrying() {
     assert_eq!(calls, 1, "one attempt, no retries");
 
     // Further triggers without a change do not call ngrok again.
-    let reconciles = op.metric(r#"ngrok_events_operator_reconciles_total{kind="EventDestination",result="NgrokAuthenticationFailed"}"#);
-    op.destinations()
-        .patch(
-            "d",
-            &PatchParams::default(),
-            &merge_patch(json!({"metadata": {"labels": {"touched": "1"}}})),
-        )
-        .await
-        .unwrap();
-    testbed::eventually("the label change to be reconciled", common::WAIT, || async {
-        (op.successful_reconciles() + op.metric(r#"ngrok_events_operator_reconciles_total{kind="EventDestination",result="NgrokAuthenticationFailed"}"#) > reconciles).then_some(())
-    })
-    .await
-    .unwrap();
+    op.touch("d").await;
     assert_eq!(op.emulator.requests().len(), calls);
     op.stop().await;
 }
@@ -461,27 +419,15 @@ async fn a_spec_ngrok_refuses_stalls_without_retrying_until_it_changes() {
     );
 
     // Triggers without a change of spec or secrets do not call ngrok again.
-    let reconciles = op.successful_reconciles();
-    op.destinations()
-        .patch(
-            "d",
-            &PatchParams::default(),
-            &merge_patch(json!({"metadata": {"labels": {"touched": "1"}}})),
-        )
-        .await
-        .unwrap();
-    op.wait_reconciles(reconciles, 1.0).await;
+    op.touch("d").await;
     assert_eq!(op.emulator.requests().len(), 1, "no retry storm");
 
     // Fixing the spec converges.
-    op.destinations()
-        .patch(
-            "d",
-            &PatchParams::default(),
-            &merge_patch(json!({"spec": {"target": kinesis_role("good-stream")}})),
-        )
-        .await
-        .unwrap();
+    op.patch(
+        "d",
+        json!({"spec": {"target": kinesis_role("good-stream")}}),
+    )
+    .await;
     op.wait_ready("d").await;
     assert_eq!(op.requests("POST", "/event_destinations").len(), 2);
     op.stop().await;

@@ -7,7 +7,6 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use common::{API_KEY, Operator, destination};
-use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 #[derive(Clone, Default)]
@@ -60,14 +59,8 @@ async fn trace_logs_of_a_full_lifecycle_contain_no_secret_value() {
         op.wait_ready(name).await;
     }
     // Rotation sends a secret in a PATCH; deletion ends the lifecycle.
-    op.secrets()
-        .patch(
-            "dd",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"stringData": {"api-key": secrets[3]}})),
-        )
-        .await
-        .unwrap();
+    op.patch_secret("dd", json!({"stringData": {"api-key": secrets[3]}}))
+        .await;
     testbed::eventually("the rotated key to reach ngrok", common::WAIT, || async {
         op.requests("PATCH", "/event_destinations/{id}")
             .into_iter()

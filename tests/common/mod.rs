@@ -1,5 +1,6 @@
 //! Shared set-up of the integration tests: the cluster, the CRDs, a namespace per test.
 #![allow(dead_code)] // each test binary uses a different part of this module
+pub mod process;
 
 use std::path::PathBuf;
 
@@ -199,6 +200,42 @@ impl Operator {
         )
         .await
         .unwrap()
+    }
+
+    /// Merge-patches a resource.
+    pub async fn patch(&self, name: &str, patch: serde_json::Value) {
+        self.destinations()
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(patch),
+            )
+            .await
+            .expect("patch EventDestination");
+    }
+
+    /// Merge-patches a Secret (`{"stringData": {...}}` changes values).
+    pub async fn patch_secret(&self, name: &str, patch: serde_json::Value) {
+        self.secrets()
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(patch),
+            )
+            .await
+            .expect("patch Secret");
+    }
+
+    /// Triggers a reconcile without changing the spec (a label change) and waits until it ran.
+    pub async fn touch(&self, name: &str) {
+        let reconciles = self.successful_reconciles();
+        let label = format!("{:x}", rand::random::<u32>());
+        self.patch(
+            name,
+            serde_json::json!({"metadata": {"labels": {"touched": label}}}),
+        )
+        .await;
+        self.wait_reconciles(reconciles, 1.0).await;
     }
 
     /// Waits until an Event with `reason` about the named resource exists, and returns its note.
