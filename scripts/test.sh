@@ -28,5 +28,8 @@ export USE_EXISTING_CLUSTER=1
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast
 
+step "chart, manifests and install tests"
+scripts/test-chart.sh
+
 step "demo smoke run"
 scripts/demo.sh --once

@@ -67,6 +67,7 @@ pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 
+    /// Adding or removing the finalizer failed (apply's and cleanup's own errors are unwrapped).
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -89,11 +90,7 @@ impl Error {
             Error::AdoptTargetInUse { .. } => "AdoptTargetInUse",
             Error::CreateQueued => "CreateQueued",
             Error::Kube(_) => "KubernetesError",
-            Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.reason(),
-                _ => "FinalizerError",
-            },
+            Error::Finalizer(_) => "FinalizerError",
         }
     }
 
@@ -114,12 +111,8 @@ impl Error {
             Error::NgrokUnavailable(_)
             | Error::NgrokUnknownOutcome(_)
             | Error::CreateQueued
-            | Error::Kube(_) => false,
-            Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.is_stalled(),
-                _ => false,
-            },
+            | Error::Kube(_)
+            | Error::Finalizer(_) => false,
         }
     }
 

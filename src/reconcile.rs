@@ -17,7 +17,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::finalizer::{Error as FinalizerError, Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use ngrok_api::types::EventDestination as Remote;
@@ -86,7 +86,11 @@ pub async fn reconcile(destination: Arc<EventDestination>, ctx: Arc<Context>) ->
         span,
     )
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    .map_err(|e| match e {
+        // What apply or cleanup returned: the error itself, for reasons, policy and metrics.
+        FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
+        other => Error::Finalizer(Box::new(other)),
+    });
     if result.is_ok() {
         ctx.metrics.reconciled(KIND, "success");
     }
@@ -119,13 +123,13 @@ pub fn error_policy(
     };
     // Waiting for another resource's create is expected to end soon; retrying faster (but
     // still backing off, in case that create is itself stuck) keeps such bursts short.
-    let delay = match error {
-        Error::CreateQueued => {
-            backoff_delay(attempt, Duration::from_millis(200), Duration::from_secs(10))
-        }
-        _ => backoff_delay(attempt, Duration::from_secs(1), Duration::from_secs(300)),
+    let queued = matches!(error, Error::CreateQueued);
+    let delay = if queued {
+        backoff_delay(attempt, Duration::from_millis(200), Duration::from_secs(10))
+    } else {
+        backoff_delay(attempt, Duration::from_secs(1), Duration::from_secs(300))
     };
-    if matches!(error, Error::CreateQueued) {
+    if queued {
         debug!(namespace, name, retry_in = ?delay, "waiting for another create of the same content");
     } else {
         warn!(namespace, name, reason = error.reason(), error = %error, retry_in = ?delay, "reconcile failed; retrying");

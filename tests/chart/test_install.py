@@ -1,0 +1,43 @@
+"""`helm install` with Helm's own SDK into the test bed's real kube-apiserver (1.20): every
+object is accepted (pods do not run: the test bed has no nodes). Uninstalling keeps the CRD."""
+
+from __future__ import annotations
+
+import helm_python as helm
+
+from conftest import CHART, find, path_of, render
+from test_render import NON_DEFAULT
+
+
+def test_install_defaults_and_non_default_values(kube):
+    for suffix, values in (("defaults", {"credentials": {"apiKey": "k"}}), ("custom", {**NON_DEFAULT, "watchNamespace": ""})):
+        namespace = kube.namespace(f"chart-{suffix}")
+        values = {k: v for k, v in values.items() if not (k == "metrics" and suffix == "custom")}  # no ServiceMonitor CRD here
+        config = helm.Config(kubeconfig_path=kube.kubeconfig, namespace=namespace)
+        name = namespace.replace("chart-", "neo-")  # unique: cluster-scoped names derive from it
+        config.install(str(CHART), name, values, namespace=namespace)
+        try:
+            docs = render(values, name=name, namespace=namespace)
+            for doc in docs:
+                if doc["kind"] == "PodDisruptionBudget":  # Helm chose the API of the 1.20 server
+                    doc["apiVersion"] = "policy/v1beta1"
+                kube.get(f"{path_of(doc, namespace)}/{doc['metadata']['name']}")
+            deployment = kube.get(f"{path_of(find(docs, 'Deployment'))}/{find(docs, 'Deployment')['metadata']['name']}").json()
+            assert deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+        finally:
+            config.uninstall(name)
+    kube.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/eventdestinations.events.ngrok.io")
+
+
+def test_deploy_applies(kube):
+    """`kubectl apply -k deploy/`: what kustomize builds from deploy/ is accepted (server-side dry run)."""
+    import yaml
+    from conftest import ROOT, path_of
+    for name in ("namespace.yaml", "eventdestinations.events.ngrok.io.yaml", "operator.yaml"):
+        for doc in yaml.safe_load_all((ROOT / "deploy" / name).read_text()):
+            if not doc:
+                continue
+            if doc["kind"] in ("Namespace", "CustomResourceDefinition"):
+                r = kube.request("POST", path_of(doc), doc, ok=(201, 409))
+                continue
+            kube.request("POST", path_of(doc) + "?dryRun=All", doc, ok=(201,))

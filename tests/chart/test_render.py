@@ -1,0 +1,219 @@
+"""The chart rendered by Helm's own SDK: defaults, non-default values, the values schema, lint,
+the hardened pod, RBAC against the documented list of the operator's calls, and the generated
+files (chart CRDs, deploy/) against their sources."""
+
+from __future__ import annotations
+
+import json
+
+import helm_python as helm
+import pytest
+import yaml
+
+import render_deploy
+from conftest import CHART, ROOT, find, kinds, render
+
+# Every Kubernetes call the operator makes (src/, kube-runtime 5.0, kube-lease-manager 0.13.1):
+OPERATOR_CALLS = {
+    # controller.rs: Api::list (startup check) and the controller's watcher (list + watch).
+    ("events.ngrok.io", "eventdestinations", "list"),
+    ("events.ngrok.io", "eventdestinations", "watch"),
+    # kube-runtime finalizer(): JSON patches adding and removing events.ngrok.io/cleanup.
+    ("events.ngrok.io", "eventdestinations", "patch"),
+    # reconcile.rs write_status: patch_status with server-side apply.
+    ("events.ngrok.io", "eventdestinations/status", "patch"),
+    # secrets.rs resolve: get_opt of each referenced Secret.
+    ("", "secrets", "get"),
+    # controller.rs: metadata-only watcher of Secrets (list + watch).
+    ("", "secrets", "list"),
+    ("", "secrets", "watch"),
+    # kube-runtime events::Recorder: create, and a merge patch when an event repeats.
+    ("events.k8s.io", "events", "create"),
+    ("events.k8s.io", "events", "patch"),
+}
+LEADER_CALLS = {
+    # kube-lease-manager: get, create (CreateNew / AutoCreate), patch (apply + strategic);
+    # leader.rs: watch_object (list + watch) and the release merge patch.
+    ("coordination.k8s.io", "leases", verb) for verb in ("get", "list", "watch", "create", "patch")
+}
+
+
+def rules_of(doc: dict) -> set[tuple[str, str, str]]:
+    return {(g, r, v) for rule in doc["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+def test_defaults_render_the_expected_objects():
+    docs = render()
+    assert kinds(docs) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    deployment = find(docs, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "ghcr.io/ngrok-events-operator/ngrok-events-operator:" + helm.Chart.load(str(CHART)).metadata["appVersion"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["METRICS_ADDR"] == "0.0.0.0:8080" and env["LOG_FORMAT"] == "json" and env["DRIFT_INTERVAL"] == "10m"
+    assert "LEADER_ELECT" not in env and "WATCH_NAMESPACE" not in env and "NGROK_API_KEY_FILE" not in env
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_the_pod_is_hardened_and_probed():
+    spec = find(render(), "Deployment")["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    pod = spec["securityContext"]
+    assert pod["runAsNonRoot"] is True and pod["runAsUser"] == 65532 and pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = spec["containers"]
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["runAsUser"] == 65532 and sc["runAsNonRoot"] is True
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["resources"]["requests"]["memory"] and container["resources"]["limits"]["memory"]
+    # The token goes to this container only, read-only, and expires.
+    (token,) = [v for v in spec["volumes"] if v["name"] == "kube-api-access"]
+    assert token["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"] <= 3607
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["kube-api-access"]["readOnly"] is True
+    sa = find(render(), "ServiceAccount")
+    assert sa["automountServiceAccountToken"] is False
+
+
+def test_the_image_uid_matches_the_chart():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "USER 65532:65532" in dockerfile
+
+
+def test_rbac_is_exactly_the_operators_calls():
+    docs = render()
+    assert rules_of(find(docs, "ClusterRole")) == OPERATOR_CALLS
+    binding = find(docs, "ClusterRoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "ngrok-events-operator", "namespace": "ngrok-events-operator"}]
+    assert not [d for d in docs if d["kind"] == "Role"], "no lease access without leader election"
+
+
+@pytest.mark.parametrize("values", [{"replicaCount": 2}, {"leaderElection": {"enabled": True}}])
+def test_leader_election_adds_a_lease_role_in_the_release_namespace(values):
+    docs = render(values)
+    role = find(docs, "Role", "ngrok-events-operator-leader-election")
+    assert role["metadata"]["namespace"] == "ngrok-events-operator"
+    assert rules_of(role) == LEADER_CALLS
+    find(docs, "RoleBinding", "ngrok-events-operator-leader-election")
+    env = {e["name"]: e.get("value") for e in find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["LEADER_ELECT"] == "true"
+    assert "strategy" not in find(docs, "Deployment")["spec"], "rolling updates hand over the lease"
+
+
+def test_watch_namespace_grants_a_namespaced_role_there():
+    docs = render({"watchNamespace": "team-a"})
+    assert not [d for d in docs if d["kind"].startswith("Cluster")]
+    role = find(docs, "Role", "ngrok-events-operator")
+    assert role["metadata"]["namespace"] == "team-a"
+    assert rules_of(role) == OPERATOR_CALLS
+    assert find(docs, "RoleBinding", "ngrok-events-operator")["metadata"]["namespace"] == "team-a"
+    env = {e["name"]: e.get("value") for e in find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["WATCH_NAMESPACE"] == "team-a"
+
+
+NON_DEFAULT = {
+    "replicaCount": 2,
+    "image": {"repository": "registry.example.com/neo", "tag": "1.2.3", "pullPolicy": "Always", "pullSecrets": ["regcred"]},
+    "credentials": {"apiKey": "key-one"},
+    "apiUrl": "https://ngrok.example.com",
+    "watchNamespace": "team-a",
+    "driftInterval": "30m",
+    "apiRateLimit": 60,
+    "concurrency": 4,
+    "logFormat": "text",
+    "logLevel": "info,ngrok_events_operator=debug",
+    "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "infra", "operator": "Exists", "effect": "NoSchedule"}],
+    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "ngrok-events-operator"}}}}]}},
+    "podAnnotations": {"example.com/team": "platform"},
+    "extraEnv": [{"name": "RUST_BACKTRACE", "value": "1"}],
+    "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
+}
+
+
+def test_non_default_values_reach_the_objects():
+    docs = render(NON_DEFAULT)
+    assert kinds(docs) == ["Deployment", "PodDisruptionBudget", "Role", "Role", "RoleBinding", "RoleBinding",
+                           "Secret", "Service", "ServiceAccount", "ServiceMonitor"]
+    pod = find(docs, "Deployment")["spec"]["template"]
+    spec = pod["spec"]
+    (container,) = spec["containers"]
+    assert container["image"] == "registry.example.com/neo:1.2.3" and container["imagePullPolicy"] == "Always"
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["NGROK_API_URL"] == "https://ngrok.example.com" and env["WATCH_NAMESPACE"] == "team-a"
+    assert env["DRIFT_INTERVAL"] == "30m" and env["NGROK_API_RATE_LIMIT"] == "60" and env["CONCURRENCY"] == "4"
+    assert env["LOG_FORMAT"] == "text" and env["LOG_LEVEL"] == "info,ngrok_events_operator=debug"
+    assert env["RUST_BACKTRACE"] == "1" and env["LEADER_ELECT"] == "true"
+    assert env["NGROK_API_KEY_FILE"] == "/etc/ngrok-events-operator/credentials/api-key"
+    assert container["resources"] == NON_DEFAULT["resources"]
+    assert spec["nodeSelector"] == NON_DEFAULT["nodeSelector"] and spec["tolerations"] == NON_DEFAULT["tolerations"]
+    assert spec["affinity"] == NON_DEFAULT["affinity"]
+    assert pod["metadata"]["annotations"]["example.com/team"] == "platform"
+    secret = find(docs, "Secret")
+    assert secret["data"] == {"api-key": "a2V5LW9uZQ=="}
+    assert find(docs, "ServiceMonitor")["metadata"]["labels"]["release"] == "prom"
+    assert find(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+
+
+def test_a_changed_api_key_restarts_the_pods():
+    def checksum(values):
+        return find(render(values), "Deployment")["spec"]["template"]["metadata"]["annotations"].get("checksum/credentials")
+    one, two = checksum({"credentials": {"apiKey": "one"}}), checksum({"credentials": {"apiKey": "two"}})
+    assert one and two and one != two
+    assert checksum({"credentials": {"secretName": "mine"}}) is None
+
+
+def test_an_existing_secret_is_mounted_not_copied():
+    docs = render({"credentials": {"secretName": "ngrok-api-key", "secretKey": "key"}})
+    assert "Secret" not in kinds(docs)
+    spec = find(docs, "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "credentials"]
+    assert volume["secret"]["secretName"] == "ngrok-api-key"
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    assert env["NGROK_API_KEY_FILE"] == "/etc/ngrok-events-operator/credentials/key"
+
+
+@pytest.mark.parametrize("values", [
+    {"replicaCont": 2},                                  # a typo at the top
+    {"image": {"tga": "1.0"}},                            # a typo inside
+    {"replicaCount": "2"},                                # a wrong type
+    {"logFormat": "yaml"},                                # not an accepted value
+    {"driftInterval": "ten minutes"},                     # not a duration
+    {"concurrency": 0},
+    {"credentials": {"secretName": "a", "apiKey": "b"}},  # both
+    {"resources": {"request": {"cpu": "1"}}},
+    {"metrics": {"serviceMonitor": {"enabled": "yes"}}},
+    {"watchNamespace": "Team_A"},
+])
+def test_the_values_schema_rejects_typos_and_wrong_types(values):
+    chart = helm.Chart.load(str(CHART))
+    with pytest.raises(Exception):
+        chart.render(values, name="x", namespace="y")
+
+
+def test_lint_is_clean():
+    for values in ({}, NON_DEFAULT):
+        report = helm.lint(str(CHART), values, strict=True)
+        problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+        assert not problems, json.dumps(report, indent=1)
+        # Only "icon is recommended" (info) may remain.
+        assert all(m["severity"] <= 1 for m in report["messages"])
+
+
+def test_chart_crds_are_the_generated_crds():
+    for crd in (ROOT / "crds").glob("*.yaml"):
+        assert (CHART / "crds" / crd.name).read_text() == crd.read_text(), f"run scripts/generate.sh ({crd.name})"
+    assert sorted(p.name for p in (CHART / "crds").glob("*")) == sorted(p.name for p in (ROOT / "crds").glob("*"))
+
+
+def test_deploy_is_the_rendered_chart():
+    expected = render_deploy.files()
+    actual = {p.name: p.read_text() for p in (ROOT / "deploy").iterdir()}
+    assert actual == expected, "deploy/ drifted from the chart: run scripts/generate.sh"
+    kustomization = yaml.safe_load(expected["kustomization.yaml"])
+    assert sorted(kustomization["resources"]) == sorted(n for n in expected if n != "kustomization.yaml")
