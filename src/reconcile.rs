@@ -169,13 +169,18 @@ impl<'a> Reconciliation<'a> {
         // The operator is the only writer of this status, so what it last wrote is the truth;
         // the cache may still hold an older copy (a reconcile queued by our own intermediate
         // write can start before the final write reaches the cache).
-        let written = ctx
-            .statuses
-            .lock()
-            .expect("statuses lock")
-            .get(&destination.uid().unwrap_or_default())
-            .cloned()
-            .or_else(|| destination.status.clone());
+        let uid = destination.uid().unwrap_or_default();
+        let mut statuses = ctx.statuses.lock().expect("statuses lock");
+        let written = match statuses.get(&uid) {
+            // The cache has caught up with the last write: no need to remember it any longer.
+            Some(last) if destination.status.as_ref() == Some(last) => {
+                statuses.remove(&uid);
+                destination.status.clone()
+            }
+            Some(last) => Some(last.clone()),
+            None => destination.status.clone(),
+        };
+        drop(statuses);
         Self {
             destination,
             ctx,

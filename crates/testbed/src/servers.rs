@@ -76,11 +76,27 @@ fn which(program: &str) -> Option<PathBuf> {
     })
 }
 
+/// How to start the servers (see [`Servers::start_with`]); the default is what [`Servers::start`]
+/// does.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Write an audit log (`audit.log` in [`Servers::dir`], JSON lines, level Metadata) of every
+    /// request of the `operator` user (see [`Servers::operator_kubeconfig`]), so that a benchmark
+    /// can count the requests an operator makes by verb and resource. Nothing else is logged.
+    pub audit_operator: bool,
+}
+
+/// Name of the second static-token user (group `system:masters`), for an operator whose
+/// requests must be told apart from the harness's own.
+pub const OPERATOR_USER: &str = "operator";
+
 /// A running etcd + kube-apiserver (+ kube-controller-manager). Dropping it stops them and
 /// removes their data.
 pub struct Servers {
     children: Vec<(&'static str, Child)>,
     kubeconfig: PathBuf,
+    operator_kubeconfig: PathBuf,
+    audit_log: Option<PathBuf>,
     api_url: String,
     dir: tempfile::TempDir,
 }
@@ -91,6 +107,11 @@ const ADMIN_TOKEN_PREFIX: &str = "testbed-admin";
 impl Servers {
     /// Starts the servers and returns once the API server answers `/readyz`.
     pub fn start(binaries: &Binaries) -> Result<Self> {
+        Self::start_with(binaries, &Options::default())
+    }
+
+    /// [`Servers::start`] with [`Options`].
+    pub fn start_with(binaries: &Binaries, options: &Options) -> Result<Self> {
         // etcd fsyncs on every write; tmpfs makes that free and the test bed is throwaway.
         let parent = Path::new("/dev/shm");
         let dir = if parent.is_dir() {
@@ -104,6 +125,8 @@ impl Servers {
         let mut servers = Servers {
             children: Vec::new(),
             kubeconfig: dir.path().join("kubeconfig"),
+            operator_kubeconfig: dir.path().join("kubeconfig-operator"),
+            audit_log: options.audit_operator.then(|| dir.path().join("audit.log")),
             api_url: String::new(),
             dir,
         };
@@ -130,10 +153,27 @@ impl Servers {
         )?;
 
         let token = format!("{ADMIN_TOKEN_PREFIX}-{:016x}", rand::random::<u64>());
+        let operator_token = format!("{OPERATOR_USER}-{:016x}", rand::random::<u64>());
         fs::write(
             dir.join("tokens.csv"),
-            format!("{token},testbed-admin,1,system:masters\n"),
+            format!(
+                "{token},testbed-admin,1,system:masters\n{operator_token},{OPERATOR_USER},2,system:masters\n"
+            ),
         )?;
+        let mut audit_args = Vec::new();
+        if let Some(log) = &self.audit_log {
+            let policy = dir.join("audit-policy.yaml");
+            fs::write(
+                &policy,
+                format!(
+                    "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n  users: [{OPERATOR_USER}]\n- level: None\n"
+                ),
+            )?;
+            audit_args.push(format!("--audit-policy-file={}", policy.display()));
+            audit_args.push(format!("--audit-log-path={}", log.display()));
+            audit_args.push("--audit-log-format=json".into());
+            audit_args.push("--audit-log-maxsize=0".into());
+        }
         let sa_key = dir.join("sa.key");
         let status = Command::new("openssl")
             .args(["genrsa", "-out"])
@@ -147,22 +187,28 @@ impl Servers {
         }
         self.spawn(
             "kube-apiserver",
-            Command::new(&binaries.kube_apiserver).args([
-                &format!("--etcd-servers={etcd_url}"),
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                &format!("--secure-port={api_port}"),
-                "--insecure-port=0",
-                &format!("--cert-dir={}", dir.join("certs").display()),
-                &format!("--token-auth-file={}", dir.join("tokens.csv").display()),
-                "--authorization-mode=RBAC",
-                &format!("--service-account-key-file={}", sa_key.display()),
-                &format!("--service-account-signing-key-file={}", sa_key.display()),
-                "--service-account-issuer=https://testbed.local",
-                "--service-cluster-ip-range=10.0.0.0/24",
-            ]),
+            Command::new(&binaries.kube_apiserver)
+                .args([
+                    &format!("--etcd-servers={etcd_url}"),
+                    "--bind-address=127.0.0.1",
+                    "--advertise-address=127.0.0.1",
+                    &format!("--secure-port={api_port}"),
+                    "--insecure-port=0",
+                    &format!("--cert-dir={}", dir.join("certs").display()),
+                    &format!("--token-auth-file={}", dir.join("tokens.csv").display()),
+                    "--authorization-mode=RBAC",
+                    &format!("--service-account-key-file={}", sa_key.display()),
+                    &format!("--service-account-signing-key-file={}", sa_key.display()),
+                    "--service-account-issuer=https://testbed.local",
+                    "--service-cluster-ip-range=10.0.0.0/24",
+                ])
+                .args(&audit_args),
         )?;
         self.api_url = format!("https://127.0.0.1:{api_port}");
+        fs::write(
+            &self.operator_kubeconfig,
+            kubeconfig_yaml(&self.api_url, &operator_token).replace("testbed-admin", OPERATOR_USER),
+        )?;
         fs::write(&self.kubeconfig, kubeconfig_yaml(&self.api_url, &token))?;
         self.wait_ready(Duration::from_secs(90))?;
 
@@ -232,6 +278,17 @@ impl Servers {
     /// The kubeconfig of the test bed's administrator.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// A kubeconfig of the `operator` user (also `system:masters`), whose requests the audit
+    /// log of [`Options::audit_operator`] records.
+    pub fn operator_kubeconfig(&self) -> &Path {
+        &self.operator_kubeconfig
+    }
+
+    /// The audit log, when started with [`Options::audit_operator`].
+    pub fn audit_log(&self) -> Option<&Path> {
+        self.audit_log.as_deref()
     }
 
     /// `https://127.0.0.1:<port>` of the API server.
