@@ -50,8 +50,10 @@ step "installing the CRD from crds/"
 kubectl apply -f crds/
 kubectl wait --for=condition=Established --timeout=60s crd/eventdestinations.events.ngrok.io
 
-step "starting the operator (logs: $work/operator.log)"
-"$TARGET_DIR/debug/ngrok-events-operator" run --api-url "$api_url" --metrics-addr 127.0.0.1:0 >"$work/operator.log" 2>&1 &
+# Only the demo's namespace: on your own cluster the demo must not touch any other resource.
+step "starting the operator for namespace $NAMESPACE (logs: $work/operator.log)"
+"$TARGET_DIR/debug/ngrok-events-operator" run --api-url "$api_url" --namespace "$NAMESPACE" \
+  --metrics-addr 127.0.0.1:0 >"$work/operator.log" 2>&1 &
 pids+=($!)
 
 step "applying examples/ into namespace $NAMESPACE"
