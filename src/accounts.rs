@@ -1,16 +1,16 @@
 //! ngrok accounts: one API client, one rate limiter and one view of the remote state per API
 //! key, shared by every resource that uses that key.
 //!
-//! The view is a listing of all destinations (ceil(N/100) calls), refreshed at most once per
-//! drift pass and shared by every resource of the account, so that checking N resources for
-//! drift costs a handful of list calls instead of N GETs.
+//! The view is a listing of all destinations, and one of all subscriptions (ceil(N/100) calls
+//! each), refreshed at most once per drift pass and shared by every resource of the account, so
+//! that checking N resources for drift costs a handful of list calls instead of N GETs.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ngrok_api::Secret;
-use ngrok_api::types::EventDestination;
+use ngrok_api::types::{EventDestination, EventSubscription};
 use sha2::{Digest, Sha256};
 
 /// Builds the client configuration for an API key (base URL, rate limit, timeouts, metrics).
@@ -56,22 +56,61 @@ impl Accounts {
 pub struct Account {
     pub client: ngrok_api::Client,
     api_key: Secret,
-    /// Single flight: concurrent callers wait for one listing instead of each making one.
-    snapshot: tokio::sync::Mutex<Option<Arc<Snapshot>>>,
+    destinations: Listing<EventDestination>,
+    subscriptions: Listing<EventSubscription>,
     /// Fingerprints with a create in flight in this process (see `reconcile::create`).
     creating: Mutex<HashSet<String>>,
-    /// When each destination was last written or seen matching its resource.
+    /// When each object (by id) was last written or seen matching its resource.
     verified: Mutex<HashMap<String, Instant>>,
     /// When the next drift pass of this account is due, so that all its resources requeue to
     /// the same moment and share one listing.
     next_pass: Mutex<Option<Instant>>,
 }
 
-/// All destinations of an account at one moment.
-pub struct Snapshot {
+/// All objects of one kind in an account at one moment, by id.
+pub struct Snapshot<T> {
     /// When the listing started: it reflects every write that finished before this.
     pub started: Instant,
-    pub destinations: HashMap<String, EventDestination>,
+    pub objects: HashMap<String, T>,
+}
+
+/// The latest listing of one kind. Single flight: concurrent callers wait for one listing
+/// instead of each making one.
+struct Listing<T>(tokio::sync::Mutex<Option<Arc<Snapshot<T>>>>);
+
+impl<T> Default for Listing<T> {
+    fn default() -> Self {
+        Self(tokio::sync::Mutex::new(None))
+    }
+}
+
+impl<T> Listing<T> {
+    /// A listing that started after `after` (any listing when `None`), made with `list` now if
+    /// the latest one is older.
+    async fn after<F>(
+        &self,
+        after: Option<Instant>,
+        list: impl FnOnce() -> F,
+        id: impl Fn(&T) -> String,
+    ) -> ngrok_api::Result<Arc<Snapshot<T>>>
+    where
+        F: Future<Output = ngrok_api::Result<Vec<T>>>,
+    {
+        let mut latest = self.0.lock().await;
+        if let Some(snapshot) = latest.as_ref()
+            && after.is_none_or(|after| snapshot.started > after)
+        {
+            return Ok(snapshot.clone());
+        }
+        let started = Instant::now();
+        let objects = list().await?;
+        let snapshot = Arc::new(Snapshot {
+            started,
+            objects: objects.into_iter().map(|o| (id(&o), o)).collect(),
+        });
+        *latest = Some(snapshot.clone());
+        Ok(snapshot)
+    }
 }
 
 impl Account {
@@ -79,7 +118,8 @@ impl Account {
         Self {
             client,
             api_key,
-            snapshot: tokio::sync::Mutex::new(None),
+            destinations: Listing::default(),
+            subscriptions: Listing::default(),
             creating: Mutex::default(),
             verified: Mutex::default(),
             next_pass: Mutex::default(),
@@ -91,29 +131,35 @@ impl Account {
         &self.api_key
     }
 
-    /// A listing that started after `after` (any listing when `None`), made now if the latest
-    /// one is older.
-    pub async fn snapshot_after(&self, after: Option<Instant>) -> ngrok_api::Result<Arc<Snapshot>> {
-        let mut latest = self.snapshot.lock().await;
-        if let Some(snapshot) = latest.as_ref()
-            && after.is_none_or(|after| snapshot.started > after)
-        {
-            return Ok(snapshot.clone());
-        }
-        let started = Instant::now();
-        let destinations = self.client.list_event_destinations().await?;
-        let snapshot = Arc::new(Snapshot {
-            started,
-            destinations: destinations
-                .into_iter()
-                .map(|d| (d.id.clone(), d))
-                .collect(),
-        });
-        *latest = Some(snapshot.clone());
-        Ok(snapshot)
+    /// All destinations, listed after `after` (see [`Listing::after`]).
+    pub async fn destinations_after(
+        &self,
+        after: Option<Instant>,
+    ) -> ngrok_api::Result<Arc<Snapshot<EventDestination>>> {
+        self.destinations
+            .after(
+                after,
+                || self.client.list_event_destinations(),
+                |d| d.id.clone(),
+            )
+            .await
     }
 
-    /// Records that destination `id` was just written, or seen matching its resource.
+    /// All subscriptions, listed after `after` (see [`Listing::after`]).
+    pub async fn subscriptions_after(
+        &self,
+        after: Option<Instant>,
+    ) -> ngrok_api::Result<Arc<Snapshot<EventSubscription>>> {
+        self.subscriptions
+            .after(
+                after,
+                || self.client.list_event_subscriptions(),
+                |s| s.id.clone(),
+            )
+            .await
+    }
+
+    /// Records that object `id` was just written, or seen matching its resource.
     pub fn mark_verified(&self, id: &str) {
         self.verified
             .lock()
@@ -130,13 +176,14 @@ impl Account {
             .copied()
     }
 
-    /// Forgets a deleted destination.
+    /// Forgets a deleted object.
     pub fn forget(&self, id: &str) {
         self.verified.lock().expect("verified lock").remove(id);
     }
 
-    /// Claims the right to create a destination with this fingerprint in this process; `None`
-    /// while another create of the same content is under way.
+    /// Claims the right to create an object with this fingerprint in this process; `None`
+    /// while another create of the same content is under way. Fingerprints of different kinds
+    /// are different hashes, so one set serves both.
     pub fn begin_create(self: &Arc<Self>, fingerprint: &str) -> Option<CreateGuard> {
         let mut creating = self.creating.lock().expect("creating lock");
         creating

@@ -32,10 +32,11 @@ pub enum Phase<'a> {
 }
 
 impl Phase<'_> {
-    fn parts(&self) -> (bool, bool, bool, &'static str, String) {
+    /// `noun` names the ngrok object in messages: `destination`, `subscription`.
+    fn parts(&self, noun: &str) -> (bool, bool, bool, &'static str, String) {
         // (ready, reconciling, stalled, reason, message)
         match self {
-            Phase::Ready => (true, false, false, SYNCED, "The destination in ngrok matches the spec".into()),
+            Phase::Ready => (true, false, false, SYNCED, format!("The {noun} in ngrok matches the spec")),
             Phase::Progressing { reason, message } => (false, true, false, reason, message.clone()),
             Phase::Failed(error) if error.is_stalled() => (false, false, true, error.reason(), error.to_string()),
             Phase::Failed(error) => (false, true, false, error.reason(), error.to_string()),
@@ -50,15 +51,16 @@ impl Phase<'_> {
     }
 }
 
-/// The three conditions for `phase` at `generation`. A condition keeps its previous
-/// `lastTransitionTime` unless its status changes.
+/// The three conditions for `phase` at `generation`, for a resource whose ngrok object is a
+/// `noun`. A condition keeps its previous `lastTransitionTime` unless its status changes.
 pub fn conditions(
     previous: &[Condition],
     generation: Option<i64>,
     phase: &Phase,
+    noun: &str,
     now: &Time,
 ) -> Vec<Condition> {
-    let (ready, reconciling, stalled, reason, message) = phase.parts();
+    let (ready, reconciling, stalled, reason, message) = phase.parts(noun);
     [
         (READY, ready),
         (RECONCILING, reconciling),
@@ -109,7 +111,7 @@ mod tests {
 
     #[test]
     fn ready_sets_all_three_and_unchanged_state_is_identical() {
-        let first = conditions(&[], Some(3), &Phase::Ready, &time(10));
+        let first = conditions(&[], Some(3), &Phase::Ready, "destination", &time(10));
         let summary: Vec<_> = first
             .iter()
             .map(|c| (c.type_.as_str(), c.status.as_str(), c.observed_generation))
@@ -123,14 +125,23 @@ mod tests {
             ]
         );
         // A later pass with the same outcome yields the same list: no status write.
-        assert_eq!(conditions(&first, Some(3), &Phase::Ready, &time(99)), first);
+        assert_eq!(
+            conditions(&first, Some(3), &Phase::Ready, "destination", &time(99)),
+            first
+        );
     }
 
     #[test]
     fn transition_time_moves_only_with_the_status() {
-        let ready = conditions(&[], Some(1), &Phase::Ready, &time(10));
+        let ready = conditions(&[], Some(1), &Phase::Ready, "destination", &time(10));
         let error = Error::SecretNotFound { name: "aws".into() };
-        let stalled = conditions(&ready, Some(2), &Phase::Failed(&error), &time(20));
+        let stalled = conditions(
+            &ready,
+            Some(2),
+            &Phase::Failed(&error),
+            "destination",
+            &time(20),
+        );
         let get = |cs: &[Condition], t: &str| cs.iter().find(|c| c.type_ == t).unwrap().clone();
         assert_eq!(get(&stalled, STALLED).status, "True");
         assert_eq!(get(&stalled, STALLED).reason, "SecretNotFound");
@@ -147,7 +158,13 @@ mod tests {
     #[test]
     fn transient_errors_reconcile_rather_than_stall() {
         let error = Error::CreateQueued;
-        let cs = conditions(&[], Some(1), &Phase::Failed(&error), &time(1));
+        let cs = conditions(
+            &[],
+            Some(1),
+            &Phase::Failed(&error),
+            "destination",
+            &time(1),
+        );
         assert!(is_true(&cs, RECONCILING));
         assert!(!is_true(&cs, STALLED));
         assert!(!is_true(&cs, READY));

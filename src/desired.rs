@@ -1,7 +1,10 @@
 //! Desired state and difference: pure functions of the spec and the secret values.
 //!
 //! This is the one place where a field of the `EventDestination` resource becomes a field of
-//! ngrok's API request, and where an observed destination is compared with the desired one.
+//! ngrok's API request, and where an observed destination is compared with the desired one;
+//! [`subscription`] does the same for `EventSubscription`.
+
+pub mod subscription;
 
 use ngrok_api::types::{
     AwsAuth as WireAwsAuth, AwsCredentials, AwsRole, EventDestination as Observed,
@@ -176,7 +179,7 @@ pub fn observed_fingerprint(observed: &Observed) -> String {
     hash(&Visible::of_observed(observed))
 }
 
-fn hash(visible: &Visible) -> String {
+fn hash(visible: &impl serde::Serialize) -> String {
     let json = serde_json::to_vec(visible).expect("plain data always serializes");
     hex::encode(&Sha256::digest(&json)[..16])
 }

@@ -47,10 +47,10 @@ pub enum Error {
     #[error("{0}; looking for it before creating again")]
     NgrokUnknownOutcome(#[source] ngrok_api::Error),
 
-    /// After a create whose outcome was lost, more than one destination in ngrok could be this
-    /// resource's. Guessing could leave a twin or adopt someone else's destination.
+    /// After a create whose outcome was lost, more than one object in ngrok could be this
+    /// resource's. Guessing could leave a twin or adopt someone else's.
     #[error(
-        "a create's outcome was lost and several destinations match this resource: {}; delete the ones that are not this resource's in ngrok, or set annotation events.ngrok.io/adopt-id to the right one",
+        "a create's outcome was lost and several objects in ngrok match this resource: {}; delete the ones that are not this resource's in ngrok, or set annotation events.ngrok.io/adopt-id to the right one",
         candidates.join(", ")
     )]
     AmbiguousCreate { candidates: Vec<String> },
@@ -58,8 +58,27 @@ pub enum Error {
     #[error("adopt-id {id} does not exist in ngrok")]
     AdoptTargetNotFound { id: String },
 
-    #[error("adopt-id {id} is already managed by EventDestination {owner}")]
+    /// `owner` is `Kind namespace/name`.
+    #[error("adopt-id {id} is already managed by {owner}")]
     AdoptTargetInUse { id: String, owner: String },
+
+    /// A subscription names EventDestinations that have no ngrok id yet: nothing is sent until
+    /// they do (each `waiting` entry names one and says why).
+    #[error("waiting for {}", waiting.join("; "))]
+    DestinationNotReady { waiting: Vec<String> },
+
+    /// ngrok subscriptions can only name destinations of their own account.
+    #[error(
+        "EventDestination {destination:?} is in another ngrok account than this subscription (their API keys differ and the destination is not visible with this subscription's key): use the same apiKeyRef on both"
+    )]
+    AccountMismatch { destination: String },
+
+    /// ngrok refuses to delete a destination a subscription names; the deletion waits.
+    #[error(
+        "still used by EventSubscription {}: the destination is deleted once they no longer name it (remove it from their destinationRefs or delete them)",
+        subscriptions.join(", ")
+    )]
+    DestinationInUse { subscriptions: Vec<String> },
 
     #[error("waiting for another resource with identical content to finish creating")]
     CreateQueued,
@@ -88,6 +107,9 @@ impl Error {
             Error::AmbiguousCreate { .. } => "AmbiguousCreate",
             Error::AdoptTargetNotFound { .. } => "AdoptTargetNotFound",
             Error::AdoptTargetInUse { .. } => "AdoptTargetInUse",
+            Error::DestinationNotReady { .. } => "DestinationNotReady",
+            Error::AccountMismatch { .. } => "AccountMismatch",
+            Error::DestinationInUse { .. } => "DestinationInUse",
             Error::CreateQueued => "CreateQueued",
             Error::Kube(_) => "KubernetesError",
             Error::Finalizer(_) => "FinalizerError",
@@ -107,13 +129,27 @@ impl Error {
             | Error::NgrokAuthentication(_)
             | Error::AmbiguousCreate { .. }
             | Error::AdoptTargetNotFound { .. }
-            | Error::AdoptTargetInUse { .. } => true,
+            | Error::AdoptTargetInUse { .. }
+            | Error::AccountMismatch { .. } => true,
+            // Each waits for another resource, whose change triggers this one.
+            Error::DestinationNotReady { .. } | Error::DestinationInUse { .. } => false,
             Error::NgrokUnavailable(_)
             | Error::NgrokUnknownOutcome(_)
             | Error::CreateQueued
             | Error::Kube(_)
             | Error::Finalizer(_) => false,
         }
+    }
+
+    /// True when the reconcile waits for another resource to change (it is triggered by that
+    /// change; its retries are only a safety net and are not worth a warning).
+    pub fn waits_for_another_resource(&self) -> bool {
+        matches!(
+            self,
+            Error::DestinationNotReady { .. }
+                | Error::DestinationInUse { .. }
+                | Error::CreateQueued
+        )
     }
 
     /// Sorts a client error by what the reconciler should do about it.

@@ -1,41 +1,42 @@
-//! `ngrok-events-operator import`: the destinations of an account as `EventDestination` YAML,
-//! each adopting its destination, for teams moving from the dashboard or Terraform.
+//! `ngrok-events-operator import`: the destinations and subscriptions of an account as
+//! `EventDestination` and `EventSubscription` YAML, each adopting its ngrok object, for teams
+//! moving from the dashboard or Terraform.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use kube::api::ObjectMeta;
-use ngrok_api::types::EventDestination as Remote;
+use ngrok_api::types::{EventDestination as Remote, EventSubscription as RemoteSubscription};
 
-use crate::crd::{ADOPT_ID_ANNOTATION, EventDestination};
+use crate::crd::{ADOPT_ID_ANNOTATION, EventDestination, EventSubscription};
 use crate::desired;
 
-/// YAML for every destination of the account, newest first, in `namespace`.
+/// YAML for every destination and subscription of the account, newest first, in `namespace`.
 pub async fn import(client: &ngrok_api::Client, namespace: &str) -> ngrok_api::Result<String> {
-    let remotes = client.list_event_destinations().await?;
-    Ok(render(&remotes, namespace))
+    let destinations = client.list_event_destinations().await?;
+    let subscriptions = client.list_event_subscriptions().await?;
+    Ok(render(&destinations, &subscriptions, namespace))
 }
 
-/// The YAML stream for `remotes` (pure, for tests).
-pub fn render(remotes: &[Remote], namespace: &str) -> String {
+/// The YAML stream for `remotes` and `subscriptions` (pure, for tests). A subscription names
+/// the destinations imported with it by `destinationRefs`.
+pub fn render(remotes: &[Remote], subscriptions: &[RemoteSubscription], namespace: &str) -> String {
     let mut taken = HashSet::new();
+    let mut names = HashMap::new();
     let mut out = format!(
-        "# {} ngrok event destination(s), imported by ngrok-events-operator.\n\
-         # Each resource adopts its destination (annotation {ADOPT_ID_ANNOTATION}): applying them\n\
+        "# {} ngrok event destination(s) and {} subscription(s), imported by ngrok-events-operator.\n\
+         # Each resource adopts its ngrok object (annotation {ADOPT_ID_ANNOTATION}): applying them\n\
          # creates nothing in ngrok. ngrok never returns secret values: create the Secrets named\n\
          # in the comments before applying, or the resources wait with reason SecretNotFound.\n",
-        remotes.len()
+        remotes.len(),
+        subscriptions.len()
     );
     for remote in remotes {
-        let name = unique_name(remote, &mut taken);
+        let name = unique_name(&remote.description, &remote.id, &mut taken);
+        names.insert(remote.id.clone(), name.clone());
         let secret_name = format!("{name}-credentials");
         let (spec, keys) = desired::spec_from_remote(remote, &secret_name);
         let mut resource = EventDestination::new(&name, spec);
-        resource.metadata = ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(namespace.to_string()),
-            annotations: Some([(ADOPT_ID_ANNOTATION.to_string(), remote.id.clone())].into()),
-            ..Default::default()
-        };
+        resource.metadata = adopting(&name, namespace, &remote.id);
         out.push_str("---\n");
         out.push_str(&format!(
             "# {} (created {})\n",
@@ -59,11 +60,36 @@ pub fn render(remotes: &[Remote], namespace: &str) -> String {
         }
         out.push_str(&serde_yaml::to_string(&resource).expect("a resource always serializes"));
     }
+    let mut taken = HashSet::new();
+    for remote in subscriptions {
+        let name = unique_name(&remote.description, &remote.id, &mut taken);
+        let mut resource = EventSubscription::new(
+            &name,
+            desired::subscription::spec_from_remote(remote, &names),
+        );
+        resource.metadata = adopting(&name, namespace, &remote.id);
+        out.push_str("---\n");
+        out.push_str(&format!(
+            "# {} (created {})\n",
+            remote.id, remote.created_at
+        ));
+        out.push_str(&serde_yaml::to_string(&resource).expect("a resource always serializes"));
+    }
     out
 }
 
+/// The metadata of a resource that adopts ngrok object `id`.
+fn adopting(name: &str, namespace: &str, id: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: Some(namespace.to_string()),
+        annotations: Some([(ADOPT_ID_ANNOTATION.to_string(), id.to_string())].into()),
+        ..Default::default()
+    }
+}
+
 /// A valid, unique resource name: the description as a DNS label, else the id.
-fn unique_name(remote: &Remote, taken: &mut HashSet<String>) -> String {
+fn unique_name(description: &str, id: &str, taken: &mut HashSet<String>) -> String {
     let slug = |text: &str| {
         let mut slug = String::new();
         for c in text.to_lowercase().chars() {
@@ -80,9 +106,9 @@ fn unique_name(remote: &Remote, taken: &mut HashSet<String>) -> String {
             .trim_end_matches('-')
             .to_string()
     };
-    let base = Some(slug(&remote.description))
+    let base = Some(slug(description))
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| slug(&remote.id));
+        .unwrap_or_else(|| slug(id));
     let mut name = base.clone();
     let mut n = 2;
     while !taken.insert(name.clone()) {
@@ -124,6 +150,7 @@ mod tests {
                 remote("ed_2", "Audit → Kinesis (prod)"),
                 remote("ed_3", ""),
             ],
+            &[],
             "platform",
         );
         let resources: Vec<EventDestination> = yaml
@@ -148,5 +175,36 @@ mod tests {
             "# kubectl create secret generic audit-kinesis-prod-credentials -n platform --from-literal=aws-access-key-id=AKIAEXAMPLE --from-literal=aws-secret-access-key=<fill in>"
         ));
         assert!(!yaml.contains("status"));
+    }
+
+    #[test]
+    fn subscriptions_name_imported_destinations_by_reference() {
+        let subscription: RemoteSubscription = serde_json::from_value(serde_json::json!({
+            "id": "esb_1",
+            "uri": "https://api.ngrok.com/event_subscriptions/esb_1",
+            "created_at": "2024-08-02T07:15:39Z",
+            "description": "HTTP traffic",
+            "sources": [{"type": "http_request_complete.v0"}],
+            "destinations": [{"id": "ed_1"}, {"id": "ed_elsewhere"}]
+        }))
+        .unwrap();
+        let yaml = render(&[remote("ed_1", "audit")], &[subscription], "platform");
+        let documents: Vec<serde_yaml::Value> = yaml
+            .split("\n---\n")
+            .skip(1)
+            .map(|doc| serde_yaml::from_str(doc).unwrap())
+            .collect();
+        let imported: EventSubscription = serde_yaml::from_value(documents[1].clone()).unwrap();
+        assert_eq!(imported.metadata.name.as_deref(), Some("http-traffic"));
+        assert_eq!(
+            imported.metadata.annotations.as_ref().unwrap()[ADOPT_ID_ANNOTATION],
+            "esb_1"
+        );
+        assert_eq!(
+            imported.spec.destination_names().collect::<Vec<_>>(),
+            ["audit"]
+        );
+        assert_eq!(imported.spec.destination_ids, ["ed_elsewhere"]);
+        assert!(yaml.starts_with("# 1 ngrok event destination(s) and 1 subscription(s)"));
     }
 }

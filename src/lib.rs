@@ -14,5 +14,6 @@ pub mod http;
 pub mod import;
 pub mod leader;
 pub mod reconcile;
+pub mod references;
 pub mod secrets;
 pub mod telemetry;

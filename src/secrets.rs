@@ -9,12 +9,12 @@ use std::sync::Mutex;
 
 use hmac::{KeyInit, Mac};
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
-use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
 use ngrok_api::Secret;
 
-use crate::crd::{EventDestination, SecretKeyRef};
+use crate::crd::SecretKeyRef;
 use crate::error::{Error, Result};
 
 /// The values of a resource's Secret refs.
@@ -115,25 +115,30 @@ pub fn api_key_from(value: &Secret) -> Secret {
 
 /// Secret (namespace, name) → the resources that reference it. Filled in by reconciles, so a
 /// Secret event costs a lookup rather than a scan of every resource.
-#[derive(Default)]
-pub struct SecretIndex {
-    by_secret: Mutex<HashMap<SecretName, HashSet<ObjectRef<EventDestination>>>>,
-    by_resource: Mutex<HashMap<ObjectRef<EventDestination>, Vec<SecretName>>>,
+pub struct SecretIndex<K: Resource<DynamicType = ()>> {
+    by_secret: Mutex<HashMap<SecretName, HashSet<ObjectRef<K>>>>,
+    by_resource: Mutex<HashMap<ObjectRef<K>, Vec<SecretName>>>,
+}
+
+impl<K: Resource<DynamicType = ()>> Default for SecretIndex<K> {
+    fn default() -> Self {
+        Self {
+            by_secret: Mutex::default(),
+            by_resource: Mutex::default(),
+        }
+    }
 }
 
 /// A Secret's namespace and name.
 type SecretName = (String, String);
 
-impl SecretIndex {
+impl<K: Resource<DynamicType = ()>> SecretIndex<K> {
     /// Records the Secrets a resource references now (replacing what it referenced before).
-    pub fn record(&self, destination: &EventDestination) {
-        let namespace = destination.namespace().unwrap_or_default();
-        let object_ref = ObjectRef::from_obj(destination);
-        let secrets: Vec<SecretName> = destination
-            .spec
-            .api_key_ref
-            .iter()
-            .chain(destination.spec.target.secret_refs())
+    pub fn record<'a>(&self, resource: &K, refs: impl IntoIterator<Item = &'a SecretKeyRef>) {
+        let namespace = resource.namespace().unwrap_or_default();
+        let object_ref = ObjectRef::from_obj(resource);
+        let secrets: Vec<SecretName> = refs
+            .into_iter()
             .map(|r| (namespace.clone(), r.name.clone()))
             .collect();
         self.forget(&object_ref);
@@ -151,7 +156,7 @@ impl SecretIndex {
     }
 
     /// Forgets a resource.
-    pub fn forget(&self, object_ref: &ObjectRef<EventDestination>) {
+    pub fn forget(&self, object_ref: &ObjectRef<K>) {
         let Some(secrets) = self
             .by_resource
             .lock()
@@ -172,7 +177,7 @@ impl SecretIndex {
     }
 
     /// The resources that reference a Secret.
-    pub fn referencing(&self, namespace: &str, name: &str) -> Vec<ObjectRef<EventDestination>> {
+    pub fn referencing(&self, namespace: &str, name: &str) -> Vec<ObjectRef<K>> {
         let by_secret = self.by_secret.lock().expect("index lock");
         by_secret
             .get(&(namespace.to_string(), name.to_string()))

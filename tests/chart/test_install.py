@@ -1,12 +1,17 @@
 """`helm install` with Helm's own SDK into the test bed's real kube-apiserver (1.20): every
-object is accepted (pods do not run: the test bed has no nodes). Uninstalling keeps the CRD."""
+object is accepted (pods do not run: the test bed has no nodes). Uninstalling keeps the CRDs."""
 
 from __future__ import annotations
+
+import time
 
 import helm_python as helm
 
 from conftest import CHART, find, path_of, render
+from render_deploy import CRDS
 from test_render import NON_DEFAULT
+
+CRD_NAMES = [name.removesuffix(".yaml") for name in CRDS]
 
 
 def test_install_defaults_and_non_default_values(kube):
@@ -24,16 +29,32 @@ def test_install_defaults_and_non_default_values(kube):
                 kube.get(f"{path_of(doc, namespace)}/{doc['metadata']['name']}")
             deployment = kube.get(f"{path_of(find(docs, 'Deployment'))}/{find(docs, 'Deployment')['metadata']['name']}").json()
             assert deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+            for crd in CRD_NAMES:  # Helm installed the chart's crds/ (or found them installed)
+                assert kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}").json()["spec"]["group"] == "events.ngrok.io"
         finally:
             config.uninstall(name)
-    kube.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/eventdestinations.events.ngrok.io")
+    for crd in CRD_NAMES:
+        kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}")
+    # Both kinds are served, with the short names and the `ngrok` category of `kubectl get ngrok`.
+    deadline = time.time() + 20
+    while True:  # discovery follows the CRDs
+        resources = {r["name"]: r for r in kube.get("/apis/events.ngrok.io/v1alpha1", ok=None).json().get("resources", [])}
+        if "eventsubscriptions/status" in resources or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert resources["eventdestinations"]["shortNames"] == ["ned"] and resources["eventsubscriptions"]["shortNames"] == ["nes"]
+    assert resources["eventdestinations"]["categories"] == resources["eventsubscriptions"]["categories"] == ["ngrok"]
+    assert resources["eventsubscriptions"]["kind"] == "EventSubscription" and resources["eventsubscriptions"]["namespaced"] is True
+    assert "eventdestinations/status" in resources and "eventsubscriptions/status" in resources
 
 
 def test_deploy_applies(kube):
     """`kubectl apply -k deploy/`: what kustomize builds from deploy/ is accepted (server-side dry run)."""
     import yaml
     from conftest import ROOT, path_of
-    for name in ("namespace.yaml", "eventdestinations.events.ngrok.io.yaml", "operator.yaml"):
+    kustomization = yaml.safe_load((ROOT / "deploy" / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["namespace.yaml", *CRDS, "operator.yaml"]
+    for name in kustomization["resources"]:
         for doc in yaml.safe_load_all((ROOT / "deploy" / name).read_text()):
             if not doc:
                 continue

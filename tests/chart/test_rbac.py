@@ -2,8 +2,10 @@
 installed into the test bed (watchNamespace = its namespace, so that variants run side by side),
 the operator binary runs with a token of the chart's ServiceAccount (TokenRequest API) against
 the ngrok API emulator, and goes through a scenario that uses every call: a missing Secret
-(Stalled, event), the Secret appearing (watch → Ready, event), the Secret deleted again (the
-same event again → patched), the resource deleted (finalizer removed). With each rule's verb
+(Stalled, event), the Secret appearing (watch → Ready, event), an EventSubscription of the
+destination (finalizer, status → Ready with its ngrok id), the Secret deleted again (the same
+event again → patched), the subscription deleted and then the destination (each finalizer
+removed; the destination's deletion waits while a subscription names it). With each rule's verb
 removed in turn, the scenario fails."""
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ def condition(obj, type_):
 
 def scenario(kube, ns: str) -> None:
     base = f"/apis/events.ngrok.io/v1alpha1/namespaces/{ns}/eventdestinations"
+    subscriptions = f"/apis/events.ngrok.io/v1alpha1/namespaces/{ns}/eventsubscriptions"
     get = lambda: (lambda r: r.json() if r.status_code == 200 else None)(kube.get(f"{base}/d", ok=None))
+    get_subscription = lambda: (lambda r: r.json() if r.status_code == 200 else None)(kube.get(f"{subscriptions}/s", ok=None))
     events = lambda: kube.get(f"/apis/events.k8s.io/v1/namespaces/{ns}/events").json()["items"]
     kube.request("POST", base, {
         "apiVersion": "events.ngrok.io/v1alpha1", "kind": "EventDestination", "metadata": {"name": "d"},
@@ -70,11 +74,21 @@ def scenario(kube, ns: str) -> None:
     kube.request("POST", f"/api/v1/namespaces/{ns}/secrets", secret)
     wait("Ready after the Secret appeared", lambda: (c := condition(get(), "Ready")) and c["status"] == "True")
     wait("a Created event", lambda: [e for e in events() if e.get("reason") == "Created"])
+    kube.request("POST", subscriptions, {
+        "apiVersion": "events.ngrok.io/v1alpha1", "kind": "EventSubscription", "metadata": {"name": "s"},
+        "spec": {"sources": [{"type": "http_request_complete.v0"}], "destinationRefs": [{"name": "d"}]},
+    })
+    wait("the subscription Ready with its ngrok id",
+         lambda: (s := get_subscription()) and (c := condition(s, "Ready")) and c["status"] == "True"
+         and (s.get("status", {}).get("id") or "").startswith("esb_"))
     time.sleep(3)
     kube.request("DELETE", f"/api/v1/namespaces/{ns}/secrets/aws")
     wait("Stalled again", stalled)
     wait("the repeated SecretNotFound event patched into a series",
          lambda: [e for e in events() if e.get("reason") == "SecretNotFound" and (e.get("series") or {}).get("count", 1) >= 2])
+    # The destination's deletion waits while a subscription names it: the subscription goes first.
+    kube.request("DELETE", f"{subscriptions}/s")
+    wait("the subscription deleted (finalizer removed)", lambda: get_subscription() is None)
     kube.request("DELETE", f"{base}/d")
     wait("deleted (finalizer removed)", lambda: get() is None)
 
@@ -131,6 +145,8 @@ def binaries():
 
 RULES = [("neo-ngrok-events-operator", "events.ngrok.io", "eventdestinations", v) for v in ("list", "watch", "patch")] + [
     ("neo-ngrok-events-operator", "events.ngrok.io", "eventdestinations/status", "patch"),
+    *[("neo-ngrok-events-operator", "events.ngrok.io", "eventsubscriptions", v) for v in ("list", "watch", "patch")],
+    ("neo-ngrok-events-operator", "events.ngrok.io", "eventsubscriptions/status", "patch"),
     *[("neo-ngrok-events-operator", "", "secrets", v) for v in ("get", "list", "watch")],
     *[("neo-ngrok-events-operator", "events.k8s.io", "events", v) for v in ("create", "patch")],
 ]

@@ -15,13 +15,19 @@ from conftest import CHART, ROOT, find, kinds, render
 
 # Every Kubernetes call the operator makes (src/, kube-runtime 5.0, kube-lease-manager 0.13.1):
 OPERATOR_CALLS = {
-    # controller.rs: Api::list (startup check) and the controller's watcher (list + watch).
+    # The same calls for both kinds (the subscription controller also reads the EventDestination
+    # cache, which the destination controller's watch fills):
+    # controller.rs: Api::list (startup check, each kind) and each controller's watcher (list + watch).
     ("events.ngrok.io", "eventdestinations", "list"),
     ("events.ngrok.io", "eventdestinations", "watch"),
+    ("events.ngrok.io", "eventsubscriptions", "list"),
+    ("events.ngrok.io", "eventsubscriptions", "watch"),
     # kube-runtime finalizer(): JSON patches adding and removing events.ngrok.io/cleanup.
     ("events.ngrok.io", "eventdestinations", "patch"),
-    # reconcile.rs write_status: patch_status with server-side apply.
+    ("events.ngrok.io", "eventsubscriptions", "patch"),
+    # reconcile/mod.rs write_status: patch_status with server-side apply.
     ("events.ngrok.io", "eventdestinations/status", "patch"),
+    ("events.ngrok.io", "eventsubscriptions/status", "patch"),
     # secrets.rs resolve: get_opt of each referenced Secret.
     ("", "secrets", "get"),
     # controller.rs: metadata-only watcher of Secrets (list + watch).

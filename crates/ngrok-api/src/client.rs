@@ -19,6 +19,7 @@ use crate::error::{ApiError, Error, Operation, Result};
 use crate::secret::Secret;
 use crate::types::{
     EventDestination, EventDestinationCreate, EventDestinationList, EventDestinationUpdate,
+    EventSubscription, EventSubscriptionCreate, EventSubscriptionList, EventSubscriptionUpdate,
     ListPage,
 };
 
@@ -31,8 +32,12 @@ pub const CLIENT_USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("C
 /// Page size of list calls; ngrok's maximum.
 pub const LIST_PAGE_LIMIT: u32 = 100;
 
+// Collection path segment and `Operation::resource` of each resource. The resource names a
+// kind, never an id, so it stays low-cardinality wherever it ends up (messages, reasons).
 const DESTINATIONS: &str = "event_destinations";
 const DESTINATION: &str = "destination";
+const SUBSCRIPTIONS: &str = "event_subscriptions";
+const SUBSCRIPTION: &str = "subscription";
 
 /// Settings of a [`Client`]. `Debug` is safe to log: the key is a [`Secret`].
 #[derive(Clone)]
@@ -233,6 +238,66 @@ impl Client {
     /// Every event destination of the account, following `next_page_uri` with pages of 100.
     pub async fn list_event_destinations(&self) -> Result<Vec<EventDestination>> {
         self.list_all::<EventDestinationList>(DESTINATIONS, DESTINATION)
+            .await
+    }
+
+    /// `POST /event_subscriptions`. Retried like
+    /// [`create_event_destination`](Self::create_event_destination): only when nothing was
+    /// sent or ngrok answered 429.
+    pub async fn create_event_subscription(
+        &self,
+        body: &EventSubscriptionCreate,
+    ) -> Result<EventSubscription> {
+        let url = self.url(&[SUBSCRIPTIONS])?;
+        self.expect_body(Method::POST, url, SUBSCRIPTION, Some(body))
+            .await
+    }
+
+    /// `GET /event_subscriptions/{id}`.
+    pub async fn get_event_subscription(&self, id: &str) -> Result<EventSubscription> {
+        let url = self.url(&[SUBSCRIPTIONS, id])?;
+        self.expect_body(Method::GET, url, SUBSCRIPTION, None::<&()>)
+            .await
+    }
+
+    /// `PATCH /event_subscriptions/{id}`, sending only the fields set in `body`.
+    pub async fn update_event_subscription(
+        &self,
+        id: &str,
+        body: &EventSubscriptionUpdate,
+    ) -> Result<EventSubscription> {
+        let url = self.url(&[SUBSCRIPTIONS, id])?;
+        self.expect_body(Method::PATCH, url, SUBSCRIPTION, Some(body))
+            .await
+    }
+
+    /// `DELETE /event_subscriptions/{id}`.
+    pub async fn delete_event_subscription(&self, id: &str) -> Result<()> {
+        let url = self.url(&[SUBSCRIPTIONS, id])?;
+        self.request(Method::DELETE, url, SUBSCRIPTION, None::<&()>)
+            .await
+            .map(drop)
+    }
+
+    /// One page of `GET /event_subscriptions`, newest first.
+    pub async fn list_event_subscriptions_page(
+        &self,
+        before_id: Option<&str>,
+        limit: u32,
+    ) -> Result<EventSubscriptionList> {
+        let mut url = self.url(&[SUBSCRIPTIONS])?;
+        if let Some(before_id) = before_id {
+            url.query_pairs_mut().append_pair("before_id", before_id);
+        }
+        url.query_pairs_mut()
+            .append_pair("limit", &limit.to_string());
+        self.expect_body(Method::GET, url, SUBSCRIPTION, None::<&()>)
+            .await
+    }
+
+    /// Every event subscription of the account, following `next_page_uri` with pages of 100.
+    pub async fn list_event_subscriptions(&self) -> Result<Vec<EventSubscription>> {
+        self.list_all::<EventSubscriptionList>(SUBSCRIPTIONS, SUBSCRIPTION)
             .await
     }
 
@@ -544,6 +609,11 @@ mod tests {
         assert_eq!(
             url.as_str(),
             "http://h:1/prefix/event_destinations/..%2Fx%3Fy"
+        );
+        let url = client.url(&[SUBSCRIPTIONS, "esb_1/../x"]).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://h:1/prefix/event_subscriptions/esb_1%2F..%2Fx"
         );
     }
 

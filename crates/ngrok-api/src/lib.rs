@@ -1,5 +1,4 @@
-//! A typed client of ngrok's REST API, for event destinations (subscriptions fit the same
-//! pipeline next).
+//! A typed client of ngrok's REST API, for event destinations and event subscriptions.
 //!
 //! ```no_run
 //! # async fn demo() -> ngrok_api::Result<()> {
@@ -13,6 +12,13 @@
 //!         stream_arn: "arn:aws:kinesis:us-east-2:1:stream/s".into(),
 //!     })))
 //!     .await?;
+//! let subscription = client
+//!     .create_event_subscription(&EventSubscriptionCreate::new(
+//!         vec![EventSourceReplace::new("ip_policy_created.v0")],
+//!         vec![created.id.clone()],
+//!     ))
+//!     .await?;
+//! client.delete_event_subscription(&subscription.id).await?;
 //! client.delete_event_destination(&created.id).await?;
 //! # Ok(()) }
 //! ```

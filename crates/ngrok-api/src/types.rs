@@ -1,4 +1,5 @@
-//! Wire types of ngrok's `/event_destinations` API, field for field as in ngrok's OpenAPI spec.
+//! Wire types of ngrok's `/event_destinations` and `/event_subscriptions` APIs, field for
+//! field as in ngrok's OpenAPI spec.
 //!
 //! Three shapes per resource, because the API has three: the body of a create, the body of an
 //! update (every field optional and *omitted* when unset, never `null`), and the resource as
@@ -112,6 +113,150 @@ impl ListPage for EventDestinationList {
     type Item = EventDestination;
     fn into_parts(self) -> (Vec<EventDestination>, Option<String>) {
         (self.event_destinations, self.next_page_uri)
+    }
+}
+
+/// Body of `POST /event_subscriptions` (`EventSubscriptionCreate`).
+///
+/// `sources` and `destination_ids` are always sent, empty lists included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSubscriptionCreate {
+    /// Machine-readable data, at most 4096 bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+    /// Human-readable description, at most 255 bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The event types the subscription triggers on.
+    pub sources: Vec<EventSourceReplace>,
+    /// The `ed_…` ids of the destinations events are sent to.
+    pub destination_ids: Vec<String>,
+}
+
+impl EventSubscriptionCreate {
+    /// A subscription of `sources` to `destination_ids`, with no metadata or description.
+    pub fn new(sources: Vec<EventSourceReplace>, destination_ids: Vec<String>) -> Self {
+        Self {
+            metadata: None,
+            description: None,
+            sources,
+            destination_ids,
+        }
+    }
+}
+
+/// Body of `PATCH /event_subscriptions/{id}` (`EventSubscriptionUpdate`).
+///
+/// Only the fields that are `Some` are sent; `sources` and `destination_ids` replace the whole
+/// list. The spec also lists `id` here; the client puts the id in the path only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSubscriptionUpdate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<EventSourceReplace>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination_ids: Option<Vec<String>>,
+}
+
+impl EventSubscriptionUpdate {
+    /// True when the update would change nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// An event type as a request names it (`EventSourceReplace`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSourceReplace {
+    /// The event type, e.g. `ip_policy_created.v0`.
+    #[serde(rename = "type")]
+    pub type_: String,
+}
+
+impl EventSourceReplace {
+    /// A source of event type `type_`.
+    pub fn new(type_: impl Into<String>) -> Self {
+        Self {
+            type_: type_.into(),
+        }
+    }
+}
+
+/// An event subscription as ngrok returns it (`EventSubscription`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSubscription {
+    /// `esb_…`
+    pub id: String,
+    /// URI of this resource in the API.
+    pub uri: String,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+    /// Empty when unset.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub metadata: String,
+    /// Empty when unset.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub description: String,
+    /// The event types the subscription triggers on; empty when `null` or missing.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub sources: Vec<EventSource>,
+    /// The destinations events are sent to; empty when `null` or missing.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub destinations: Vec<Ref>,
+}
+
+impl EventSubscription {
+    /// The ids of [`destinations`](Self::destinations), in ngrok's order.
+    pub fn destination_ids(&self) -> Vec<String> {
+        self.destinations.iter().map(|d| d.id.clone()).collect()
+    }
+
+    /// The event types of [`sources`](Self::sources), in ngrok's order.
+    pub fn source_types(&self) -> Vec<String> {
+        self.sources.iter().map(|s| s.type_.clone()).collect()
+    }
+}
+
+/// An event type of a subscription as ngrok returns it (`EventSource`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSource {
+    /// The event type, e.g. `ip_policy_created.v0`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// URI of the source in the API; empty when unset.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub uri: String,
+}
+
+/// A reference to another API resource (`Ref`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ref {
+    /// The resource's id.
+    pub id: String,
+    /// URI of the resource in the API; empty when unset.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub uri: String,
+}
+
+/// One page of `GET /event_subscriptions` (`EventSubscriptionList`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSubscriptionList {
+    #[serde(default)]
+    pub event_subscriptions: Vec<EventSubscription>,
+    #[serde(default)]
+    pub uri: String,
+    /// Absolute URI of the next (older) page; `None` on the last page.
+    #[serde(default)]
+    pub next_page_uri: Option<String>,
+}
+
+impl ListPage for EventSubscriptionList {
+    type Item = EventSubscription;
+    fn into_parts(self) -> (Vec<EventSubscription>, Option<String>) {
+        (self.event_subscriptions, self.next_page_uri)
     }
 }
 
@@ -374,6 +519,84 @@ mod tests {
         assert_eq!(destination.description, "");
         assert_eq!(destination.target, kinesis_with_creds().without_secrets());
         assert_ne!(destination.target, kinesis_with_creds());
+    }
+
+    #[test]
+    fn subscription_create_always_sends_sources_and_destination_ids() {
+        let create = EventSubscriptionCreate::new(Vec::new(), Vec::new());
+        assert_eq!(
+            serde_json::to_value(&create).unwrap(),
+            json!({"sources": [], "destination_ids": []})
+        );
+        let mut create = EventSubscriptionCreate::new(
+            vec![EventSourceReplace::new("ip_policy_created.v0")],
+            vec!["ed_1".into()],
+        );
+        create.metadata = Some("m".into());
+        assert_eq!(
+            serde_json::to_value(&create).unwrap(),
+            json!({"metadata": "m", "sources": [{"type": "ip_policy_created.v0"}], "destination_ids": ["ed_1"]})
+        );
+    }
+
+    #[test]
+    fn subscription_update_sends_only_set_fields() {
+        let update = EventSubscriptionUpdate {
+            destination_ids: Some(vec!["ed_2".into()]),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&update).unwrap(),
+            r#"{"destination_ids":["ed_2"]}"#
+        );
+        assert!(!update.is_empty());
+        // An empty list is a value: it clears the list, so it is sent.
+        let clear = EventSubscriptionUpdate {
+            sources: Some(Vec::new()),
+            ..Default::default()
+        };
+        assert_eq!(serde_json::to_string(&clear).unwrap(), r#"{"sources":[]}"#);
+        assert!(EventSubscriptionUpdate::default().is_empty());
+        assert_eq!(
+            serde_json::to_string(&EventSubscriptionUpdate::default()).unwrap(),
+            "{}"
+        );
+    }
+
+    #[test]
+    fn subscription_response_with_nulls_and_missing_fields_decodes() {
+        let subscription: EventSubscription = serde_json::from_value(json!({
+            "id": "esb_1", "uri": "u", "created_at": "2024-08-02T07:15:39Z",
+            "metadata": null, "description": null,
+            "sources": [{"type": "ip_policy_created.v0", "uri": null}, {"type": "ip_policy_deleted.v0"}],
+            "destinations": [{"id": "ed_1", "uri": "https://api.ngrok.com/event_destinations/ed_1"}, {"id": "ed_2"}]
+        }))
+        .unwrap();
+        assert_eq!(
+            (
+                subscription.metadata.as_str(),
+                subscription.description.as_str()
+            ),
+            ("", "")
+        );
+        assert_eq!(
+            subscription.source_types(),
+            ["ip_policy_created.v0", "ip_policy_deleted.v0"]
+        );
+        assert_eq!(subscription.destination_ids(), ["ed_1", "ed_2"]);
+        assert_eq!(subscription.sources[1].uri, "");
+
+        let bare: EventSubscription = serde_json::from_value(json!({
+            "id": "esb_2", "uri": "u", "created_at": "t", "sources": null
+        }))
+        .unwrap();
+        assert!(bare.sources.is_empty() && bare.destinations.is_empty());
+
+        let page: EventSubscriptionList = serde_json::from_value(
+            json!({"event_subscriptions": [], "uri": "u", "next_page_uri": null}),
+        )
+        .unwrap();
+        assert_eq!(page.next_page_uri, None);
     }
 
     #[test]

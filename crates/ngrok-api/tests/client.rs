@@ -517,3 +517,341 @@ async fn a_burst_of_300_stays_inside_the_limiter_budget() {
         "the limiter spread the calls: {elapsed:?}"
     );
 }
+
+const SOURCE_CREATED: &str = "ip_policy_created.v0";
+const SOURCE_DELETED: &str = "ip_policy_deleted.v0";
+
+async fn destination(client: &Client) -> String {
+    client
+        .create_event_destination(&EventDestinationCreate::new(kinesis()))
+        .await
+        .unwrap()
+        .id
+}
+
+fn subscription_create(source_types: &[&str], destination_ids: &[&str]) -> EventSubscriptionCreate {
+    EventSubscriptionCreate::new(
+        source_types
+            .iter()
+            .map(|t| EventSourceReplace::new(*t))
+            .collect(),
+        destination_ids.iter().map(|id| (*id).to_owned()).collect(),
+    )
+}
+
+#[tokio::test]
+async fn every_subscription_operation() {
+    let emulator = emulator().await;
+    let client = client(&emulator);
+    let (first, second) = (destination(&client).await, destination(&client).await);
+
+    let mut create = subscription_create(&[SOURCE_CREATED, SOURCE_DELETED], &[&first]);
+    create.description = Some("first".into());
+    create.metadata = Some(r#"{"owner":"test"}"#.into());
+    let created = client.create_event_subscription(&create).await.unwrap();
+    assert!(created.id.starts_with("esb_"), "{}", created.id);
+    assert_eq!(
+        created.uri,
+        format!("{}/event_subscriptions/{}", emulator.base_url(), created.id)
+    );
+    assert!(!created.created_at.is_empty());
+    assert_eq!(created.description, "first");
+    assert_eq!(created.metadata, r#"{"owner":"test"}"#);
+    assert_eq!(created.source_types(), [SOURCE_CREATED, SOURCE_DELETED]);
+    assert_eq!(created.destination_ids(), [first.as_str()]);
+    assert_eq!(
+        created.destinations[0].uri,
+        format!("{}/event_destinations/{first}", emulator.base_url())
+    );
+
+    let fetched = client.get_event_subscription(&created.id).await.unwrap();
+    assert_eq!(fetched, created);
+
+    let update = EventSubscriptionUpdate {
+        description: Some("second".into()),
+        sources: Some(vec![EventSourceReplace::new(SOURCE_DELETED)]),
+        destination_ids: Some(vec![first.clone(), second.clone()]),
+        ..Default::default()
+    };
+    let updated = client
+        .update_event_subscription(&created.id, &update)
+        .await
+        .unwrap();
+    assert_eq!(updated.description, "second");
+    assert_eq!(updated.metadata, created.metadata);
+    assert_eq!(updated.source_types(), [SOURCE_DELETED]);
+    assert_eq!(updated.destination_ids(), [first.clone(), second.clone()]);
+    assert_eq!(
+        client.get_event_subscription(&created.id).await.unwrap(),
+        updated
+    );
+
+    client.delete_event_subscription(&created.id).await.unwrap();
+    let gone = client
+        .get_event_subscription(&created.id)
+        .await
+        .unwrap_err();
+    assert!(gone.is_not_found(), "{gone:?}");
+    let gone = client
+        .delete_event_subscription(&created.id)
+        .await
+        .unwrap_err();
+    assert!(gone.is_not_found(), "{gone:?}");
+    assert_eq!(gone.api_error().unwrap().operation.resource, "subscription");
+
+    // What went over the wire: exact bodies, no nulls.
+    let requests = emulator.requests();
+    let post = requests
+        .iter()
+        .find(|r| r.method == "POST" && r.path == "/event_subscriptions")
+        .unwrap();
+    assert_eq!(
+        post.body,
+        Some(json!({
+            "description": "first", "metadata": "{\"owner\":\"test\"}",
+            "sources": [{"type": SOURCE_CREATED}, {"type": SOURCE_DELETED}],
+            "destination_ids": [first],
+        }))
+    );
+    let patch = requests.iter().find(|r| r.method == "PATCH").unwrap();
+    assert_eq!(
+        patch.body,
+        Some(json!({
+            "description": "second", "sources": [{"type": SOURCE_DELETED}],
+            "destination_ids": [first, second],
+        }))
+    );
+    for request in &requests {
+        assert!(request.authorized);
+        assert_eq!(request.ngrok_version.as_deref(), Some("2"));
+        if request.body.is_some() {
+            assert_eq!(request.content_type.as_deref(), Some("application/json"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn subscription_update_sends_only_set_fields() {
+    let emulator = emulator().await;
+    let client = client(&emulator);
+    let (first, second) = (destination(&client).await, destination(&client).await);
+    let mut create = subscription_create(&[SOURCE_CREATED], &[&first]);
+    create.description = Some("kept".into());
+    create.metadata = Some("kept too".into());
+    let created = client.create_event_subscription(&create).await.unwrap();
+    emulator.clear_requests();
+
+    let updated = client
+        .update_event_subscription(
+            &created.id,
+            &EventSubscriptionUpdate {
+                destination_ids: Some(vec![second.clone()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.destination_ids(), [second.as_str()]);
+    assert_eq!(updated.description, "kept");
+    assert_eq!(updated.metadata, "kept too");
+    assert_eq!(updated.source_types(), [SOURCE_CREATED]);
+    let requests = emulator.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].body, Some(json!({"destination_ids": [second]})));
+
+    // An empty update changes nothing and sends `{}`.
+    let unchanged = client
+        .update_event_subscription(&created.id, &EventSubscriptionUpdate::default())
+        .await
+        .unwrap();
+    assert_eq!(unchanged, updated);
+    assert_eq!(emulator.requests()[1].body, Some(json!({})));
+}
+
+#[tokio::test]
+async fn subscription_list_follows_next_page_uri_over_200_objects() {
+    let emulator = emulator().await;
+    let client = client(&emulator);
+    let dest = destination(&client).await;
+    let mut created = Vec::new();
+    for i in 0..205 {
+        let mut create = subscription_create(&[SOURCE_CREATED], &[&dest]);
+        create.description = Some(format!("s{i}"));
+        created.push(client.create_event_subscription(&create).await.unwrap().id);
+    }
+    emulator.clear_requests();
+    let all = client.list_event_subscriptions().await.unwrap();
+    created.reverse(); // newest first
+    assert_eq!(
+        all.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        created
+    );
+    assert!(all.iter().all(|s| s.destination_ids() == [dest.clone()]));
+    let pages = emulator.requests();
+    assert_eq!(pages.len(), 3);
+    assert!(pages.iter().all(|r| r.path == "/event_subscriptions"
+        && r.query.as_deref().is_some_and(|q| q.contains("limit=100"))));
+
+    let page = client
+        .list_event_subscriptions_page(None, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.event_subscriptions.len(), 10);
+    assert_eq!(
+        page.uri,
+        format!("{}/event_subscriptions", emulator.base_url())
+    );
+    assert!(page.next_page_uri.is_some());
+    let last = page.event_subscriptions.last().unwrap().id.clone();
+    let older = client
+        .list_event_subscriptions_page(Some(&last), 100)
+        .await
+        .unwrap();
+    assert_eq!(older.event_subscriptions[0].id, created[10]);
+    let tail = client
+        .list_event_subscriptions_page(Some(&created[200]), 100)
+        .await
+        .unwrap();
+    assert_eq!(tail.event_subscriptions.len(), 4);
+    assert_eq!(tail.next_page_uri, None);
+}
+
+#[tokio::test]
+async fn a_destination_in_use_is_deleted_only_after_its_subscription() {
+    let emulator = emulator().await;
+    let client = client(&emulator);
+    let dest = destination(&client).await;
+    let subscription = client
+        .create_event_subscription(&subscription_create(&[SOURCE_CREATED], &[&dest]))
+        .await
+        .unwrap();
+
+    let error = client.delete_event_destination(&dest).await.unwrap_err();
+    assert_eq!(error.status(), Some(400));
+    assert_eq!(error.error_code(), Some("ERR_NGROK_7802"));
+    assert_eq!(error.error_code(), Some(codes::DESTINATION_IN_USE));
+    assert_eq!(error.class(), ErrorClass::Terminal);
+    assert!(
+        error
+            .to_string()
+            .starts_with("ngrok rejected the destination: ERR_NGROK_7802: "),
+        "{error}"
+    );
+    assert_eq!(
+        emulator.count("DELETE", "/event_destinations/{id}"),
+        1,
+        "400 is not retried"
+    );
+    client.get_event_destination(&dest).await.unwrap();
+
+    client
+        .delete_event_subscription(&subscription.id)
+        .await
+        .unwrap();
+    client.delete_event_destination(&dest).await.unwrap();
+    assert!(
+        client
+            .get_event_destination(&dest)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+
+    // A subscription may only name existing destinations.
+    let error = client
+        .create_event_subscription(&subscription_create(&[SOURCE_CREATED], &[&dest]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.status(), error.error_code()),
+        (Some(400), Some(codes::UNKNOWN_DESTINATION))
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("ngrok rejected the subscription: "),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn subscription_calls_retry_only_where_allowed() {
+    let emulator = emulator().await;
+    let client = client(&emulator); // max_retries = 3
+    let dest = destination(&client).await;
+    let created = client
+        .create_event_subscription(&subscription_create(&[SOURCE_CREATED], &[&dest]))
+        .await
+        .unwrap();
+    emulator
+        .set_faults(&FaultsUpdate {
+            error_rate: Some(1.0),
+            ..Default::default()
+        })
+        .unwrap();
+    emulator.clear_requests();
+
+    assert!(
+        client
+            .get_event_subscription(&created.id)
+            .await
+            .unwrap_err()
+            .is_retryable()
+    );
+    let update = EventSubscriptionUpdate {
+        description: Some("x".into()),
+        ..Default::default()
+    };
+    assert!(
+        client
+            .update_event_subscription(&created.id, &update)
+            .await
+            .is_err()
+    );
+    assert!(client.delete_event_subscription(&created.id).await.is_err());
+    assert!(client.list_event_subscriptions().await.is_err());
+    let error = client
+        .create_event_subscription(&subscription_create(&[SOURCE_CREATED], &[&dest]))
+        .await
+        .unwrap_err();
+    assert!(
+        error.is_retryable(),
+        "retryable for the caller, not retried by the client"
+    );
+
+    let route = "/event_subscriptions/{id}";
+    assert_eq!(emulator.count("GET", route), 4, "GET: 1 + 3 retries");
+    assert_eq!(emulator.count("PATCH", route), 4, "PATCH: 1 + 3 retries");
+    assert_eq!(emulator.count("DELETE", route), 4, "DELETE: 1 + 3 retries");
+    assert_eq!(emulator.count("GET", "/event_subscriptions"), 4);
+    assert_eq!(
+        emulator.count("POST", "/event_subscriptions"),
+        1,
+        "POST: never retried after sending"
+    );
+
+    // A lost create answer is an unknown outcome; the subscription exists.
+    emulator
+        .set_faults(&FaultsUpdate {
+            error_rate: Some(0.0),
+            drop_after_create_rate: Some(1.0),
+            ..Default::default()
+        })
+        .unwrap();
+    let error = client
+        .create_event_subscription(&subscription_create(&[SOURCE_CREATED], &[&dest]))
+        .await
+        .unwrap_err();
+    assert!(error.is_unknown_outcome(), "{error:?}");
+    assert!(
+        error.to_string().contains("the subscription may exist"),
+        "{error}"
+    );
+    emulator
+        .set_faults(&FaultsUpdate {
+            drop_after_create_rate: Some(0.0),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(client.list_event_subscriptions().await.unwrap().len(), 2);
+}

@@ -1,30 +1,11 @@
-//! The custom resources users write. Types only: no I/O happens here.
-//!
-//! Validation lives in the generated OpenAPI schema so the API server rejects bad objects at
-//! `kubectl apply` time. Every rule is structural (`oneOf` + `required`, `maxLength`, `enum`,
-//! `pattern`) and there is deliberately no CEL: kubectl's client-side validation against an
-//! older server rejects a CRD that carries `x-kubernetes-validations` at all. ngrok's limits are
-//! in bytes while `maxLength` counts characters, so the operator checks the bytes again before
-//! it calls ngrok.
+//! `EventDestination`: where ngrok sends events, and how it authenticates there.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// API group of every resource of this operator.
-pub const GROUP: &str = "events.ngrok.io";
-
-/// Annotation: adopt an existing destination by id instead of creating one.
-pub const ADOPT_ID_ANNOTATION: &str = "events.ngrok.io/adopt-id";
-/// Annotation: `"true"` stops every write to ngrok for this resource.
-pub const PAUSED_ANNOTATION: &str = "events.ngrok.io/paused";
-/// Annotation: this resource's drift-check interval (`30s`, `5m`), instead of `--drift-interval`.
-pub const DRIFT_INTERVAL_ANNOTATION: &str = "events.ngrok.io/drift-interval";
-
-/// Byte limits of ngrok's API, shared with the operator's own checks.
-pub const MAX_DESCRIPTION_BYTES: usize = 255;
-pub const MAX_METADATA_BYTES: usize = 4096;
+use super::{DeletionPolicy, PendingCreate, SecretKeyRef};
 
 /// An ngrok Event Destination: where ngrok sends events, and how it authenticates there.
 ///
@@ -98,31 +79,6 @@ pub struct EventDestinationSpec {
 pub enum Format {
     #[default]
     Json,
-}
-
-/// What happens to the remote destination when the resource is deleted.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum DeletionPolicy {
-    #[default]
-    Delete,
-    Retain,
-}
-
-/// A key of a Secret in the resource's own namespace. There is deliberately no namespace
-/// field: a resource can never read another namespace's Secrets.
-#[derive(
-    Deserialize, Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
-)]
-pub struct SecretKeyRef {
-    /// Name of the Secret, in the same namespace as this resource.
-    #[schemars(
-        length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    )]
-    pub name: String,
-    /// Key within the Secret's data.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
-    pub key: String,
 }
 
 /// Where ngrok delivers events. Exactly one variant.
@@ -305,44 +261,4 @@ pub struct EventDestinationStatus {
     /// or a lost response the operator looks for the destination instead of creating a twin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_create: Option<PendingCreate>,
-}
-
-/// A create that was (or may have been) sent to ngrok without its outcome being recorded.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PendingCreate {
-    /// When the first attempt started (RFC 3339). A destination created before this, less a
-    /// margin for clock skew, is not the outcome of this create.
-    pub started_at: String,
-    /// Hash of the destination's content without secrets: what the created destination looks
-    /// like in a listing.
-    pub fingerprint: String,
-}
-
-/// Every CRD of the operator, in the order they are installed.
-pub fn all()
--> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
-{
-    use kube::CustomResourceExt;
-    vec![EventDestination::crd()]
-}
-
-/// The committed file under `crds/` for each CRD: `(file name, YAML)`.
-pub fn files() -> Vec<(String, String)> {
-    all()
-        .into_iter()
-        .map(|crd| {
-            let name = crd.metadata.name.clone().unwrap_or_default();
-            let yaml = serde_yaml::to_string(&crd).expect("a CRD always serializes");
-            (format!("{name}.yaml"), yaml)
-        })
-        .collect()
-}
-
-/// All CRDs as one multi-document YAML stream, as `ngrok-events-operator crd` prints them.
-pub fn render_yaml() -> String {
-    files()
-        .into_iter()
-        .map(|(_, yaml)| format!("---\n{yaml}"))
-        .collect()
 }

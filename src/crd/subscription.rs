@@ -1,0 +1,189 @@
+//! `EventSubscription`: which events ngrok sends, and to which destinations.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{DeletionPolicy, PendingCreate, SecretKeyRef};
+
+/// An ngrok Event Subscription: the events of the listed sources go to every listed destination.
+///
+/// A destination receives nothing until a subscription names it.
+// Each `printcolumn(...)` repeats `type_ = ...`; clippy mistakes that for a duplicate attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "events.ngrok.io",
+    version = "v1alpha1",
+    kind = "EventSubscription",
+    namespaced,
+    status = "EventSubscriptionStatus",
+    shortname = "nes",
+    category = "ngrok",
+    derive = "PartialEq",
+    doc = "An ngrok Event Subscription managed from Kubernetes.",
+    printcolumn(name = "ID", type_ = "string", json_path = ".status.id"),
+    printcolumn(name = "Sources", type_ = "integer", json_path = ".status.sourceCount"),
+    printcolumn(
+        name = "Destinations",
+        type_ = "integer",
+        json_path = ".status.destinationCount"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        priority = "1",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EventSubscriptionSpec {
+    /// Human-readable description, shown in the ngrok dashboard. At most 255 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub description: Option<String>,
+
+    /// Arbitrary machine-readable data, sent to ngrok verbatim (often JSON). At most 4096 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub metadata: Option<String>,
+
+    /// The event types to send, e.g. `http_request_complete.v0`. At least one, each once.
+    #[schemars(length(min = 1), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub sources: Vec<EventSource>,
+
+    /// EventDestinations in this namespace to send the events to, by name. Each is used once it
+    /// is Ready; a destination's id is followed when it changes. At least one destination, here
+    /// or in `destinationIds`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub destination_refs: Vec<DestinationRef>,
+
+    /// ids (`ed_…`) of destinations managed outside this namespace or outside Kubernetes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), inner(regex(pattern = r"^ed_[A-Za-z0-9]+$")))]
+    pub destination_ids: Vec<String>,
+
+    /// What happens to the ngrok subscription when this resource is deleted:
+    /// `Delete` (default) removes it from ngrok, `Retain` leaves it in place.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// The ngrok API key to use, from a Secret in this namespace; it must belong to the same
+    /// ngrok account as every destination. Unset: the operator's own API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_ref: Option<SecretKeyRef>,
+}
+
+/// One kind of event, by its versioned name.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct EventSource {
+    /// Event type and version, e.g. `http_request_complete.v0` or `ip_policy_created.v0`.
+    #[serde(rename = "type")]
+    #[schemars(
+        length(min = 1, max = 255),
+        regex(pattern = r"^[a-z][a-z0-9_]*\.v[0-9]+$")
+    )]
+    pub type_: String,
+}
+
+/// An EventDestination in the subscription's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct DestinationRef {
+    /// Name of the EventDestination.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+}
+
+/// What the operator observed and did. Written only by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventSubscriptionStatus {
+    /// ngrok's id of the subscription (`esb_…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// ngrok's API URI of the subscription.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// When ngrok created the subscription (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// The destination ids last sent to ngrok: `destinationRefs` resolved, then `destinationIds`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destination_ids: Vec<String>,
+    /// How many sources the spec lists, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_count: Option<i32>,
+    /// How many destinations the spec lists (refs and ids), for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_count: Option<i32>,
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// kstatus conditions: `Ready`, `Reconciling`, `Stalled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Recorded before a create is sent and cleared once the id is known, so that after a crash
+    /// or a lost response the operator looks for the subscription instead of creating a twin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_create: Option<PendingCreate>,
+}
+
+/// The CRD, with the one rule derive cannot express: at least one destination, in
+/// `destinationRefs` or `destinationIds` (kube's schema rewriter merges the properties of
+/// `anyOf` branches, so the rule is added after it ran).
+pub(super) fn crd() -> CustomResourceDefinition {
+    let mut crd = <EventSubscription as kube::CustomResourceExt>::crd();
+    let at_least_one = |field: &str| JSONSchemaProps {
+        required: Some(vec![field.to_string()]),
+        properties: Some(
+            [(
+                field.to_string(),
+                JSONSchemaProps {
+                    min_items: Some(1),
+                    ..Default::default()
+                },
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    for version in &mut crd.spec.versions {
+        let spec = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("spec"))
+            .expect("the generated schema has a spec");
+        spec.any_of = Some(vec![
+            at_least_one("destinationRefs"),
+            at_least_one("destinationIds"),
+        ]);
+    }
+    crd
+}
+
+impl EventSubscriptionSpec {
+    /// The referenced EventDestinations' names, in spec order.
+    pub fn destination_names(&self) -> impl Iterator<Item = &str> {
+        self.destination_refs.iter().map(|r| r.name.as_str())
+    }
+}

@@ -1,0 +1,250 @@
+//! The `EventSubscription` resource as ngrok's request, and the difference from what ngrok has.
+//!
+//! Sources and destinations are sets to ngrok: compared without order or repeats, sent in the
+//! spec's order.
+
+use std::collections::{BTreeSet, HashMap};
+
+use ngrok_api::types::{
+    EventSourceReplace, EventSubscription as Observed, EventSubscriptionCreate as Desired,
+    EventSubscriptionUpdate,
+};
+
+use super::{check_bytes, hash};
+use crate::crd::{self, DestinationRef, EventSource, EventSubscriptionSpec};
+use crate::error::Result;
+
+/// The create request for a spec, given the ids its `destinationRefs` resolved to (in order).
+pub fn desired(spec: &EventSubscriptionSpec, resolved_refs: &[String]) -> Result<Desired> {
+    check_bytes(
+        "description",
+        spec.description.as_deref(),
+        crd::MAX_DESCRIPTION_BYTES,
+    )?;
+    check_bytes(
+        "metadata",
+        spec.metadata.as_deref(),
+        crd::MAX_METADATA_BYTES,
+    )?;
+    let mut destination_ids: Vec<String> = Vec::new();
+    for id in resolved_refs.iter().chain(&spec.destination_ids) {
+        if !destination_ids.contains(id) {
+            destination_ids.push(id.clone());
+        }
+    }
+    Ok(Desired {
+        description: spec.description.clone(),
+        metadata: spec.metadata.clone(),
+        sources: spec
+            .sources
+            .iter()
+            .map(|s| EventSourceReplace::new(s.type_.clone()))
+            .collect(),
+        destination_ids,
+    })
+}
+
+/// What ngrok shows of a subscription, normalised as for destinations: unset and empty strings
+/// alike, and sets as sets.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+struct Visible {
+    description: String,
+    metadata: String,
+    sources: BTreeSet<String>,
+    destination_ids: BTreeSet<String>,
+}
+
+impl Visible {
+    fn of_desired(desired: &Desired) -> Self {
+        Self {
+            description: desired.description.clone().unwrap_or_default(),
+            metadata: desired.metadata.clone().unwrap_or_default(),
+            sources: desired.sources.iter().map(|s| s.type_.clone()).collect(),
+            destination_ids: desired.destination_ids.iter().cloned().collect(),
+        }
+    }
+
+    fn of_observed(observed: &Observed) -> Self {
+        Self {
+            description: observed.description.clone(),
+            metadata: observed.metadata.clone(),
+            sources: observed.source_types().into_iter().collect(),
+            destination_ids: observed.destination_ids().into_iter().collect(),
+        }
+    }
+}
+
+/// The update that makes `observed` match `desired`: only the fields that differ, each list
+/// whole (ngrok replaces lists).
+pub fn changes(desired: &Desired, observed: &Observed) -> EventSubscriptionUpdate {
+    let (want, have) = (Visible::of_desired(desired), Visible::of_observed(observed));
+    EventSubscriptionUpdate {
+        description: (want.description != have.description).then(|| want.description.clone()),
+        metadata: (want.metadata != have.metadata).then(|| want.metadata.clone()),
+        sources: (want.sources != have.sources).then(|| desired.sources.clone()),
+        destination_ids: (want.destination_ids != have.destination_ids)
+            .then(|| desired.destination_ids.clone()),
+    }
+}
+
+/// Hash of what a listing shows of a subscription, to recognise one whose create response was
+/// lost. Equal for desired and observed exactly when [`changes`] would be empty.
+pub fn fingerprint(desired: &Desired) -> String {
+    hash(&Visible::of_desired(desired))
+}
+
+/// [`fingerprint`] of a subscription as ngrok shows it.
+pub fn observed_fingerprint(observed: &Observed) -> String {
+    hash(&Visible::of_observed(observed))
+}
+
+/// The spec that describes an existing subscription, for `import`. A destination that is
+/// imported too (`names` maps its id to its resource name) becomes a `destinationRef`; any
+/// other stays a raw id.
+pub fn spec_from_remote(
+    remote: &Observed,
+    names: &HashMap<String, String>,
+) -> EventSubscriptionSpec {
+    let (mut refs, mut ids) = (Vec::new(), Vec::new());
+    for id in remote.destination_ids() {
+        match names.get(&id) {
+            Some(name) => refs.push(DestinationRef { name: name.clone() }),
+            None => ids.push(id),
+        }
+    }
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    EventSubscriptionSpec {
+        description: non_empty(&remote.description),
+        metadata: non_empty(&remote.metadata),
+        sources: remote
+            .source_types()
+            .into_iter()
+            .map(|type_| EventSource { type_ })
+            .collect(),
+        destination_refs: refs,
+        destination_ids: ids,
+        deletion_policy: Default::default(),
+        api_key_ref: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ngrok_api::types::{EventSource as ObservedSource, Ref};
+
+    fn spec(refs: &[&str], ids: &[&str]) -> EventSubscriptionSpec {
+        EventSubscriptionSpec {
+            description: Some("all HTTP traffic".into()),
+            metadata: None,
+            sources: ["http_request_complete.v0", "ip_policy_created.v0"]
+                .iter()
+                .map(|t| EventSource {
+                    type_: t.to_string(),
+                })
+                .collect(),
+            destination_refs: refs
+                .iter()
+                .map(|n| DestinationRef {
+                    name: n.to_string(),
+                })
+                .collect(),
+            destination_ids: ids.iter().map(|s| s.to_string()).collect(),
+            deletion_policy: Default::default(),
+            api_key_ref: None,
+        }
+    }
+
+    fn observed(desired: &Desired) -> Observed {
+        Observed {
+            id: "esb_1".into(),
+            uri: String::new(),
+            created_at: String::new(),
+            metadata: desired.metadata.clone().unwrap_or_default(),
+            description: desired.description.clone().unwrap_or_default(),
+            // ngrok may answer in another order.
+            sources: desired
+                .sources
+                .iter()
+                .rev()
+                .map(|s| ObservedSource {
+                    type_: s.type_.clone(),
+                    uri: String::new(),
+                })
+                .collect(),
+            destinations: desired
+                .destination_ids
+                .iter()
+                .rev()
+                .map(|id| Ref {
+                    id: id.clone(),
+                    uri: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn refs_come_first_then_ids_each_once() {
+        let desired = desired(&spec(&["audit"], &["ed_b", "ed_a"]), &["ed_a".into()]).unwrap();
+        assert_eq!(desired.destination_ids, ["ed_a", "ed_b"]);
+        let body = serde_json::to_value(&desired).unwrap();
+        assert_eq!(
+            body["sources"],
+            serde_json::json!([{"type": "http_request_complete.v0"}, {"type": "ip_policy_created.v0"}])
+        );
+        assert!(body.get("metadata").is_none());
+    }
+
+    #[test]
+    fn order_is_not_a_difference_and_fingerprints_agree() {
+        let desired = desired(&spec(&["a", "b"], &[]), &["ed_1".into(), "ed_2".into()]).unwrap();
+        let remote = observed(&desired);
+        assert!(changes(&desired, &remote).is_empty());
+        assert_eq!(fingerprint(&desired), observed_fingerprint(&remote));
+    }
+
+    #[test]
+    fn a_followed_destination_changes_only_destination_ids() {
+        let before = desired(&spec(&["audit"], &[]), &["ed_old".into()]).unwrap();
+        let after = desired(&spec(&["audit"], &[]), &["ed_new".into()]).unwrap();
+        let update = changes(&after, &observed(&before));
+        assert_eq!(
+            update,
+            EventSubscriptionUpdate {
+                destination_ids: Some(vec!["ed_new".into()]),
+                ..Default::default()
+            }
+        );
+        assert_ne!(
+            fingerprint(&after),
+            observed_fingerprint(&observed(&before))
+        );
+    }
+
+    #[test]
+    fn description_over_255_bytes_is_refused_before_any_call() {
+        let mut long = spec(&[], &["ed_1"]);
+        long.description = Some("é".repeat(128));
+        let err = desired(&long, &[]).unwrap_err();
+        assert_eq!(err.reason(), "InvalidSpec");
+        assert!(err.to_string().contains("spec.description"), "{err}");
+    }
+
+    #[test]
+    fn import_names_imported_destinations_and_keeps_other_ids() {
+        let remote = observed(&desired(&spec(&[], &["ed_1", "ed_2"]), &[]).unwrap());
+        let names = HashMap::from([("ed_1".to_string(), "audit".to_string())]);
+        let spec = spec_from_remote(&remote, &names);
+        assert_eq!(
+            spec.destination_refs,
+            [DestinationRef {
+                name: "audit".into()
+            }]
+        );
+        assert_eq!(spec.destination_ids, ["ed_2"]);
+        assert_eq!(spec.sources.len(), 2);
+        assert_eq!(spec.description.as_deref(), Some("all HTTP traffic"));
+        assert_eq!(spec.metadata, None);
+    }
+}

@@ -1,0 +1,299 @@
+//! What reconciling an `EventSubscription` reads, sends and forbids: it reads the ids of the
+//! EventDestinations it names (waiting until they have one), and they must be in its account.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::reflector::{ObjectRef, Store};
+use ngrok_api::types::{
+    EventSubscription as Remote, EventSubscriptionCreate, EventSubscriptionUpdate,
+};
+
+use super::{Context, Managed, Memory, Prepared};
+use crate::accounts::{Account, Snapshot};
+use crate::conditions;
+use crate::crd::{
+    DeletionPolicy, EventDestination, EventSubscription, EventSubscriptionStatus, SecretKeyRef,
+};
+use crate::desired::subscription as desired;
+use crate::error::{Error, Result};
+use crate::secrets;
+
+impl Managed for EventSubscription {
+    type Status = EventSubscriptionStatus;
+    type Remote = Remote;
+    type Desired = EventSubscriptionCreate;
+    type Update = EventSubscriptionUpdate;
+
+    const KIND: &'static str = "EventSubscription";
+    const NOUN: &'static str = "subscription";
+
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+
+    fn api_key_ref(&self) -> Option<&SecretKeyRef> {
+        self.spec.api_key_ref.as_ref()
+    }
+
+    fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.deletion_policy
+    }
+
+    fn secret_refs(&self) -> Vec<&SecretKeyRef> {
+        self.spec.api_key_ref.iter().collect()
+    }
+
+    fn memory(ctx: &Context) -> &Memory<Self> {
+        &ctx.subscription_memory
+    }
+
+    fn store(ctx: &Context) -> &Store<Self> {
+        &ctx.subscriptions
+    }
+
+    fn describe(&self, status: &mut Self::Status) {
+        let count = |n: usize| Some(i32::try_from(n).unwrap_or(i32::MAX));
+        status.source_count = count(self.spec.sources.len());
+        status.destination_count =
+            count(self.spec.destination_refs.len() + self.spec.destination_ids.len());
+    }
+
+    async fn prepare(
+        &self,
+        ctx: &Context,
+        account: &Account,
+        secrets_api: &Api<KubeSecret>,
+    ) -> Result<Prepared<Self::Desired>> {
+        let namespace = self.namespace().unwrap_or_default();
+        let sent = self
+            .status
+            .as_ref()
+            .map(|s| s.destination_ids.as_slice())
+            .unwrap_or_default();
+        let (mut resolved, mut waiting) = (Vec::new(), Vec::new());
+        for name in self.spec.destination_names() {
+            let destination = ctx
+                .destinations
+                .get(&ObjectRef::new(name).within(&namespace));
+            match usable_id(name, destination.as_deref(), sent) {
+                Ok(id) => resolved.push((destination.expect("usable"), id)),
+                Err(why) => waiting.push(why),
+            }
+        }
+        if !waiting.is_empty() {
+            return Err(Error::DestinationNotReady { waiting });
+        }
+        for (destination, id) in &resolved {
+            check_same_account(self, destination, id, ctx, account, secrets_api).await?;
+        }
+        let ids: Vec<String> = resolved.into_iter().map(|(_, id)| id).collect();
+        let desired = desired::desired(&self.spec, &ids)?;
+        Ok(Prepared {
+            inputs_hash: desired.destination_ids.join(","),
+            desired,
+            has_secrets: false,
+        })
+    }
+
+    fn record_inputs(status: &mut Self::Status, prepared: &Prepared<Self::Desired>) {
+        status.destination_ids = prepared.desired.destination_ids.clone();
+    }
+
+    fn recorded_inputs(status: &Self::Status) -> Option<String> {
+        Some(status.destination_ids.join(","))
+    }
+
+    fn forget_inputs(status: &mut Self::Status) {
+        status.destination_ids.clear();
+    }
+
+    async fn create(account: &Account, desired: &Self::Desired) -> ngrok_api::Result<Remote> {
+        account.client.create_event_subscription(desired).await
+    }
+
+    async fn get(account: &Account, id: &str) -> ngrok_api::Result<Remote> {
+        account.client.get_event_subscription(id).await
+    }
+
+    async fn update(
+        account: &Account,
+        id: &str,
+        update: &Self::Update,
+    ) -> ngrok_api::Result<Remote> {
+        account.client.update_event_subscription(id, update).await
+    }
+
+    async fn delete(account: &Account, id: &str) -> ngrok_api::Result<()> {
+        account.client.delete_event_subscription(id).await
+    }
+
+    async fn listing(
+        account: &Account,
+        after: Option<Instant>,
+    ) -> ngrok_api::Result<Arc<Snapshot<Remote>>> {
+        account.subscriptions_after(after).await
+    }
+
+    fn changes(
+        desired: &Self::Desired,
+        remote: &Remote,
+        _resend_secrets: bool,
+    ) -> Option<(Self::Update, String)> {
+        let update = desired::changes(desired, remote);
+        (!update.is_empty()).then(|| {
+            let fields = [
+                ("description", update.description.is_some()),
+                ("metadata", update.metadata.is_some()),
+                ("sources", update.sources.is_some()),
+                ("destinations", update.destination_ids.is_some()),
+            ]
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(", ");
+            (update, fields)
+        })
+    }
+
+    fn fingerprint(desired: &Self::Desired) -> String {
+        desired::fingerprint(desired)
+    }
+
+    fn observed_fingerprint(remote: &Remote) -> String {
+        desired::observed_fingerprint(remote)
+    }
+}
+
+/// The id to send for the EventDestination `name`, or why there is none yet. A destination is
+/// used once it is Ready; one already sent stays in use while it is not (a passing problem of
+/// the destination should not take it out of the subscription).
+fn usable_id(
+    name: &str,
+    destination: Option<&EventDestination>,
+    sent: &[String],
+) -> std::result::Result<String, String> {
+    let Some(destination) = destination else {
+        return Err(format!("EventDestination {name:?}, which does not exist"));
+    };
+    let status = destination.status.as_ref();
+    let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let not_ready = || match conditions::reason(conditions, conditions::READY) {
+        Some(reason) => format!("EventDestination {name:?}, which is not Ready ({reason})"),
+        None => format!("EventDestination {name:?}, which is not Ready yet"),
+    };
+    match status.and_then(|s| s.id.clone()) {
+        Some(id) if conditions::is_true(conditions, conditions::READY) || sent.contains(&id) => {
+            Ok(id)
+        }
+        _ => Err(not_ready()),
+    }
+}
+
+/// A subscription can only name destinations of its own ngrok account. The same `apiKeyRef`
+/// (or none on both) is the same account; different keys may still be one account, which only
+/// ngrok can tell: the destination is visible with the subscription's key exactly when it is.
+async fn check_same_account(
+    subscription: &EventSubscription,
+    destination: &EventDestination,
+    id: &str,
+    ctx: &Context,
+    account: &Account,
+    secrets_api: &Api<KubeSecret>,
+) -> Result<()> {
+    if destination.spec.api_key_ref == subscription.spec.api_key_ref {
+        return Ok(());
+    }
+    let key = match &destination.spec.api_key_ref {
+        Some(reference) => secrets::api_key_from(
+            secrets::resolve(secrets_api, &[reference])
+                .await?
+                .get(reference)?,
+        ),
+        None => ctx
+            .accounts
+            .default_key()
+            .cloned()
+            .ok_or(Error::ApiKeyMissing)?,
+    };
+    if std::ptr::eq(ctx.accounts.get(&key)?.as_ref(), account) {
+        return Ok(());
+    }
+    match account.client.get_event_destination(id).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Err(Error::AccountMismatch {
+            destination: destination.name_any(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::EventDestinationStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    fn destination(id: Option<&str>, ready: Option<(&str, &str)>) -> EventDestination {
+        let mut destination: EventDestination = serde_json::from_value(serde_json::json!({
+            "apiVersion": "events.ngrok.io/v1alpha1",
+            "kind": "EventDestination",
+            "metadata": {"name": "audit", "namespace": "team-a"},
+            "spec": {"target": {"kinesis": {"streamArn": "arn:s", "auth": {"role": {"roleArn": "arn:r"}}}}}
+        }))
+        .unwrap();
+        destination.status = Some(EventDestinationStatus {
+            id: id.map(String::from),
+            conditions: ready
+                .map(|(status, reason)| Condition {
+                    type_: "Ready".into(),
+                    status: status.into(),
+                    reason: reason.into(),
+                    message: String::new(),
+                    observed_generation: None,
+                    last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        });
+        destination
+    }
+
+    #[test]
+    fn a_destination_is_used_once_it_is_ready() {
+        assert_eq!(
+            usable_id("audit", None, &[]).unwrap_err(),
+            r#"EventDestination "audit", which does not exist"#
+        );
+        assert_eq!(
+            usable_id("audit", Some(&destination(None, None)), &[]).unwrap_err(),
+            r#"EventDestination "audit", which is not Ready yet"#
+        );
+        assert_eq!(
+            usable_id(
+                "audit",
+                Some(&destination(None, Some(("False", "SecretNotFound")))),
+                &[]
+            )
+            .unwrap_err(),
+            r#"EventDestination "audit", which is not Ready (SecretNotFound)"#
+        );
+        let ready = destination(Some("ed_1"), Some(("True", "Synced")));
+        assert_eq!(usable_id("audit", Some(&ready), &[]).unwrap(), "ed_1");
+    }
+
+    #[test]
+    fn a_destination_already_sent_stays_while_it_is_not_ready() {
+        let failing = destination(Some("ed_1"), Some(("False", "NgrokUnavailable")));
+        assert!(usable_id("audit", Some(&failing), &[]).is_err());
+        assert_eq!(
+            usable_id("audit", Some(&failing), &["ed_1".into()]).unwrap(),
+            "ed_1"
+        );
+    }
+}
