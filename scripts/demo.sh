@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The demo: ngrok Event Destinations managed from Kubernetes, end to end on this machine.
+# The demo: ngrok Event Destinations and Subscriptions managed from Kubernetes, end to end on
+# this machine.
 #
 #   1. a Kubernetes API server: the local test bed (or yours, when KUBECONFIG is set);
 #   2. ngrok's API: the bundled emulator (or the real API, when NGROK_API_KEY is set);
-#   3. the EventDestination CRD, the operator, and every example in examples/;
-#   4. `kubectl get ned` with the ids ngrok assigned and Ready=True.
+#   3. the CRDs, the operator, and every example in examples/: a destination of each target,
+#      and a subscription that sends HTTP traffic events to two of them;
+#   4. `kubectl get ned,nes` with the ids ngrok assigned and Ready=True: destinations that
+#      would actually receive events.
 #
 #   --once   show the result and exit (scripts/test.sh runs it this way), instead of waiting for Ctrl-C
 set -euo pipefail
@@ -46,9 +49,10 @@ else
   pids+=($!)
 fi
 
-step "installing the CRD from crds/"
+step "installing the CRDs from crds/"
 kubectl apply -f crds/
-kubectl wait --for=condition=Established --timeout=60s crd/eventdestinations.events.ngrok.io
+kubectl wait --for=condition=Established --timeout=60s \
+  crd/eventdestinations.events.ngrok.io crd/eventsubscriptions.events.ngrok.io
 
 # Only the demo's namespace: on your own cluster the demo must not touch any other resource.
 step "starting the operator for namespace $NAMESPACE (logs: $work/operator.log)"
@@ -60,23 +64,25 @@ step "applying examples/ into namespace $NAMESPACE"
 kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f -
 kubectl apply -n "$NAMESPACE" -f examples/
 
-step "waiting until every destination is Ready"
-if ! kubectl wait -n "$NAMESPACE" --for=condition=Ready ned --all --timeout=60s; then
-  kubectl get ned -n "$NAMESPACE" -o wide
+step "waiting until every destination and subscription is Ready"
+if ! kubectl wait -n "$NAMESPACE" --for=condition=Ready ned,nes --all --timeout=60s; then
+  kubectl get ned,nes -n "$NAMESPACE" -o wide
   echo "--- operator log ---"; tail -n 30 "$work/operator.log"
   exit 1
 fi
 
-step "kubectl get ned -n $NAMESPACE -o wide"
-kubectl get ned -n "$NAMESPACE" -o wide
+step "kubectl get ned,nes -n $NAMESPACE -o wide"
+kubectl get ned,nes -n "$NAMESPACE" -o wide
 
 if ! $once; then
   echo
-  echo "Each row is a destination in ngrok's API, created by the operator; its ed_ id is in the ID column."
+  echo "Each row is an object in ngrok's API, created by the operator: destinations (ed_ ids) and the"
+  echo "subscription (esb_ id) that sends HTTP traffic events to two of them."
   echo "Try it in another terminal:"
   echo "  export KUBECONFIG=$KUBECONFIG"
-  echo "  kubectl describe ned -n $NAMESPACE kinesis-role"
-  echo "  kubectl delete ned -n $NAMESPACE kinesis-role    # deletes it in ngrok too"
+  echo "  kubectl describe nes -n $NAMESPACE http-traffic"
+  echo "  kubectl delete ned -n $NAMESPACE kinesis-role    # waits: the subscription still sends to it"
+  echo "  kubectl delete nes -n $NAMESPACE http-traffic    # then both go, in ngrok too"
   echo "Stop the demo with Ctrl-C."
   while true; do sleep 3600; done
 fi

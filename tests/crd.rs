@@ -1,4 +1,4 @@
-//! The EventDestination CRD: generated artefacts, installation, examples and schema validation,
+//! The EventDestination and EventSubscription CRDs: generated artefacts, installation, examples and schema validation,
 //! proven against a real kube-apiserver.
 
 mod common;
@@ -7,7 +7,7 @@ use common::{cluster_with_namespace, repo_path};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::runtime::wait::Condition;
-use ngrok_events_operator::crd::EventDestination;
+use ngrok_events_operator::crd::{DeletionPolicy, EventDestination, EventSubscription};
 use serde_json::{Value, json};
 
 #[test]
@@ -35,16 +35,60 @@ fn committed_crds_match_the_code() {
 }
 
 #[tokio::test]
-async fn crd_is_established_with_its_names_columns_and_status_subresource() {
+async fn crds_are_established_with_their_names_columns_and_status_subresource() {
     let (client, namespace) = cluster_with_namespace("crd-names").await.unwrap();
+    let destination_columns = [
+        ("ID", 0),
+        ("Target", 0),
+        ("Ready", 0),
+        ("Reason", 1),
+        ("Age", 0),
+    ];
+    assert_crd(
+        &client,
+        "eventdestinations",
+        "EventDestination",
+        "ned",
+        &destination_columns,
+    )
+    .await;
+    let subscription_columns = [
+        ("ID", 0),
+        ("Sources", 0),
+        ("Destinations", 0),
+        ("Ready", 0),
+        ("Reason", 1),
+        ("Age", 0),
+    ];
+    assert_crd(
+        &client,
+        "eventsubscriptions",
+        "EventSubscription",
+        "nes",
+        &subscription_columns,
+    )
+    .await;
+    testbed::delete_namespace(&client, &namespace).await;
+}
+
+async fn assert_crd(
+    client: &kube::Client,
+    plural: &str,
+    kind: &str,
+    short_name: &str,
+    expected_columns: &[(&str, i32)],
+) {
     let crd = Api::<CustomResourceDefinition>::all(client.clone())
-        .get("eventdestinations.events.ngrok.io")
+        .get(&format!("{plural}.events.ngrok.io"))
         .await
         .unwrap();
     assert!(testbed::crd_established().matches_object(Some(&crd)));
     let names = &crd.spec.names;
-    assert_eq!(names.kind, "EventDestination");
-    assert_eq!(names.short_names.as_deref(), Some(&["ned".to_string()][..]));
+    assert_eq!(names.kind, kind);
+    assert_eq!(
+        names.short_names.as_deref(),
+        Some(&[short_name.to_string()][..])
+    );
     assert_eq!(
         names.categories.as_deref(),
         Some(&["ngrok".to_string()][..])
@@ -65,16 +109,7 @@ async fn crd_is_established_with_its_names_columns_and_status_subresource() {
         .flatten()
         .map(|c| (c.name.as_str(), c.priority.unwrap_or(0)))
         .collect();
-    assert_eq!(
-        columns,
-        [
-            ("ID", 0),
-            ("Target", 0),
-            ("Ready", 0),
-            ("Reason", 1),
-            ("Age", 0)
-        ]
-    );
+    assert_eq!(columns, expected_columns);
 
     // `kubectl get ngrok` works through the category in discovery.
     let discovery = client
@@ -84,7 +119,7 @@ async fn crd_is_established_with_its_names_columns_and_status_subresource() {
     let resource = discovery
         .resources
         .iter()
-        .find(|r| r.name == "eventdestinations")
+        .find(|r| r.name == plural)
         .unwrap();
     assert_eq!(
         resource.categories.as_deref(),
@@ -92,9 +127,8 @@ async fn crd_is_established_with_its_names_columns_and_status_subresource() {
     );
     assert_eq!(
         resource.short_names.as_deref(),
-        Some(&["ned".to_string()][..])
+        Some(&[short_name.to_string()][..])
     );
-    testbed::delete_namespace(&client, &namespace).await;
 }
 
 #[tokio::test]
@@ -152,7 +186,164 @@ async fn every_example_is_accepted_and_defaults_are_filled_in() {
         ],
         "examples/ should hold one example per target, and role and creds for each AWS target"
     );
+    // And a subscription that sends events to some of them.
+    let subscriptions = Api::<EventSubscription>::namespaced(client.clone(), &namespace)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let [subscription] = subscriptions.items.as_slice() else {
+        panic!("examples/ should hold one EventSubscription");
+    };
+    assert_eq!(subscription.spec.deletion_policy, DeletionPolicy::Delete);
+    for name in subscription.spec.destination_names() {
+        api.get(name).await.unwrap_or_else(|e| {
+            panic!("the example subscription names {name}, which is not an example: {e}")
+        });
+    }
     testbed::delete_namespace(&client, &namespace).await;
+}
+
+#[tokio::test]
+async fn invalid_subscriptions_are_rejected_naming_the_field() {
+    let valid = json!({
+        "apiVersion": "events.ngrok.io/v1alpha1",
+        "kind": "EventSubscription",
+        "metadata": {"name": "valid"},
+        "spec": {
+            "sources": [{"type": "http_request_complete.v0"}],
+            "destinationRefs": [{"name": "audit"}],
+            "destinationIds": []
+        }
+    });
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "no sources",
+            with(valid.clone(), "/spec/sources", None),
+            "spec.sources",
+        ),
+        (
+            "empty sources",
+            with(valid.clone(), "/spec/sources", Some(json!([]))),
+            "spec.sources",
+        ),
+        (
+            "source without a version",
+            with(
+                valid.clone(),
+                "/spec/sources/0/type",
+                Some(json!("http_request_complete")),
+            ),
+            "spec.sources.type",
+        ),
+        (
+            "empty source type",
+            with(valid.clone(), "/spec/sources/0/type", Some(json!(""))),
+            "spec.sources.type",
+        ),
+        (
+            "a source twice",
+            with(
+                valid.clone(),
+                "/spec/sources",
+                Some(json!([{"type": "ip_policy_created.v0"}, {"type": "ip_policy_created.v0"}])),
+            ),
+            "spec.sources[1]",
+        ),
+        (
+            "no destination",
+            with(valid.clone(), "/spec/destinationRefs", None),
+            "spec",
+        ),
+        (
+            "no destination, both lists empty",
+            with(valid.clone(), "/spec/destinationRefs", Some(json!([]))),
+            "spec",
+        ),
+        (
+            "a destination id that is not one",
+            with(
+                valid.clone(),
+                "/spec/destinationIds",
+                Some(json!(["esb_123"])),
+            ),
+            "spec.destinationIds",
+        ),
+        (
+            "a destination ref that is not a name",
+            with(
+                valid.clone(),
+                "/spec/destinationRefs/0/name",
+                Some(json!("Audit Log")),
+            ),
+            "spec.destinationRefs.name",
+        ),
+        (
+            "description over 255 characters",
+            with(
+                valid.clone(),
+                "/spec/description",
+                Some(json!("x".repeat(256))),
+            ),
+            "spec.description",
+        ),
+        (
+            "unknown deletion policy",
+            with(valid.clone(), "/spec/deletionPolicy", Some(json!("Orphan"))),
+            "spec.deletionPolicy",
+        ),
+    ];
+    let (client, namespace) = cluster_with_namespace("crd-invalid-sub").await.unwrap();
+    testbed::create_dynamic(&client, &namespace, &valid)
+        .await
+        .expect("the base object is valid");
+    // Raw ids alone are enough.
+    let ids_only = with(
+        with(valid.clone(), "/spec/destinationRefs", None),
+        "/spec/destinationIds",
+        Some(json!(["ed_2Dq0fN8lQmLq5pNn3tUwL9mZk1A"])),
+    );
+    testbed::create_dynamic(
+        &client,
+        &namespace,
+        &with(ids_only, "/metadata/name", Some(json!("ids-only"))),
+    )
+    .await
+    .expect("destinationIds alone are valid");
+    let failures = rejections(&client, &namespace, cases).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let stored = Api::<EventSubscription>::namespaced(client.clone(), &namespace)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(stored.items.len(), 2);
+    testbed::delete_namespace(&client, &namespace).await;
+}
+
+/// Creates each case and describes every one that was not rejected with a 422 naming its field.
+async fn rejections(
+    client: &kube::Client,
+    namespace: &str,
+    cases: Vec<(&str, Value, &str)>,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (i, (label, object, field)) in cases.into_iter().enumerate() {
+        let object = with(
+            object,
+            "/metadata/name",
+            Some(json!(format!("invalid-{i}"))),
+        );
+        match testbed::create_dynamic(client, namespace, &object).await {
+            Ok(_) => failures.push(format!("{label}: accepted")),
+            Err(e) => match e.downcast_ref::<kube::Error>() {
+                Some(kube::Error::Api(status))
+                    if status.code == 422 && status.message.contains(field) => {}
+                _ => failures.push(format!(
+                    "{label}: expected a 422 naming {field}, got: {e:#}"
+                )),
+            },
+        }
+    }
+    failures
 }
 
 /// A valid object each invalid case starts from.
@@ -389,24 +580,7 @@ async fn invalid_objects_are_rejected_naming_the_field() {
     testbed::create_dynamic(&client, &namespace, &valid())
         .await
         .expect("the base object is valid");
-    let mut failures = Vec::new();
-    for (i, (label, object, field)) in cases.into_iter().enumerate() {
-        let object = with(
-            object,
-            "/metadata/name",
-            Some(json!(format!("invalid-{i}"))),
-        );
-        match testbed::create_dynamic(&client, &namespace, &object).await {
-            Ok(_) => failures.push(format!("{label}: accepted")),
-            Err(e) => match e.downcast_ref::<kube::Error>() {
-                Some(kube::Error::Api(status))
-                    if status.code == 422 && status.message.contains(field) => {}
-                _ => failures.push(format!(
-                    "{label}: expected a 422 naming {field}, got: {e:#}"
-                )),
-            },
-        }
-    }
+    let failures = rejections(&client, &namespace, cases).await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Nothing invalid was stored.
     let stored = Api::<EventDestination>::namespaced(client.clone(), &namespace)

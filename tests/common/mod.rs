@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use kube::Client;
-use ngrok_events_operator::crd::EventDestination;
+use ngrok_events_operator::crd::{EventDestination, EventSubscription};
+use ngrok_events_operator::reconcile::{Managed, ManagedStatus};
 use tokio::sync::OnceCell;
 
 /// A path inside the repository.
@@ -118,8 +119,24 @@ impl Operator {
         }
     }
 
-    pub fn destinations(&self) -> kube::Api<EventDestination> {
+    /// The resources of kind `K` in the test's namespace.
+    pub fn api<K: Managed>(&self) -> kube::Api<K> {
         kube::Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn destinations(&self) -> kube::Api<EventDestination> {
+        self.api()
+    }
+
+    pub fn subscriptions(&self) -> kube::Api<EventSubscription> {
+        self.api()
+    }
+
+    pub async fn create_subscription(&self, subscription: &EventSubscription) -> EventSubscription {
+        self.subscriptions()
+            .create(&Default::default(), subscription)
+            .await
+            .expect("create EventSubscription")
     }
 
     pub fn secrets(&self) -> kube::Api<k8s_openapi::api::core::v1::Secret> {
@@ -154,23 +171,24 @@ impl Operator {
 
     /// Waits until the resource's Ready condition has `status` and `reason` for its current
     /// generation.
-    pub async fn wait_ready_status(
+    pub async fn wait_ready_status_of<K: Managed>(
         &self,
         name: &str,
         status: &str,
         reason: &str,
-    ) -> EventDestination {
+    ) -> K {
         let (status, reason) = (status.to_string(), reason.to_string());
         testbed::wait_for(
-            &self.destinations(),
+            &self.api::<K>(),
             name,
-            move |d: Option<&EventDestination>| {
+            move |d: Option<&K>| {
                 d.is_some_and(|d| {
-                    let s = d.status.as_ref();
-                    s.is_some_and(|s| s.observed_generation == d.metadata.generation)
-                        && s.iter()
-                            .flat_map(|s| &s.conditions)
-                            .any(|c| c.type_ == "Ready" && c.status == status && c.reason == reason)
+                    d.status().is_some_and(|s| {
+                        s.observed_generation() == d.meta().generation
+                            && s.conditions().iter().any(|c| {
+                                c.type_ == "Ready" && c.status == status && c.reason == reason
+                            })
+                    })
                 })
             },
             WAIT,
@@ -179,19 +197,32 @@ impl Operator {
         .unwrap()
     }
 
+    pub async fn wait_ready_status(
+        &self,
+        name: &str,
+        status: &str,
+        reason: &str,
+    ) -> EventDestination {
+        self.wait_ready_status_of(name, status, reason).await
+    }
+
     pub async fn wait_ready(&self, name: &str) -> EventDestination {
         self.wait_ready_status(name, "True", "Synced").await
     }
 
+    pub async fn wait_subscription_ready(&self, name: &str) -> EventSubscription {
+        self.wait_ready_status_of(name, "True", "Synced").await
+    }
+
     /// Waits until a condition of `type_` is True with `reason`.
-    pub async fn wait_condition(&self, name: &str, type_: &str, reason: &str) -> EventDestination {
+    pub async fn wait_condition_of<K: Managed>(&self, name: &str, type_: &str, reason: &str) -> K {
         let (type_, reason) = (type_.to_string(), reason.to_string());
         testbed::wait_for(
-            &self.destinations(),
+            &self.api::<K>(),
             name,
-            move |d: Option<&EventDestination>| {
-                d.and_then(|d| d.status.as_ref()).is_some_and(|s| {
-                    s.conditions
+            move |d: Option<&K>| {
+                d.and_then(|d| d.status()).is_some_and(|s| {
+                    s.conditions()
                         .iter()
                         .any(|c| c.type_ == type_ && c.status == "True" && c.reason == reason)
                 })
@@ -202,16 +233,25 @@ impl Operator {
         .unwrap()
     }
 
-    /// Merge-patches a resource.
-    pub async fn patch(&self, name: &str, patch: serde_json::Value) {
-        self.destinations()
+    pub async fn wait_condition(&self, name: &str, type_: &str, reason: &str) -> EventDestination {
+        self.wait_condition_of(name, type_, reason).await
+    }
+
+    /// Merge-patches a resource of kind `K`.
+    pub async fn patch_of<K: Managed>(&self, name: &str, patch: serde_json::Value) {
+        self.api::<K>()
             .patch(
                 name,
                 &kube::api::PatchParams::default(),
                 &kube::api::Patch::Merge(patch),
             )
             .await
-            .expect("patch EventDestination");
+            .expect("patch resource");
+    }
+
+    /// Merge-patches an EventDestination.
+    pub async fn patch(&self, name: &str, patch: serde_json::Value) {
+        self.patch_of::<EventDestination>(name, patch).await
     }
 
     /// Merge-patches a Secret (`{"stringData": {...}}` changes values).
@@ -326,6 +366,17 @@ pub fn destination(name: &str, spec: serde_json::Value) -> EventDestination {
         "spec": spec,
     }))
     .expect("a valid EventDestination")
+}
+
+/// An EventSubscription from a JSON spec.
+pub fn subscription(name: &str, spec: serde_json::Value) -> EventSubscription {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "events.ngrok.io/v1alpha1",
+        "kind": "EventSubscription",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("a valid EventSubscription")
 }
 
 /// A Kinesis target authenticating with a role.

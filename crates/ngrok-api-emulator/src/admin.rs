@@ -1,5 +1,6 @@
 //! The admin surface under `/__admin/` (no API key, not recorded, not rate limited), and
 //! the operations behind it, shared with the in-process [`EmulatorHandle`](crate::EmulatorHandle).
+//! They see and change the objects of every account alike.
 //!
 //! | Method and path                 | Effect                                                     |
 //! |---------------------------------|------------------------------------------------------------|
@@ -23,7 +24,7 @@ use serde_json::{Map, Value};
 
 use crate::failure::Failure;
 use crate::resources::{Kind, destination_fields, subscription_fields};
-use crate::state::{Faults, FaultsUpdate, RecordedRequest, RouteCount, Shared};
+use crate::state::{Faults, FaultsUpdate, RecordedRequest, RouteCount, Shared, Stored};
 
 /// Path prefix of the admin surface.
 pub const ADMIN_PREFIX: &str = "/__admin";
@@ -92,7 +93,10 @@ pub(crate) fn set_faults(shared: &Shared, update: &FaultsUpdate) -> Result<Fault
 }
 
 pub(crate) fn object(shared: &Shared, id: &str) -> Option<Value> {
-    shared.lock().find(id).cloned().map(Value::Object)
+    shared
+        .lock()
+        .find(id)
+        .map(|stored| Value::Object(stored.fields.clone()))
 }
 
 pub(crate) fn delete_object(shared: &Shared, id: &str) -> bool {
@@ -102,7 +106,8 @@ pub(crate) fn delete_object(shared: &Shared, id: &str) -> bool {
     shared.lock().collection(kind).remove(id).is_some()
 }
 
-/// Merges `patch` into the stored object and re-validates it as a create would.
+/// Merges `patch` into the stored object and re-validates it as a create would, in the
+/// object's account: a subscription may only name destinations of its own account.
 pub(crate) fn patch_object(shared: &Shared, id: &str, patch: &Value) -> Result<Value, Failure> {
     let kind = Kind::of_id(id).ok_or_else(Failure::not_found)?;
     let mut state = shared.lock();
@@ -110,7 +115,8 @@ pub(crate) fn patch_object(shared: &Shared, id: &str, patch: &Value) -> Result<V
         .collection(kind)
         .get(id)
         .ok_or_else(Failure::not_found)?;
-    let mut merged = Value::Object(stored.clone());
+    let account = stored.account;
+    let mut merged = Value::Object(stored.fields.clone());
     merge_patch(&mut merged, patch);
     let Value::Object(mut merged) = merged else {
         return Err(Failure::bad_request("The patch must be a JSON object."));
@@ -118,21 +124,22 @@ pub(crate) fn patch_object(shared: &Shared, id: &str, patch: &Value) -> Result<V
     let (id_value, created_at) = (merged.remove("id"), merged.remove("created_at"));
     let mut fields: Map<String, Value> = match kind {
         Kind::Destination => destination_fields(merged, None)?,
-        Kind::Subscription => {
-            let destinations = state
-                .objects
-                .get(&Kind::Destination)
-                .cloned()
-                .unwrap_or_default();
-            subscription_fields(merged, None, |dest| destinations.contains_key(dest))?
-        }
+        Kind::Subscription => subscription_fields(merged, None, |dest| {
+            state.owned(Kind::Destination, account, dest).is_some()
+        })?,
     };
     fields.insert(
         "id".into(),
         id_value.unwrap_or_else(|| Value::String(id.to_owned())),
     );
     fields.insert("created_at".into(), created_at.unwrap_or(Value::Null));
-    state.collection(kind).insert(id.to_owned(), fields.clone());
+    state.collection(kind).insert(
+        id.to_owned(),
+        Stored {
+            account,
+            fields: fields.clone(),
+        },
+    );
     Ok(Value::Object(fields))
 }
 

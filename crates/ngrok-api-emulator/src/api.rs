@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{Path, Request, State};
@@ -13,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Json};
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
@@ -23,12 +23,17 @@ use crate::resources::{
     subscription_fields,
 };
 use crate::server::ConnectionKiller;
-use crate::state::{RecordedRequest, Shared};
+use crate::state::{Account, RecordedRequest, Shared, State as Store, Stored};
 
 /// Largest request body read.
 const MAX_BODY_BYTES: usize = 1 << 20;
 /// Largest page (`limit`).
 const MAX_PAGE: usize = 100;
+
+/// The account of the request's API key, put into the extensions of every request that
+/// passed the gate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caller(pub Account);
 
 /// What every handler sees.
 pub(crate) struct App {
@@ -54,25 +59,25 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     let destinations = Router::new()
         .route(
             "/event_destinations",
-            get(|s, h, q| list(Kind::Destination, s, h, q))
-                .post(|s, r| create(Kind::Destination, s, r)),
+            get(|s, c, h, q| list(Kind::Destination, s, c, h, q))
+                .post(|s, c, r| create(Kind::Destination, s, c, r)),
         )
         .route(
             "/event_destinations/{id}",
-            get(|s, h, p| fetch(Kind::Destination, s, h, p))
-                .patch(|s, p, r| update(Kind::Destination, s, p, r))
-                .delete(|s, p| delete(Kind::Destination, s, p)),
+            get(|s, c, h, p| fetch(Kind::Destination, s, c, h, p))
+                .patch(|s, c, p, r| update(Kind::Destination, s, c, p, r))
+                .delete(|s, c, p| delete(Kind::Destination, s, c, p)),
         )
         .route(
             "/event_subscriptions",
-            get(|s, h, q| list(Kind::Subscription, s, h, q))
-                .post(|s, r| create(Kind::Subscription, s, r)),
+            get(|s, c, h, q| list(Kind::Subscription, s, c, h, q))
+                .post(|s, c, r| create(Kind::Subscription, s, c, r)),
         )
         .route(
             "/event_subscriptions/{id}",
-            get(|s, h, p| fetch(Kind::Subscription, s, h, p))
-                .patch(|s, p, r| update(Kind::Subscription, s, p, r))
-                .delete(|s, p| delete(Kind::Subscription, s, p)),
+            get(|s, c, h, p| fetch(Kind::Subscription, s, c, h, p))
+                .patch(|s, c, p, r| update(Kind::Subscription, s, c, p, r))
+                .delete(|s, c, p| delete(Kind::Subscription, s, c, p)),
         )
         .fallback(|| async { Failure::not_found() })
         .method_not_allowed_fallback(|| async {
@@ -99,7 +104,7 @@ fn route_of(path: &str) -> String {
 }
 
 async fn pipeline(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_BODY_BYTES).await else {
         return Failure::bad_request("The request body is too large.").into_response();
     };
@@ -111,7 +116,9 @@ async fn pipeline(State(app): State<Arc<App>>, request: Request, next: Next) -> 
             .map(str::to_owned)
     };
     let authorization = header("authorization");
-    let authorized = authorization.as_deref() == Some(&format!("Bearer {}", app.shared.api_key));
+    let account = app
+        .shared
+        .account_of_authorization(authorization.as_deref());
     let seq = app.next_seq.fetch_add(1, Ordering::SeqCst);
     let body_json = (!bytes.is_empty()).then(|| {
         serde_json::from_slice(&bytes)
@@ -128,19 +135,20 @@ async fn pipeline(State(app): State<Arc<App>>, request: Request, next: Next) -> 
         content_type: header("content-type"),
         user_agent: header("user-agent"),
         ngrok_version: header("ngrok-version"),
-        authorized,
+        authorized: account.is_some(),
     });
 
     let mut response = match gate(
         &app,
         authorization.as_deref(),
-        authorized,
+        account,
         header("ngrok-version"),
     )
     .await
     {
         Err(failure) => failure.into_response(),
-        Ok(()) => {
+        Ok(account) => {
+            parts.extensions.insert(Caller(account));
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
@@ -164,13 +172,14 @@ async fn pipeline(State(app): State<Arc<App>>, request: Request, next: Next) -> 
     response
 }
 
-/// Everything that may refuse a request before a handler sees it, in ngrok's order.
+/// Everything that may refuse a request before a handler sees it, in ngrok's order. Answers
+/// the caller's account.
 async fn gate(
     app: &App,
     authorization: Option<&str>,
-    authorized: bool,
+    account: Option<Account>,
     version: Option<String>,
-) -> Result<(), Failure> {
+) -> Result<Account, Failure> {
     let latency = app.shared.lock().faults.latency_ms;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -182,13 +191,13 @@ async fn gate(
             "Authentication failed: provide an API key in the Authorization header as 'Bearer <key>'.",
         ));
     }
-    if !authorized {
+    let Some(account) = account else {
         return Err(Failure::new(
             StatusCode::UNAUTHORIZED,
             codes::INVALID_API_KEY,
             "Authentication failed: the API key is not valid.",
         ));
-    }
+    };
     match version.as_deref().map(str::trim) {
         None => {
             return Err(Failure::new(
@@ -208,7 +217,7 @@ async fn gate(
     }
     let mut state = app.shared.lock();
     let limit = state.faults.rate_limit_per_minute;
-    if let Err(wait_secs) = state.take_rate_slot(&app.shared.api_key, Instant::now()) {
+    if let Err(wait_secs) = state.take_rate_slot(&app.shared.api_keys[account], Instant::now()) {
         let mut failure = Failure::new(
             StatusCode::TOO_MANY_REQUESTS,
             codes::RATE_LIMITED,
@@ -232,7 +241,7 @@ async fn gate(
             "An internal error occurred (injected by the emulator).",
         ));
     }
-    Ok(())
+    Ok(account)
 }
 
 fn render(kind: Kind, stored: &Map<String, Value>, base_url: &str) -> Value {
@@ -259,9 +268,12 @@ async fn read_json_body(request: Request) -> Result<Map<String, Value>, Failure>
     parse_object(&bytes)
 }
 
+/// Validates a create (`id` = None) or update body sent by `account`: a subscription may
+/// only name `account`'s destinations.
 fn validate(
     kind: Kind,
-    state: &crate::state::State,
+    state: &Store,
+    account: Account,
     body: Map<String, Value>,
     id: Option<&str>,
 ) -> Result<Map<String, Value>, Failure> {
@@ -279,10 +291,7 @@ fn validate(
     match kind {
         Kind::Destination => destination_fields(body, id),
         Kind::Subscription => subscription_fields(body, id, |dest| {
-            state
-                .objects
-                .get(&Kind::Destination)
-                .is_some_and(|all| all.contains_key(dest))
+            state.owned(Kind::Destination, account, dest).is_some()
         }),
     }
 }
@@ -290,6 +299,7 @@ fn validate(
 async fn create(
     kind: Kind,
     State(app): State<Arc<App>>,
+    Extension(Caller(account)): Extension<Caller>,
     request: Request,
 ) -> Result<Response, Failure> {
     let base_url = app.base_url(request.headers());
@@ -297,12 +307,14 @@ async fn create(
     let body = read_json_body(request).await?;
     let (rendered, drop_connection) = {
         let mut state = app.shared.lock();
-        let mut fields = validate(kind, &state, body, None)?;
+        let mut fields = validate(kind, &state, account, body, None)?;
         let id = new_id(kind.id_prefix());
         fields.insert("id".into(), json!(id));
         fields.insert("created_at".into(), json!(now_rfc3339()));
         let rendered = render(kind, &fields, &base_url);
-        state.collection(kind).insert(id, fields);
+        state
+            .collection(kind)
+            .insert(id, Stored { account, fields });
         let rate = state.faults.drop_after_create_rate;
         (
             rendered,
@@ -321,49 +333,51 @@ async fn create(
 async fn fetch(
     kind: Kind,
     State(app): State<Arc<App>>,
+    Extension(Caller(account)): Extension<Caller>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Failure> {
-    let mut state = app.shared.lock();
+    let state = app.shared.lock();
     let stored = state
-        .collection(kind)
-        .get(&id)
+        .owned(kind, account, &id)
         .ok_or_else(Failure::not_found)?;
-    Ok(Json(render(kind, stored, &app.base_url(&headers))))
+    Ok(Json(render(kind, &stored.fields, &app.base_url(&headers))))
 }
 
 async fn update(
     kind: Kind,
     State(app): State<Arc<App>>,
+    Extension(Caller(account)): Extension<Caller>,
     Path(id): Path<String>,
     request: Request,
 ) -> Result<Json<Value>, Failure> {
     let base_url = app.base_url(request.headers());
     let body = read_json_body(request).await?;
     let mut state = app.shared.lock();
-    if !state.collection(kind).contains_key(&id) {
+    if state.owned(kind, account, &id).is_none() {
         return Err(Failure::not_found());
     }
-    let fields = validate(kind, &state, body, Some(&id))?;
+    let fields = validate(kind, &state, account, body, Some(&id))?;
     let stored = state
-        .collection(kind)
-        .get_mut(&id)
+        .owned_mut(kind, account, &id)
         .ok_or_else(Failure::not_found)?;
     // Fields replace whole values: a new target replaces the old one, secrets included.
-    stored.extend(fields);
-    Ok(Json(render(kind, stored, &base_url)))
+    stored.fields.extend(fields);
+    Ok(Json(render(kind, &stored.fields, &base_url)))
 }
 
 async fn delete(
     kind: Kind,
     State(app): State<Arc<App>>,
+    Extension(Caller(account)): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Failure> {
     let mut state = app.shared.lock();
-    if !state.collection(kind).contains_key(&id) {
+    if state.owned(kind, account, &id).is_none() {
         return Err(Failure::not_found());
     }
-    if kind == Kind::Destination && referenced_by_subscription(&state, &id) {
+    // Only the account's own subscriptions can name the destination.
+    if kind == Kind::Destination && referenced_by_subscription(&state, account, &id) {
         return Err(Failure::new(
             StatusCode::BAD_REQUEST,
             codes::DESTINATION_IN_USE,
@@ -374,22 +388,24 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(crate) fn referenced_by_subscription(
-    state: &crate::state::State,
-    destination_id: &str,
-) -> bool {
+/// Whether one of `account`'s subscriptions names the destination.
+fn referenced_by_subscription(state: &Store, account: Account, destination_id: &str) -> bool {
     state.objects.get(&Kind::Subscription).is_some_and(|subs| {
-        subs.values().any(|sub| {
-            sub.get("destination_ids")
-                .and_then(Value::as_array)
-                .is_some_and(|ids| ids.iter().any(|id| id.as_str() == Some(destination_id)))
-        })
+        subs.values()
+            .filter(|sub| sub.account == account)
+            .any(|sub| {
+                sub.fields
+                    .get("destination_ids")
+                    .and_then(Value::as_array)
+                    .is_some_and(|ids| ids.iter().any(|id| id.as_str() == Some(destination_id)))
+            })
     })
 }
 
 async fn list(
     kind: Kind,
     State(app): State<Arc<App>>,
+    Extension(Caller(account)): Extension<Caller>,
     headers: HeaderMap,
     request_uri: axum::http::Uri,
 ) -> Result<Json<Value>, Failure> {
@@ -417,11 +433,17 @@ async fn list(
     let mut state = app.shared.lock();
     let all = state.collection(kind);
     // Ids sort by creation time, so "newest first" is descending id order.
-    let older: Box<dyn Iterator<Item = (&String, &Map<String, Value>)>> = match &before_id {
+    let older: Box<dyn Iterator<Item = (&String, &Stored)>> = match &before_id {
         Some(before) => Box::new(all.range::<String, _>(..before.clone()).rev()),
         None => Box::new(all.iter().rev()),
     };
-    let page: Vec<&Map<String, Value>> = older.map(|(_, v)| v).take(limit + 1).collect();
+    // Only the caller's account's objects.
+    let page: Vec<&Map<String, Value>> = older
+        .map(|(_, stored)| stored)
+        .filter(|stored| stored.account == account)
+        .map(|stored| &stored.fields)
+        .take(limit + 1)
+        .collect();
     let has_more = page.len() > limit;
     let items: Vec<Value> = page
         .iter()

@@ -20,8 +20,15 @@
 //!
 //! - Every API request needs `Authorization: Bearer <key>` (401 otherwise) and
 //!   `Ngrok-Version: 2` (400 otherwise); bodies need `Content-Type: application/json`.
+//! - Accounts: `api_key` is the main ngrok account's key; each
+//!   [`account_key`](EmulatorBuilder::account_key) (CLI `--extra-account-key`) adds another
+//!   account. As at ngrok, an account sees only its own objects: another account's id
+//!   answers 404 exactly as an unknown id, lists hold only the caller's objects, and a
+//!   subscription may only name destinations of the caller's account (else 400
+//!   `ERR_NGROK_7803`). The admin surface and [`EmulatorHandle`] see every account.
 //! - Checks, in this order: latency fault, API key, version header, rate limit (a rolling
-//!   60-second window per key; refused requests do not count), injected 5xx, then the handler.
+//!   60-second window per API key, so per account; refused requests do not count), injected
+//!   5xx, then the handler.
 //! - Bodies are validated as raw JSON (see `resources`): unknown fields and top-level `null`s
 //!   are refused; exactly one target; exactly one of `role`/`creds`; required fields present
 //!   and non-empty; description ≤ 255 bytes; metadata ≤ 4096 bytes; `format` is `json` (and
@@ -32,7 +39,7 @@
 //! - Responses carry every target key (unset ones `null`) and withhold secrets (`null`).
 //!   Every answer carries an `ngrok-operation-id` header; error bodies carry it too.
 //! - A destination named by a subscription cannot be deleted; a subscription may only name
-//!   existing destinations.
+//!   existing destinations of its own account.
 //!
 //! # Error codes
 //!
@@ -44,11 +51,11 @@
 //! | 400    | `ERR_NGROK_100` | `metadata` longer than 4096 bytes                              |
 //! | 400    | `ERR_NGROK_101` | `description` longer than 255 bytes                            |
 //! | 401    | `ERR_NGROK_205` | no `Authorization` header                                      |
-//! | 401    | `ERR_NGROK_206` | wrong API key                                                  |
+//! | 401    | `ERR_NGROK_206` | API key of no account                                          |
 //! | 400    | `ERR_NGROK_218` | `Ngrok-Version` missing or not `2`                             |
 //! | 429    | `ERR_NGROK_226` | rate limit exceeded (with `Retry-After` in seconds)            |
 //! | 400    | `ERR_NGROK_400` | body not a JSON object, wrong `Content-Type`, unknown or `null` field, wrong type, bad `limit` |
-//! | 404    | `ERR_NGROK_404` | unknown id or path                                             |
+//! | 404    | `ERR_NGROK_404` | unknown id (another account's id too) or path                  |
 //! | 405    | `ERR_NGROK_405` | method not allowed on a known path                             |
 //! | 500    | `ERR_NGROK_500` | injected fault (`--error-rate`)                                |
 //! | 502    | `ERR_NGROK_502` | injected fault (`--error-rate`)                                |
@@ -56,7 +63,7 @@
 //! | 400    | `ERR_NGROK_7800`| invalid target: not exactly one target, not exactly one of role/creds, required field missing or empty |
 //! | 400    | `ERR_NGROK_7801`| `format` other than `json`                                     |
 //! | 400    | `ERR_NGROK_7802`| deleting a destination still referenced by a subscription      |
-//! | 400    | `ERR_NGROK_7803`| subscription names a destination that does not exist           |
+//! | 400    | `ERR_NGROK_7803`| subscription names a destination that does not exist in the caller's account |
 
 mod admin;
 mod api;

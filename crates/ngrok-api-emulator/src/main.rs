@@ -13,9 +13,19 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// The API key clients must send as `Authorization: Bearer <key>`.
+    /// The API key of the main ngrok account: clients send `Authorization: Bearer <key>`.
     #[arg(long, env = "NGROK_API_KEY", hide_env_values = true)]
     api_key: String,
+    /// The API key of a further ngrok account, which sees only its own objects. Repeat for
+    /// more accounts (in the environment variable, separate keys with commas).
+    #[arg(
+        long = "extra-account-key",
+        value_name = "KEY",
+        env = "NGROK_EXTRA_ACCOUNT_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    extra_account_keys: Vec<String>,
     /// Delay before every API answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -42,6 +52,9 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let mut builder = Emulator::builder();
+    for key in args.extra_account_keys {
+        builder = builder.account_key(key);
+    }
     if let Some(marker) = args.refuse_marker {
         builder = builder.refuse_marker(marker);
     }

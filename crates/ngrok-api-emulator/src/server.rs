@@ -46,6 +46,7 @@ impl Emulator {
 pub struct EmulatorBuilder {
     listen: SocketAddr,
     api_key: String,
+    account_keys: Vec<String>,
     faults: Faults,
 }
 
@@ -54,6 +55,7 @@ impl Default for EmulatorBuilder {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             api_key: "emulator-api-key".to_owned(),
+            account_keys: Vec::new(),
             faults: Faults::default(),
         }
     }
@@ -66,9 +68,19 @@ impl EmulatorBuilder {
         self
     }
 
-    /// The one API key accepted (default `emulator-api-key`).
+    /// The API key of the main ngrok account (default `emulator-api-key`).
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = key.into();
+        self
+    }
+
+    /// Adds another ngrok account, reached with API key `key`. Each account sees only its
+    /// own objects: another account's id answers 404 as an unknown id does, lists show only
+    /// the caller's objects, and a subscription may only name the caller's destinations.
+    /// Call once per extra account; every key must differ from the others and from
+    /// [`api_key`](Self::api_key), else [`spawn`](Self::spawn) fails.
+    pub fn account_key(mut self, key: impl Into<String>) -> Self {
+        self.account_keys.push(key.into());
         self
     }
 
@@ -93,13 +105,13 @@ impl EmulatorBuilder {
         self
     }
 
-    /// Requests per rolling minute per key (default 120, 0 = off).
     /// Refuse creates and updates whose body contains `marker` (see [`Faults::refuse_marker`]).
     pub fn refuse_marker(mut self, marker: impl Into<String>) -> Self {
         self.faults.refuse_marker = Some(marker.into());
         self
     }
 
+    /// Requests per rolling minute per API key (default 120, 0 = off).
     pub fn rate_limit_per_minute(mut self, limit: u32) -> Self {
         self.faults.rate_limit_per_minute = limit;
         self
@@ -118,9 +130,19 @@ impl EmulatorBuilder {
         faults
             .apply(&update)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let mut api_keys = vec![self.api_key];
+        for key in self.account_keys {
+            if api_keys.contains(&key) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "every account needs its own API key",
+                ));
+            }
+            api_keys.push(key);
+        }
         let listener = TcpListener::bind(self.listen).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(self.api_key, faults));
+        let shared = Arc::new(Shared::new(api_keys, faults));
         let app = Arc::new(App {
             shared: shared.clone(),
             listen_host: addr.to_string(),
@@ -192,9 +214,22 @@ impl EmulatorHandle {
         format!("http://{}", self.addr)
     }
 
-    /// The API key it accepts.
+    /// The API key of the main account.
     pub fn api_key(&self) -> &str {
-        &self.shared.api_key
+        &self.shared.api_keys[0]
+    }
+
+    /// The API keys of all accounts, the main account's first, then those of
+    /// [`EmulatorBuilder::account_key`] in order.
+    pub fn api_keys(&self) -> &[String] {
+        &self.shared.api_keys
+    }
+
+    /// The API key of the account that owns the object `id`, or `None` if there is none.
+    pub fn account_of(&self, id: &str) -> Option<String> {
+        let state = self.shared.lock();
+        let stored = state.find(id)?;
+        Some(self.shared.api_keys[stored.account].clone())
     }
 
     /// A client of the HTTP admin surface of this emulator.
@@ -242,17 +277,26 @@ impl EmulatorHandle {
         admin::reset(&self.shared);
     }
 
-    /// A stored object (secrets included), by id.
+    /// A stored object of any account (secrets included), by id.
     pub fn object(&self, id: &str) -> Option<Value> {
         admin::object(&self.shared, id)
     }
 
-    /// Ids of the stored event destinations, oldest first.
+    /// Ids of the stored event destinations of all accounts, oldest first.
     pub fn destination_ids(&self) -> Vec<String> {
+        self.ids(crate::resources::Kind::Destination)
+    }
+
+    /// Ids of the stored event subscriptions of all accounts, oldest first.
+    pub fn subscription_ids(&self) -> Vec<String> {
+        self.ids(crate::resources::Kind::Subscription)
+    }
+
+    fn ids(&self, kind: crate::resources::Kind) -> Vec<String> {
         let state = self.shared.lock();
         state
             .objects
-            .get(&crate::resources::Kind::Destination)
+            .get(&kind)
             .map(|all| all.keys().cloned().collect())
             .unwrap_or_default()
     }

@@ -106,7 +106,7 @@ pub struct RecordedRequest {
     pub content_type: Option<String>,
     pub user_agent: Option<String>,
     pub ngrok_version: Option<String>,
-    /// Whether the request carried the right API key.
+    /// Whether the request carried an accepted API key (of any account).
     pub authorized: bool,
 }
 
@@ -120,16 +120,30 @@ pub struct RouteCount {
     pub count: usize,
 }
 
+/// An ngrok account: the index of its API key in [`Shared::api_keys`]; 0 is the main
+/// account (the builder's `api_key`).
+pub(crate) type Account = usize;
+
+/// A stored object and the account that owns it. The owner is never rendered: only the
+/// account's own API key can see the object.
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    pub account: Account,
+    /// The normalized fields, secrets included.
+    pub fields: Map<String, Value>,
+}
+
 /// State shared by every connection.
 pub(crate) struct Shared {
-    pub api_key: String,
+    /// The accepted API keys, one per account; the main account's first.
+    pub api_keys: Vec<String>,
     pub initial_faults: Faults,
     state: Mutex<State>,
 }
 
 #[derive(Default)]
 pub(crate) struct State {
-    pub objects: HashMap<Kind, BTreeMap<String, Map<String, Value>>>,
+    pub objects: HashMap<Kind, BTreeMap<String, Stored>>,
     pub requests: Vec<RecordedRequest>,
     pub faults: Faults,
     windows: HashMap<String, VecDeque<Instant>>,
@@ -138,9 +152,9 @@ pub(crate) struct State {
 const WINDOW: Duration = Duration::from_secs(60);
 
 impl Shared {
-    pub fn new(api_key: String, faults: Faults) -> Self {
+    pub fn new(api_keys: Vec<String>, faults: Faults) -> Self {
         Self {
-            api_key,
+            api_keys,
             state: Mutex::new(State {
                 faults: faults.clone(),
                 ..State::default()
@@ -155,15 +169,38 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// The account whose API key `authorization` (`Bearer <key>`) carries.
+    pub fn account_of_authorization(&self, authorization: Option<&str>) -> Option<Account> {
+        let key = authorization?.strip_prefix("Bearer ")?;
+        self.api_keys.iter().position(|k| k == key)
+    }
 }
 
 impl State {
-    pub fn collection(&mut self, kind: Kind) -> &mut BTreeMap<String, Map<String, Value>> {
+    pub fn collection(&mut self, kind: Kind) -> &mut BTreeMap<String, Stored> {
         self.objects.entry(kind).or_default()
     }
 
-    pub fn find(&self, id: &str) -> Option<&Map<String, Value>> {
+    /// An object of any account, by id.
+    pub fn find(&self, id: &str) -> Option<&Stored> {
         self.objects.get(&Kind::of_id(id)?)?.get(id)
+    }
+
+    /// `account`'s object of `kind` with `id`; another account's object is as absent as an
+    /// unknown id.
+    pub fn owned(&self, kind: Kind, account: Account, id: &str) -> Option<&Stored> {
+        self.objects
+            .get(&kind)?
+            .get(id)
+            .filter(|stored| stored.account == account)
+    }
+
+    pub fn owned_mut(&mut self, kind: Kind, account: Account, id: &str) -> Option<&mut Stored> {
+        self.objects
+            .get_mut(&kind)?
+            .get_mut(id)
+            .filter(|stored| stored.account == account)
     }
 
     /// Counts a request against `key`'s rolling 60-second window. Returns the seconds to wait

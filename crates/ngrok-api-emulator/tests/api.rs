@@ -9,6 +9,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const KEY: &str = "test-key";
+/// The API key of a second ngrok account.
+const OTHER_KEY: &str = "other-account-key";
 
 /// The spec's `components.schemas`, tightened for response checking:
 /// - every property may be `null`: the spec omits `nullable`, yet ngrok's documented
@@ -134,15 +136,44 @@ impl Api {
         }
     }
 
+    /// Two ngrok accounts: `KEY`'s and `OTHER_KEY`'s.
+    async fn start_two_accounts() -> Self {
+        let emulator = Emulator::builder()
+            .api_key(KEY)
+            .account_key(OTHER_KEY)
+            .rate_limit_per_minute(0)
+            .spawn()
+            .await
+            .unwrap();
+        Self {
+            emulator,
+            http: reqwest::Client::new(),
+        }
+    }
+
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.request_as(KEY, method, path)
+    }
+
+    fn request_as(&self, key: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.emulator.base_url()))
-            .bearer_auth(KEY)
+            .bearer_auth(key)
             .header("Ngrok-Version", "2")
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self.request(method, path);
+        self.call_as(KEY, method, path, body).await
+    }
+
+    async fn call_as(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.request_as(key, method, path);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -695,4 +726,281 @@ async fn concurrent_creates_all_land() {
         );
     }
     assert_eq!(api.emulator.destination_ids().len(), 50);
+}
+
+/// Ids in a list answer, in order.
+fn listed_ids(list: &Value, collection: &str) -> Vec<String> {
+    list[collection]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Creates a destination as `key`'s account; answers its id.
+async fn create_destination_as(api: &Api, key: &str, description: &str) -> String {
+    let (status, created) = api
+        .call_as(
+            key,
+            Method::POST,
+            "/event_destinations",
+            Some(json!({"description": description, "target": kinesis_role()})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn accounts_do_not_see_each_others_objects() {
+    let api = Api::start_two_accounts().await;
+    // Interleaved, so that paging has to skip the other account's objects.
+    let mut mine = Vec::new();
+    let mut theirs = Vec::new();
+    for i in 0..3 {
+        mine.push(create_destination_as(&api, KEY, &format!("mine{i}")).await);
+        theirs.push(create_destination_as(&api, OTHER_KEY, &format!("theirs{i}")).await);
+    }
+    let (status, subscription) = api
+        .call(
+            Method::POST,
+            "/event_subscriptions",
+            Some(json!({"description": "mine", "destination_ids": [mine[0]]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{subscription}");
+    assert_schema("EventSubscription", &subscription);
+    let subscription_id = subscription["id"].as_str().unwrap().to_owned();
+
+    // The other account: get, patch and delete answer 404 exactly as for an unknown id.
+    for path in [
+        format!("/event_destinations/{}", mine[0]),
+        format!("/event_subscriptions/{subscription_id}"),
+    ] {
+        let (status, body) = api.call_as(OTHER_KEY, Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_error_body(&body, status, codes::NOT_FOUND);
+        let (status, body) = api
+            .call_as(
+                OTHER_KEY,
+                Method::PATCH,
+                &path,
+                Some(json!({"description": "hijacked"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_error_body(&body, status, codes::NOT_FOUND);
+        let (status, body) = api.call_as(OTHER_KEY, Method::DELETE, &path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_error_body(&body, status, codes::NOT_FOUND);
+        // Untouched for its owner.
+        let (status, owned) = api.call(Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_ne!(owned["description"], "hijacked");
+    }
+    // And the other way round.
+    let path = format!("/event_destinations/{}", theirs[0]);
+    assert_eq!(
+        api.call(Method::GET, &path, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.call(Method::DELETE, &path, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.call_as(OTHER_KEY, Method::GET, &path, None).await.0,
+        StatusCode::OK
+    );
+
+    // Lists hold only the caller's objects, newest first, paged as before.
+    for (key, own) in [(KEY, &mine), (OTHER_KEY, &theirs)] {
+        let mut seen = Vec::new();
+        let mut path = "/event_destinations?limit=2".to_owned();
+        loop {
+            let (status, page) = api.call_as(key, Method::GET, &path, None).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_schema("EventDestinationList", &page);
+            seen.extend(listed_ids(&page, "event_destinations"));
+            match page["next_page_uri"].as_str() {
+                Some(next) => {
+                    path = next
+                        .strip_prefix(&api.emulator.base_url())
+                        .unwrap()
+                        .to_owned()
+                }
+                None => break,
+            }
+        }
+        let mut expected = own.clone();
+        expected.reverse();
+        assert_eq!(seen, expected, "{key}");
+    }
+    let (status, list) = api
+        .call_as(OTHER_KEY, Method::GET, "/event_subscriptions", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_schema("EventSubscriptionList", &list);
+    assert!(listed_ids(&list, "event_subscriptions").is_empty());
+    let (_, list) = api.call(Method::GET, "/event_subscriptions", None).await;
+    assert_eq!(
+        listed_ids(&list, "event_subscriptions"),
+        [subscription_id.as_str()]
+    );
+
+    // The in-process helpers see every account.
+    assert_eq!(api.emulator.destination_ids().len(), 6);
+    assert_eq!(api.emulator.subscription_ids(), [subscription_id.as_str()]);
+    assert_eq!(api.emulator.account_of(&mine[1]).as_deref(), Some(KEY));
+    assert_eq!(
+        api.emulator.account_of(&theirs[1]).as_deref(),
+        Some(OTHER_KEY)
+    );
+    assert_eq!(api.emulator.account_of("ed_doesnotexist"), None);
+    assert_eq!(api.emulator.api_keys(), [KEY, OTHER_KEY]);
+    assert_eq!(
+        api.emulator.object(&theirs[2]).unwrap()["description"],
+        "theirs2"
+    );
+    assert!(api.emulator.delete_object(&theirs[2]));
+    assert_eq!(
+        api.call_as(
+            OTHER_KEY,
+            Method::GET,
+            &format!("/event_destinations/{}", theirs[2]),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_subscription_cannot_name_another_accounts_destination() {
+    let api = Api::start_two_accounts().await;
+    let mine = create_destination_as(&api, KEY, "mine").await;
+    let theirs = create_destination_as(&api, OTHER_KEY, "theirs").await;
+
+    let (status, body) = api
+        .call_as(
+            OTHER_KEY,
+            Method::POST,
+            "/event_subscriptions",
+            Some(json!({"destination_ids": [theirs, mine]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error_body(&body, status, codes::UNKNOWN_DESTINATION);
+    assert!(api.emulator.subscription_ids().is_empty());
+
+    let (status, subscription) = api
+        .call_as(
+            OTHER_KEY,
+            Method::POST,
+            "/event_subscriptions",
+            Some(json!({"destination_ids": [theirs]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{subscription}");
+    let id = subscription["id"].as_str().unwrap().to_owned();
+    let (status, body) = api
+        .call_as(
+            OTHER_KEY,
+            Method::PATCH,
+            &format!("/event_subscriptions/{id}"),
+            Some(json!({"destination_ids": [mine]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error_body(&body, status, codes::UNKNOWN_DESTINATION);
+    // An out-of-band edit is held to the same rule.
+    assert!(
+        api.emulator
+            .patch_object(&id, &json!({"destination_ids": [mine]}))
+            .is_err()
+    );
+    assert_eq!(
+        api.emulator.object(&id).unwrap()["destination_ids"],
+        json!([theirs])
+    );
+
+    // The subscription pins its own account's destination only.
+    let (status, body) = api
+        .call_as(
+            OTHER_KEY,
+            Method::DELETE,
+            &format!("/event_destinations/{theirs}"),
+            None,
+        )
+        .await;
+    assert_error_body(&body, status, codes::DESTINATION_IN_USE);
+    assert_eq!(
+        api.call(Method::DELETE, &format!("/event_destinations/{mine}"), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test]
+async fn with_several_accounts_an_unknown_key_is_still_refused() {
+    let api = Api::start_two_accounts().await;
+    for key in [KEY, OTHER_KEY] {
+        assert_eq!(
+            api.call_as(key, Method::GET, "/event_destinations", None)
+                .await
+                .0,
+            StatusCode::OK
+        );
+    }
+    let (status, body) = api
+        .call_as("wrong", Method::GET, "/event_destinations", None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_error_body(&body, status, codes::INVALID_API_KEY);
+    let authorized: Vec<bool> = api
+        .emulator
+        .requests()
+        .iter()
+        .map(|r| r.authorized)
+        .collect();
+    assert_eq!(authorized, [true, true, false]);
+
+    let duplicate = Emulator::builder()
+        .api_key(KEY)
+        .account_key(OTHER_KEY)
+        .account_key(KEY)
+        .spawn()
+        .await;
+    assert_eq!(
+        duplicate.err().map(|e| e.kind()),
+        Some(std::io::ErrorKind::InvalidInput)
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_windows_are_per_account() {
+    let api = Api::start_two_accounts().await;
+    api.emulator
+        .set_faults(&FaultsUpdate {
+            rate_limit_per_minute: Some(2),
+            ..Default::default()
+        })
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            api.call(Method::GET, "/event_destinations", None).await.0,
+            StatusCode::OK
+        );
+    }
+    let (status, body) = api.call(Method::GET, "/event_destinations", None).await;
+    assert_error_body(&body, status, codes::RATE_LIMITED);
+    assert_eq!(
+        api.call_as(OTHER_KEY, Method::GET, "/event_destinations", None)
+            .await
+            .0,
+        StatusCode::OK
+    );
 }
