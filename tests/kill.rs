@@ -21,7 +21,8 @@ use futures::StreamExt;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use ngrok_api_emulator::Emulator;
-use ngrok_events_operator::crd::EventDestination;
+use ngrok_events_operator::crd::{EventDestination, EventSubscription};
+use ngrok_events_operator::reconcile::{Managed, ManagedStatus};
 
 /// Resources in all.
 const RESOURCES: usize = 100;
@@ -58,24 +59,24 @@ fn waves() -> Vec<Vec<(String, String)>> {
     waves
 }
 
-fn is_ready(d: &EventDestination) -> bool {
-    d.status.as_ref().is_some_and(|s| {
-        s.observed_generation == d.metadata.generation
-            && s.conditions
+fn is_ready<K: Managed>(d: &K) -> bool {
+    d.status().is_some_and(|s| {
+        s.observed_generation() == d.meta().generation
+            && s.conditions()
                 .iter()
                 .any(|c| c.type_ == "Ready" && c.status == "True")
     })
 }
 
-fn summary(d: &EventDestination) -> String {
-    let status = d.status.as_ref();
+fn summary<K: Managed>(d: &K) -> String {
+    let status = d.status();
     format!(
         "{}: id={:?} pending={:?} conditions={:?}",
-        d.metadata.name.as_deref().unwrap_or_default(),
-        status.and_then(|s| s.id.as_deref()),
-        status.and_then(|s| s.pending_create.as_ref()),
+        d.meta().name.as_deref().unwrap_or_default(),
+        status.and_then(|s| s.id()),
+        status.and_then(|s| s.pending_create()),
         status.map(|s| {
-            s.conditions
+            s.conditions()
                 .iter()
                 .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
                 .collect::<Vec<_>>()
@@ -154,7 +155,7 @@ async fn creates_survive_sigkills_at_random_moments_and_dropped_responses() {
         .unwrap()
         .items
         .iter()
-        .filter(|d| is_ready(d))
+        .filter(|d| is_ready(*d))
         .count();
 
     // The last restart: everything converges.
@@ -171,7 +172,7 @@ async fn creates_survive_sigkills_at_random_moments_and_dropped_responses() {
             let stuck: Vec<String> = list
                 .items
                 .iter()
-                .filter(|d| !is_ready(d))
+                .filter(|d| !is_ready(*d))
                 .map(summary)
                 .collect();
             panic!(
@@ -315,6 +316,201 @@ async fn creates_survive_sigkills_at_random_moments_and_dropped_responses() {
          wall time {:?}",
         posts.len(),
         started.elapsed()
+    );
+    testbed::delete_namespace(&client, &namespace).await;
+}
+
+/// The same for subscriptions: 10 destinations and 40 subscriptions (each naming one of them,
+/// and 5 with identical content) applied over 25 cycles of start, apply, SIGKILL, with 20% of
+/// create responses dropped. Afterwards every subscription is Ready with its own id, ngrok holds
+/// exactly one subscription per resource, each naming the right destination; then deleting
+/// everything at once leaves nothing in ngrok.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_creates_survive_sigkills_and_dropped_responses() {
+    const DESTINATIONS: usize = 10;
+    const SUBSCRIPTIONS: usize = 40;
+    const TWINS: usize = 5;
+    const CYCLES: usize = 25;
+    let (client, namespace) = common::cluster_with_namespace("kill-sub").await.unwrap();
+    let emulator = Emulator::builder()
+        .api_key(API_KEY)
+        .rate_limit_per_minute(0)
+        .drop_after_create_rate(DROP_RATE)
+        .latency_ms(LATENCY_MS)
+        .spawn()
+        .await
+        .unwrap();
+    let kubeconfig = process::kubeconfig().await;
+    let log_dir = process::log_dir("kill-sub");
+    let spec = |label: String| Spec {
+        label,
+        log_dir: log_dir.clone(),
+        kubeconfig: kubeconfig.clone(),
+        api_url: emulator.base_url(),
+        api_key: API_KEY.into(),
+        namespace: namespace.clone(),
+        metrics_addr: process::free_addr(),
+        extra_args: vec![],
+    };
+    let destinations = Api::<EventDestination>::namespaced(client.clone(), &namespace);
+    let subscriptions = Api::<EventSubscription>::namespaced(client.clone(), &namespace);
+    // (name, the destination it names, its description: the twins share theirs).
+    let wanted: Vec<(String, String, String)> = (0..SUBSCRIPTIONS)
+        .map(|j| {
+            let twin = j < TWINS;
+            let description = if twin {
+                "twin".to_string()
+            } else {
+                format!("s-{j:02}")
+            };
+            let target = if twin { 0 } else { j % DESTINATIONS };
+            (format!("s-{j:02}"), format!("d-{target}"), description)
+        })
+        .collect();
+
+    let per_cycle = SUBSCRIPTIONS.div_ceil(CYCLES);
+    for cycle in 0..CYCLES {
+        let mut operator = OperatorProcess::spawn(&spec(format!("run-{cycle:02}"))).unwrap();
+        if cycle == 0 {
+            for d in 0..DESTINATIONS {
+                let spec = serde_json::json!({"target": kinesis_role(&format!("stream-{d}"))});
+                destinations
+                    .create(
+                        &PostParams::default(),
+                        &destination(&format!("d-{d}"), spec),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        for (name, target, description) in wanted.iter().skip(cycle * per_cycle).take(per_cycle) {
+            let subscription = common::subscription(
+                name,
+                serde_json::json!({
+                    "description": description,
+                    "sources": [{"type": "http_request_complete.v0"}],
+                    "destinationRefs": [{"name": target}],
+                }),
+            );
+            subscriptions
+                .create(&PostParams::default(), &subscription)
+                .await
+                .unwrap();
+        }
+        let lifetime = Duration::from_millis(rand::random_range(0..=MAX_LIFETIME_MS));
+        tokio::time::sleep(lifetime).await;
+        let status = operator.sigkill().await.unwrap();
+        assert_eq!(
+            status.code(),
+            None,
+            "run {cycle} exited by itself: {}",
+            operator.log_tail(40)
+        );
+    }
+
+    let mut operator = OperatorProcess::spawn(&spec("final".into())).unwrap();
+    let converged = testbed::eventually("every subscription Ready", CONVERGE, || async {
+        let list = subscriptions.list(&ListParams::default()).await.ok()?;
+        (list.items.len() == SUBSCRIPTIONS && list.items.iter().all(is_ready)).then_some(list.items)
+    })
+    .await;
+    let items = match converged {
+        Ok(items) => items,
+        Err(e) => {
+            let list = subscriptions.list(&ListParams::default()).await.unwrap();
+            let stuck: Vec<String> = list
+                .items
+                .iter()
+                .filter(|s| !is_ready(*s))
+                .map(summary)
+                .collect();
+            panic!(
+                "{e:#}: not Ready:\n{}\n{}",
+                stuck.join("\n"),
+                operator.log_tail(60)
+            );
+        }
+    };
+    let destination_ids: BTreeMap<String, String> = destinations
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|d| {
+            (
+                d.metadata.name.clone().unwrap(),
+                d.status.unwrap().id.unwrap(),
+            )
+        })
+        .collect();
+    let targets: BTreeMap<&str, &str> = wanted
+        .iter()
+        .map(|(n, t, _)| (n.as_str(), t.as_str()))
+        .collect();
+    let mut claimed = BTreeSet::new();
+    for s in &items {
+        let name = s.metadata.name.as_deref().unwrap();
+        let id = s.status.as_ref().and_then(|st| st.id.clone()).unwrap();
+        assert!(
+            claimed.insert(id.clone()),
+            "{id} is the id of two subscriptions"
+        );
+        let object = emulator
+            .object(&id)
+            .unwrap_or_else(|| panic!("{id} of {name} is not in ngrok"));
+        assert_eq!(
+            object["destination_ids"],
+            serde_json::json!([destination_ids[targets[name]]]),
+            "{name}"
+        );
+    }
+    let remote: BTreeSet<String> = emulator.subscription_ids().into_iter().collect();
+    assert_eq!(
+        remote, claimed,
+        "ngrok holds exactly the resources' subscriptions"
+    );
+    assert_eq!(
+        emulator.count("DELETE", "/event_subscriptions/{id}"),
+        0,
+        "a twin was deleted"
+    );
+    let posts = emulator.count("POST", "/event_subscriptions");
+
+    // Everything at once, destinations first: the subscriptions go, then the destinations.
+    destinations
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .unwrap();
+    subscriptions
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .unwrap();
+    testbed::eventually("everything gone", CONVERGE, || async {
+        let left = destinations
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .len()
+            + subscriptions
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .len();
+        (left == 0
+            && emulator.destination_ids().is_empty()
+            && emulator.subscription_ids().is_empty())
+        .then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(60)));
+    operator.sigterm().unwrap();
+    operator.wait_exit(Duration::from_secs(10)).await.unwrap();
+    println!(
+        "subscription kill test: {SUBSCRIPTIONS} subscriptions ({TWINS} alike) over {DESTINATIONS} destinations, \
+         {CYCLES} SIGKILLs; {posts} subscription POSTs for {SUBSCRIPTIONS} subscriptions"
     );
     testbed::delete_namespace(&client, &namespace).await;
 }
