@@ -63,7 +63,7 @@ async fn a_subscription_is_created_updated_and_deleted() {
         status.uri.as_deref(),
         Some(format!("{}/event_subscriptions/{id}", op.emulator.base_url()).as_str())
     );
-    assert_eq!(status.destination_ids, [audit.clone()]);
+    assert_eq!(status.destination_ids, std::slice::from_ref(&audit));
     assert_eq!(
         (status.source_count, status.destination_count),
         (Some(2), Some(1))
@@ -74,7 +74,7 @@ async fn a_subscription_is_created_updated_and_deleted() {
         remote["sources"],
         json!([{"type": "http_request_complete.v0"}, {"type": "ip_policy_created.v0"}])
     );
-    assert_eq!(sent_ids(&op, &id), [audit.clone()]);
+    assert_eq!(sent_ids(&op, &id), std::slice::from_ref(&audit));
     op.wait_event("traffic", "Created").await;
 
     // A second destination managed elsewhere, named by id; one source fewer; a new description.
@@ -318,7 +318,11 @@ async fn a_destination_re_created_by_drift_repair_is_followed() {
     })
     .await
     .unwrap();
-    assert_eq!(sent_ids(&op, &id), [new.clone()], "PATCHed in place");
+    assert_eq!(
+        sent_ids(&op, &id),
+        std::slice::from_ref(&new),
+        "PATCHed in place"
+    );
     assert_eq!(op.emulator.subscription_ids(), [id]);
     op.stop().await;
 }
