@@ -76,6 +76,16 @@ async fn a_subscription_is_created_updated_and_deleted() {
     );
     assert_eq!(sent_ids(&op, &id), std::slice::from_ref(&audit));
     op.wait_event("traffic", "Created").await;
+    // Counted apart from destinations, without per-object labels.
+    assert_eq!(
+        op.metric(r#"ngrok_events_operator_resources{kind="EventSubscription",state="ready"}"#),
+        1.0
+    );
+    assert!(
+        op.metric(
+            r#"ngrok_events_operator_reconciles_total{kind="EventSubscription",result="success"}"#
+        ) >= 1.0
+    );
 
     // A second destination managed elsewhere, named by id; one source fewer; a new description.
     let ngrok = ngrok_client(&op);
