@@ -65,7 +65,7 @@ struct RunArgs {
     /// How often each resource is compared with ngrok when nothing changed (`30s`, `10m`, `1h`).
     #[arg(long, env = "DRIFT_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     drift_interval: Duration,
-    /// Reconciles running at once.
+    /// Reconciles running at once, per kind (destinations and subscriptions each).
     #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
     /// ngrok requests per minute per account (ngrok allows 120); 0 turns the limiter off.
