@@ -20,7 +20,6 @@ use crate::crd::{
 };
 use crate::desired::subscription as desired;
 use crate::error::{Error, Result};
-use crate::secrets;
 
 impl Managed for EventSubscription {
     type Status = EventSubscriptionStatus;
@@ -208,19 +207,8 @@ async fn check_same_account(
     if destination.spec.api_key_ref == subscription.spec.api_key_ref {
         return Ok(());
     }
-    let key = match &destination.spec.api_key_ref {
-        Some(reference) => secrets::api_key_from(
-            secrets::resolve(secrets_api, &[reference])
-                .await?
-                .get(reference)?,
-        ),
-        None => ctx
-            .accounts
-            .default_key()
-            .cloned()
-            .ok_or(Error::ApiKeyMissing)?,
-    };
-    if std::ptr::eq(ctx.accounts.get(&key)?.as_ref(), account) {
+    let destination_account = super::account_for(ctx, destination, secrets_api).await?;
+    if std::ptr::eq(destination_account.as_ref(), account) {
         return Ok(());
     }
     match account.client.get_event_destination(id).await {
