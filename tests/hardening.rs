@@ -5,31 +5,17 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{API_KEY, Operator, Options, WAIT, destination, kinesis_role};
+use common::{Operator, Options, WAIT, destination, kinesis_role};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use ngrok_api_emulator::FaultsUpdate;
 use ngrok_events_operator::crd::EventDestination;
 use serde_json::json;
 
-fn ngrok_client(op: &Operator) -> ngrok_api::Client {
-    let config = ngrok_api::ClientConfig::new(API_KEY)
-        .with_base_url(&op.emulator.base_url())
-        .unwrap();
-    ngrok_api::Client::new(config).unwrap()
-}
-
-fn with_drift_interval(interval: Duration) -> Options {
-    Options {
-        drift_interval: interval,
-        ..Default::default()
-    }
-}
-
 #[tokio::test]
 async fn dashboard_deletes_and_edits_are_repaired_within_one_interval() {
     let interval = Duration::from_secs(3);
-    let op = Operator::start_with("drift", with_drift_interval(interval)).await;
+    let op = Operator::start_with("drift", Options::with_drift_interval(interval)).await;
     op.create(&destination(
         "deleted",
         json!({"description": "keep me", "target": kinesis_role("a")}),
@@ -100,7 +86,7 @@ async fn dashboard_deletes_and_edits_are_repaired_within_one_interval() {
 #[tokio::test]
 async fn an_idle_drift_pass_over_250_resources_costs_three_list_calls() {
     let interval = Duration::from_secs(8);
-    let op = Operator::start_with("drift-cost", with_drift_interval(interval)).await;
+    let op = Operator::start_with("drift-cost", Options::with_drift_interval(interval)).await;
     let n = 250;
     for i in 0..n {
         op.create(&destination(
@@ -150,7 +136,8 @@ async fn an_idle_drift_pass_over_250_resources_costs_three_list_calls() {
 #[tokio::test]
 async fn adoption_takes_over_an_existing_destination_without_creating() {
     let op = Operator::start("adopt").await;
-    let existing = ngrok_client(&op)
+    let existing = op
+        .ngrok()
         .create_event_destination(&ngrok_api::types::EventDestinationCreate {
             description: Some("made in the dashboard".into()),
             ..ngrok_api::types::EventDestinationCreate::new(ngrok_api::types::EventTarget::Kinesis(
@@ -297,7 +284,7 @@ async fn retain_lets_a_namespace_go_even_while_ngrok_fails() {
 #[tokio::test]
 async fn imported_yaml_adopts_the_same_destinations_when_applied() {
     let op = Operator::start("import").await;
-    let ngrok = ngrok_client(&op);
+    let ngrok = op.ngrok();
     use ngrok_api::types::{
         AwsAuth, AwsCredentials, AwsRole, EventDestinationCreate, EventTarget, EventTargetDatadog,
         EventTargetFirehose, EventTargetKinesis,

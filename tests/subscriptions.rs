@@ -88,7 +88,7 @@ async fn a_subscription_is_created_updated_and_deleted() {
     );
 
     // A second destination managed elsewhere, named by id; one source fewer; a new description.
-    let ngrok = ngrok_client(&op);
+    let ngrok = op.ngrok();
     let elsewhere = ngrok
         .create_event_destination(&ngrok_api::types::EventDestinationCreate::new(
             ngrok_api::types::EventTarget::Kinesis(ngrok_api::types::EventTargetKinesis {
@@ -134,13 +134,7 @@ async fn a_subscription_is_created_updated_and_deleted() {
         "{note}"
     );
 
-    op.subscriptions()
-        .delete("traffic", &DeleteParams::default())
-        .await
-        .unwrap();
-    testbed::wait_deleted(&op.subscriptions(), "traffic", common::WAIT)
-        .await
-        .unwrap();
+    op.delete_and_wait::<EventSubscription>("traffic").await;
     assert!(op.emulator.subscription_ids().is_empty());
     // Its destinations are untouched.
     assert!(op.emulator.object(&audit).is_some());
@@ -241,13 +235,7 @@ async fn deleting_both_at_once_deletes_in_the_right_order() {
         .delete("audit", &DeleteParams::default())
         .await
         .unwrap();
-    op.subscriptions()
-        .delete("traffic", &DeleteParams::default())
-        .await
-        .unwrap();
-    testbed::wait_deleted(&op.subscriptions(), "traffic", common::WAIT)
-        .await
-        .unwrap();
+    op.delete_and_wait::<EventSubscription>("traffic").await;
     testbed::wait_deleted(&op.destinations(), "audit", common::WAIT)
         .await
         .unwrap();
@@ -297,10 +285,7 @@ async fn deleting_the_namespace_deletes_subscription_then_destination() {
 async fn a_destination_re_created_by_drift_repair_is_followed() {
     let op = Operator::start_with(
         "sub-follow",
-        Options {
-            drift_interval: Duration::from_secs(2),
-            ..Default::default()
-        },
+        Options::with_drift_interval(Duration::from_secs(2)),
     )
     .await;
     let old = ready_destination(&op, "audit").await;
@@ -341,7 +326,7 @@ async fn a_destination_re_created_by_drift_repair_is_followed() {
 async fn a_subscription_is_adopted_and_paused_like_a_destination() {
     let op = Operator::start("sub-adopt").await;
     let audit = ready_destination(&op, "audit").await;
-    let ngrok = ngrok_client(&op);
+    let ngrok = op.ngrok();
     let existing = ngrok
         .create_event_subscription(&ngrok_api::types::EventSubscriptionCreate::new(
             vec![ngrok_api::types::EventSourceReplace::new(
@@ -384,25 +369,10 @@ async fn a_subscription_is_adopted_and_paused_like_a_destination() {
     op.wait_ready_status_of::<EventSubscription>("traffic", "False", "Paused")
         .await;
     assert_eq!(op.writes(), writes, "nothing written while paused");
-    op.subscriptions()
-        .delete("traffic", &DeleteParams::default())
-        .await
-        .unwrap();
-    testbed::wait_deleted(&op.subscriptions(), "traffic", common::WAIT)
-        .await
-        .unwrap();
+    op.delete_and_wait::<EventSubscription>("traffic").await;
     assert!(op.emulator.object(&existing).is_some(), "left in ngrok");
     assert!(op.requests("DELETE", SUBSCRIPTION).is_empty());
     op.stop().await;
-}
-
-fn ngrok_client(op: &Operator) -> ngrok_api::Client {
-    ngrok_api::Client::new(
-        ngrok_api::ClientConfig::new(common::API_KEY)
-            .with_base_url(&op.emulator.base_url())
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 #[tokio::test]

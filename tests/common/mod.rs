@@ -54,6 +54,16 @@ pub struct Options {
 /// The API key the emulator accepts.
 pub const API_KEY: &str = "test-api-key-0123456789";
 
+impl Options {
+    /// The defaults, with drift checked every `interval`.
+    pub fn with_drift_interval(interval: std::time::Duration) -> Self {
+        Self {
+            drift_interval: interval,
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Self {
@@ -122,6 +132,25 @@ impl Operator {
     /// The resources of kind `K` in the test's namespace.
     pub fn api<K: Managed>(&self) -> kube::Api<K> {
         kube::Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// A client of the emulator with the operator's API key, to act in ngrok as a person would.
+    pub fn ngrok(&self) -> ngrok_api::Client {
+        let config = ngrok_api::ClientConfig::new(API_KEY)
+            .with_base_url(&self.emulator.base_url())
+            .unwrap();
+        ngrok_api::Client::new(config).unwrap()
+    }
+
+    /// Deletes a resource of kind `K` and waits until it is gone (its finalizer removed).
+    pub async fn delete_and_wait<K: Managed>(&self, name: &str) {
+        self.api::<K>()
+            .delete(name, &Default::default())
+            .await
+            .expect("delete resource");
+        testbed::wait_deleted(&self.api::<K>(), name, WAIT)
+            .await
+            .unwrap();
     }
 
     pub fn destinations(&self) -> kube::Api<EventDestination> {
