@@ -6,7 +6,7 @@
 //! that checking N resources for drift costs a handful of list calls instead of N GETs.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use ngrok_api::Secret;
@@ -16,40 +16,121 @@ use sha2::{Digest, Sha256};
 /// Builds the client configuration for an API key (base URL, rate limit, timeouts, metrics).
 pub type ConfigureClient = Arc<dyn Fn(Secret) -> ngrok_api::ClientConfig + Send + Sync>;
 
-/// Every account the operator talks to.
+/// Every account the operator talks to. Cheap to clone: clones share the accounts.
+///
+/// An account lives as long as a resource uses it: the map holds it weakly, and each resource's
+/// last reconcile holds it strongly (`reconcile::Memory::last_account`), so an account that no
+/// resource uses any more (a rotated or deleted key) goes with its client, limiter and listings.
+/// Only the operator-wide key's account is kept for the life of the process.
+#[derive(Clone)]
 pub struct Accounts {
-    default_key: Option<Secret>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     configure: ConfigureClient,
-    by_key_hash: Mutex<HashMap<[u8; 32], Arc<Account>>>,
+    by_key_hash: Mutex<HashMap<[u8; 32], Weak<Account>>>,
+    /// The operator-wide key and its account; replaced when the key file changes.
+    operator: Mutex<Option<(Secret, Arc<Account>)>>,
+    /// Bumped at each change of the operator-wide key.
+    rotations: tokio::sync::watch::Sender<u64>,
 }
 
 impl Accounts {
-    /// `default_key` serves resources without `spec.apiKeyRef`.
-    pub fn new(default_key: Option<Secret>, configure: ConfigureClient) -> Self {
-        Self {
-            default_key,
-            configure,
-            by_key_hash: Mutex::default(),
-        }
+    /// `operator_key` serves resources without `spec.apiKeyRef`.
+    pub fn new(operator_key: Option<Secret>, configure: ConfigureClient) -> Self {
+        let accounts = Self {
+            inner: Arc::new(Inner {
+                configure,
+                by_key_hash: Mutex::default(),
+                operator: Mutex::default(),
+                rotations: tokio::sync::watch::Sender::new(0),
+            }),
+        };
+        accounts.set_operator_key(operator_key);
+        accounts
     }
 
     /// The operator-wide API key, if it has one.
-    pub fn default_key(&self) -> Option<&Secret> {
-        self.default_key.as_ref()
+    pub fn operator_key(&self) -> Option<Secret> {
+        self.operator().map(|(key, _)| key)
     }
 
-    /// The account of an API key, created on first use.
-    pub fn get(&self, api_key: &Secret) -> ngrok_api::Result<Arc<Account>> {
-        let key_hash: [u8; 32] = Sha256::digest(api_key.expose().as_bytes()).into();
-        let mut accounts = self.by_key_hash.lock().expect("accounts lock");
-        if let Some(account) = accounts.get(&key_hash) {
-            return Ok(account.clone());
+    fn operator(&self) -> Option<(Secret, Arc<Account>)> {
+        self.inner.operator.lock().expect("accounts lock").clone()
+    }
+
+    /// Replaces the operator-wide key (a rotated key file). Returns whether it changed; if so,
+    /// [`Accounts::rotations`] tells the controllers, which reconcile the resources that use it.
+    pub fn set_operator_key(&self, key: Option<Secret>) -> bool {
+        let unchanged = match (self.operator_key(), &key) {
+            (Some(old), Some(new)) => old.expose() == new.expose(),
+            (None, None) => true,
+            _ => false,
+        };
+        if unchanged {
+            return false;
         }
-        let client = ngrok_api::Client::new((self.configure)(api_key.clone()))?;
+        // A key the client cannot be built with is kept out (its resources report it).
+        let operator = key.and_then(|key| self.get(&key).ok().map(|account| (key, account)));
+        *self.inner.operator.lock().expect("accounts lock") = operator;
+        self.inner.rotations.send_modify(|n| *n += 1);
+        true
+    }
+
+    /// Changes whenever the operator-wide key changes.
+    pub fn rotations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.rotations.subscribe()
+    }
+
+    /// The account of an API key, created on first use and shared while anything holds it.
+    pub fn get(&self, api_key: &Secret) -> ngrok_api::Result<Arc<Account>> {
+        let key_hash = key_hash(api_key);
+        let mut accounts = self.inner.by_key_hash.lock().expect("accounts lock");
+        if let Some(account) = accounts.get(&key_hash).and_then(Weak::upgrade) {
+            return Ok(account);
+        }
+        let client = ngrok_api::Client::new((self.inner.configure)(api_key.clone()))?;
         let account = Arc::new(Account::new(client, api_key.clone()));
-        accounts.insert(key_hash, account.clone());
+        // Creating an account is rare; dropping the dead entries then keeps the map as small
+        // as the set of keys in use.
+        accounts.retain(|_, account| account.strong_count() > 0);
+        accounts.insert(key_hash, Arc::downgrade(&account));
         Ok(account)
     }
+
+    /// Keeps the operator-wide key equal to the contents of `path`, read every `every`: a
+    /// mounted Secret is updated in place by the kubelet (an atomic symlink swap), so polling
+    /// sees every rotation without a restart. A file that cannot be read keeps the current key.
+    pub async fn follow_key_file(self, path: std::path::PathBuf, every: Duration) {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match tokio::fs::read_to_string(&path).await {
+                Ok(text) => {
+                    let key = crate::secrets::api_key_from(&Secret::new(text));
+                    let key = (!key.expose().is_empty()).then_some(key);
+                    if self.set_operator_key(key) {
+                        tracing::info!(file = %path.display(), "read a new operator-wide API key");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(file = %path.display(), %error, "cannot read the API key file; keeping the current key")
+                }
+            }
+        }
+    }
+
+    /// How many accounts are alive (for tests and the benchmark).
+    pub fn live(&self) -> usize {
+        let accounts = self.inner.by_key_hash.lock().expect("accounts lock");
+        accounts.values().filter(|a| a.strong_count() > 0).count()
+    }
+}
+
+fn key_hash(api_key: &Secret) -> [u8; 32] {
+    Sha256::digest(api_key.expose().as_bytes()).into()
 }
 
 /// One ngrok account.

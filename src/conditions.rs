@@ -38,8 +38,8 @@ impl Phase<'_> {
         match self {
             Phase::Ready => (true, false, false, SYNCED, format!("The {noun} in ngrok matches the spec")),
             Phase::Progressing { reason, message } => (false, true, false, reason, message.clone()),
-            Phase::Failed(error) if error.is_stalled() => (false, false, true, error.reason(), error.to_string()),
-            Phase::Failed(error) => (false, true, false, error.reason(), error.to_string()),
+            Phase::Failed(error) if error.is_stalled() => (false, false, true, error.reason(), error.message()),
+            Phase::Failed(error) => (false, true, false, error.reason(), error.message()),
             Phase::Paused => (
                 false,
                 false,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::api::core::v1::{Namespace, Secret as KubeSecret};
 use kube::api::{Api, ListParams, PartialObjectMeta};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
@@ -18,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::accounts::Accounts;
+use crate::annotations;
 use crate::conditions;
-use crate::crd::{EventDestination, EventSubscription, PAUSED_ANNOTATION};
+use crate::crd::{EventDestination, EventSubscription};
 use crate::http::Health;
 use crate::reconcile::{self, Context, Managed, ManagedStatus};
 use crate::references;
@@ -36,6 +37,9 @@ pub struct Settings {
     pub concurrency: u16,
     /// Name of this replica, in the events it publishes.
     pub instance: String,
+    /// A label selector of the namespaces whose resources may use the operator-wide API key;
+    /// every namespace when `None`.
+    pub operator_key_namespace_selector: Option<String>,
 }
 
 /// Runs the controllers until `shutdown` is cancelled; in-flight reconciles finish first.
@@ -66,11 +70,11 @@ pub async fn run(
 
     let (destination_store, destination_writer) = reflector::store();
     let (subscription_store, subscription_writer) = reflector::store();
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         accounts,
         Recorder::new(
-            client,
+            client.clone(),
             Reporter {
                 controller: "ngrok-events-operator".into(),
                 instance: Some(settings.instance.clone()),
@@ -80,9 +84,27 @@ pub async fn run(
         settings.drift_interval,
         destination_store.clone(),
         subscription_store.clone(),
-    ));
+    );
     let (destination_triggers, destination_requests) = mpsc::unbounded();
     let (subscription_triggers, subscription_requests) = mpsc::unbounded();
+    let triggers = Triggers {
+        destinations: (destination_store.clone(), destination_triggers.clone()),
+        subscriptions: (subscription_store.clone(), subscription_triggers.clone()),
+    };
+    let namespace_watch = match &settings.operator_key_namespace_selector {
+        Some(selector) => {
+            let (store, watch) =
+                operator_key_namespaces(&client, selector, triggers.clone()).await?;
+            let watch = tokio::spawn(watch);
+            // Before any reconcile, so that no resource is refused for want of a full listing.
+            wait_until_ready(&store).await;
+            ctx.operator_key_namespaces = Some(store);
+            Some(watch)
+        }
+        None => None,
+    };
+    let ctx = Arc::new(ctx);
+    let rotations = tokio::spawn(follow_operator_key(ctx.clone(), triggers));
 
     // Each cache is filled before the event reaches the other controller, so that controller
     // reads the new state. The caches drop managedFields, which the operator never reads and
@@ -185,9 +207,111 @@ pub async fn run(
             .for_each(log_result);
     futures::join!(destination_controller, subscription_controller);
     secret_router.abort();
+    rotations.abort();
+    if let Some(watch) = namespace_watch {
+        watch.abort();
+    }
     health.set_ready(false);
     info!("controllers stopped");
     Ok(())
+}
+
+/// Where to send a reconcile request for each kind, and the caches to find resources in.
+#[derive(Clone)]
+struct Triggers {
+    destinations: (
+        Store<EventDestination>,
+        mpsc::UnboundedSender<ObjectRef<EventDestination>>,
+    ),
+    subscriptions: (
+        Store<EventSubscription>,
+        mpsc::UnboundedSender<ObjectRef<EventSubscription>>,
+    ),
+}
+
+impl Triggers {
+    /// Requests a reconcile of every resource, of both kinds, that `select` picks.
+    fn every(&self, select: impl Fn(&dyn ResourceView) -> bool) {
+        fn send<K: Managed>(
+            (store, triggers): &(Store<K>, mpsc::UnboundedSender<ObjectRef<K>>),
+            select: &dyn Fn(&dyn ResourceView) -> bool,
+        ) {
+            for resource in store.state() {
+                if select(resource.as_ref()) {
+                    triggers
+                        .unbounded_send(ObjectRef::from_obj(resource.as_ref()))
+                        .ok();
+                }
+            }
+        }
+        send(&self.destinations, &select);
+        send(&self.subscriptions, &select);
+    }
+}
+
+/// What a trigger selects resources by.
+trait ResourceView {
+    fn namespace(&self) -> Option<String>;
+    fn uses_operator_key(&self) -> bool;
+}
+
+impl<K: Managed> ResourceView for K {
+    fn namespace(&self) -> Option<String> {
+        ResourceExt::namespace(self)
+    }
+    fn uses_operator_key(&self) -> bool {
+        self.api_key_ref().is_none()
+    }
+}
+
+/// The namespaces that may use the operator-wide key: a metadata-only watch of the namespaces
+/// matching `selector` (the API server evaluates it, so any selector kubectl takes works). A
+/// namespace entering or leaving the selection triggers its resources.
+async fn operator_key_namespaces(
+    client: &Client,
+    selector: &str,
+    triggers: Triggers,
+) -> anyhow::Result<(
+    Store<PartialObjectMeta<Namespace>>,
+    impl Future<Output = ()> + Send + 'static,
+)> {
+    // kube 5 asks for metadata only (PartialObjectMetadata) on an Api of PartialObjectMeta.
+    let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
+    api.list(&ListParams::default().labels(selector).limit(1))
+        .await
+        .with_context(|| format!("cannot list namespaces with --operator-key-namespace-selector {selector:?}: is it a valid label selector, and may the operator list namespaces?"))?;
+    let (store, writer) = reflector::store();
+    let events = reflector(
+        writer,
+        watcher(
+            api,
+            watcher::Config::default().labels(selector).any_semantic(),
+        )
+        .default_backoff()
+        .modify(|namespace| {
+            namespace.metadata.managed_fields = None;
+            namespace.metadata.annotations = None;
+        }),
+    );
+    let watch = events.for_each(move |event| {
+        if let Some(namespace) = changed(&event) {
+            let name = namespace.name_any();
+            triggers.every(|resource| resource.namespace().as_deref() == Some(name.as_str()));
+        }
+        std::future::ready(())
+    });
+    Ok((store, watch))
+}
+
+/// When the operator-wide key changes (its file was rotated), the resources that use it are
+/// reconciled with the new key, refusals of the old one forgotten.
+async fn follow_operator_key(ctx: Arc<Context>, triggers: Triggers) {
+    let mut rotations = ctx.accounts.rotations();
+    while rotations.changed().await.is_ok() {
+        info!("the operator-wide API key changed; reconciling the resources that use it");
+        ctx.forget_operator_key_refusals();
+        triggers.every(|resource| resource.uses_operator_key());
+    }
 }
 
 /// An API for `K` in the watched namespace, or in all namespaces.
@@ -231,7 +355,9 @@ async fn log_result<K: Managed, E: std::fmt::Display>(
             debug!(kind = K::KIND, namespace = object.namespace.as_deref().unwrap_or_default(), name = %object.name, "reconciled")
         }
         // Failures are logged with their context by the error policy.
-        Err(error) => debug!(kind = K::KIND, %error, "controller event"),
+        Err(error) => {
+            debug!(kind = K::KIND, error = %ngrok_api::text::one_line(&error.to_string(), crate::error::MAX_MESSAGE_CHARS), "controller event")
+        }
     }
 }
 
@@ -251,7 +377,11 @@ async fn mark_ready_when_synced(
 ///
 /// The store's readiness future keeps only the waker of whoever polled it last, and the
 /// controller's own runner waits on it too; waiting in short slices re-registers ours.
-async fn wait_until_ready<K: Managed>(store: &Store<K>) -> bool {
+async fn wait_until_ready<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Clone + Eq + std::hash::Hash,
+{
     loop {
         match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
             Ok(result) => return result.is_ok(),
@@ -273,11 +403,7 @@ fn resource_states<K: Managed>(resources: &[Arc<K>]) -> Vec<(String, i64)> {
             .status()
             .map(|s| s.conditions())
             .unwrap_or_default();
-        let state = if resource
-            .annotations()
-            .get(PAUSED_ANNOTATION)
-            .is_some_and(|v| v == "true")
-        {
+        let state = if annotations::is_paused(resource.annotations()) {
             3
         } else if conditions::is_true(conditions, conditions::STALLED) {
             2

@@ -4,6 +4,9 @@
 //! No variant carries a secret value: secrets are named by Secret and key only, and ngrok's
 //! errors never echo request bodies.
 
+/// The longest message the operator writes into a condition, an event or a log line.
+pub const MAX_MESSAGE_CHARS: usize = 1024;
+
 /// Why a reconcile did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -28,6 +31,14 @@ pub enum Error {
     #[error("spec.{field} {problem}")]
     InvalidSpec {
         field: &'static str,
+        problem: String,
+    },
+
+    /// An annotation of the resource that does not parse or is out of bounds (reason
+    /// `InvalidSpec`, like a spec field).
+    #[error("annotation {annotation}: {problem}")]
+    InvalidAnnotation {
+        annotation: &'static str,
         problem: String,
     },
 
@@ -58,7 +69,7 @@ pub enum Error {
     #[error("adopt-id {id} does not exist in ngrok")]
     AdoptTargetNotFound { id: String },
 
-    /// `owner` is `Kind namespace/name`.
+    /// `owner` is `Kind name` in the same namespace; another namespace's is not named.
     #[error("adopt-id {id} is already managed by {owner}")]
     AdoptTargetInUse { id: String, owner: String },
 
@@ -80,6 +91,19 @@ pub enum Error {
     )]
     DestinationInUse { subscriptions: Vec<String> },
 
+    /// A raw id in `destinationIds` that an EventDestination of another namespace manages. The
+    /// message names no resource of that namespace.
+    #[error(
+        "spec.destinationIds: {id} is managed by an EventDestination in another namespace; a subscription may only name destinations of its own namespace (by destinationRefs) or destinations managed outside Kubernetes"
+    )]
+    DestinationOfAnotherNamespace { id: String },
+
+    /// The operator-wide API key serves only the namespaces the platform team selected.
+    #[error(
+        "this namespace may not use the operator's ngrok API key (it is not selected by the operator's --operator-key-namespace-selector): set spec.apiKeyRef to a Secret with your team's own ngrok API key, or ask the platform team to label the namespace"
+    )]
+    OperatorKeyNotAllowed,
+
     #[error("waiting for another resource with identical content to finish creating")]
     CreateQueued,
 
@@ -99,7 +123,7 @@ impl Error {
             Error::SecretKeyNotFound { .. } => "SecretKeyNotFound",
             Error::SecretValueInvalid { .. } => "SecretValueInvalid",
             Error::ApiKeyMissing => "ApiKeyMissing",
-            Error::InvalidSpec { .. } => "InvalidSpec",
+            Error::InvalidSpec { .. } | Error::InvalidAnnotation { .. } => "InvalidSpec",
             Error::NgrokRejected(_) => "NgrokRejected",
             Error::NgrokAuthentication(_) => "NgrokAuthenticationFailed",
             Error::NgrokUnavailable(_) => "NgrokUnavailable",
@@ -110,10 +134,18 @@ impl Error {
             Error::DestinationNotReady { .. } => "DestinationNotReady",
             Error::AccountMismatch { .. } => "AccountMismatch",
             Error::DestinationInUse { .. } => "DestinationInUse",
+            Error::DestinationOfAnotherNamespace { .. } => "DestinationOfAnotherNamespace",
+            Error::OperatorKeyNotAllowed => "OperatorKeyNotAllowed",
             Error::CreateQueued => "CreateQueued",
             Error::Kube(_) => "KubernetesError",
             Error::Finalizer(_) => "FinalizerError",
         }
+    }
+
+    /// The error as a condition message, an event note or a log field shows it: one line and
+    /// bounded, whatever ngrok or a tenant put into it.
+    pub fn message(&self) -> String {
+        ngrok_api::text::one_line(&self.to_string(), MAX_MESSAGE_CHARS)
     }
 
     /// True when a person must act before a retry can succeed (kstatus `Stalled`). Such errors
@@ -125,12 +157,15 @@ impl Error {
             | Error::SecretValueInvalid { .. }
             | Error::ApiKeyMissing
             | Error::InvalidSpec { .. }
+            | Error::InvalidAnnotation { .. }
             | Error::NgrokRejected(_)
             | Error::NgrokAuthentication(_)
             | Error::AmbiguousCreate { .. }
             | Error::AdoptTargetNotFound { .. }
             | Error::AdoptTargetInUse { .. }
-            | Error::AccountMismatch { .. } => true,
+            | Error::AccountMismatch { .. }
+            | Error::DestinationOfAnotherNamespace { .. }
+            | Error::OperatorKeyNotAllowed => true,
             // Each waits for another resource, whose change triggers this one.
             Error::DestinationNotReady { .. } | Error::DestinationInUse { .. } => false,
             Error::NgrokUnavailable(_)

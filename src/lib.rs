@@ -5,6 +5,7 @@
 //! (the effects) → [`controller`] (wiring). [`accounts`] holds one ngrok client per API key;
 //! [`telemetry`], [`http`] and [`leader`] are the operational surface.
 pub mod accounts;
+pub mod annotations;
 pub mod conditions;
 pub mod controller;
 pub mod crd;

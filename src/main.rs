@@ -14,6 +14,9 @@ use ngrok_events_operator::telemetry::{self, LogFormat, Metrics};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+/// How often the operator-wide key file is read again.
+const KEY_FILE_POLL: Duration = Duration::from_secs(5);
+
 /// Manage ngrok Event Destinations as Kubernetes resources.
 #[derive(Parser, Debug)]
 #[command(name = "ngrok-events-operator", version, about)]
@@ -56,14 +59,19 @@ struct RunArgs {
     /// ngrok API root.
     #[arg(long, env = "NGROK_API_URL", default_value = ngrok_api::DEFAULT_BASE_URL)]
     api_url: String,
-    /// File holding the operator-wide ngrok API key (e.g. a mounted Secret); read at start.
+    /// File holding the operator-wide ngrok API key (e.g. a mounted Secret); re-read every few
+    /// seconds, so a rotated key is used without a restart.
     #[arg(long, env = "NGROK_API_KEY_FILE")]
     api_key_file: Option<PathBuf>,
+    /// Only resources in namespaces matching this label selector may use the operator-wide key
+    /// (e.g. `ngrok.io/operator-key=allowed`); the others need spec.apiKeyRef. Default: all.
+    #[arg(long, env = "OPERATOR_KEY_NAMESPACE_SELECTOR")]
+    operator_key_namespace_selector: Option<String>,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
     /// How often each resource is compared with ngrok when nothing changed (`30s`, `10m`, `1h`).
-    #[arg(long, env = "DRIFT_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DRIFT_INTERVAL", default_value = "10m", value_parser = drift_interval)]
     drift_interval: Duration,
     /// Reconciles running at once, per kind (destinations and subscriptions each).
     #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
@@ -158,6 +166,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("--api-url")?;
     template.rate_limit_per_minute = args.api_rate_limit;
     template.observer = Some(Arc::new(metrics.clone()));
+    // The environment wins over the file (see operator_api_key); only a file can change.
+    let from_env = std::env::var("NGROK_API_KEY").is_ok_and(|k| !k.trim().is_empty());
     let accounts = Accounts::new(
         api_key,
         Arc::new(move |api_key: Secret| ngrok_api::ClientConfig {
@@ -165,12 +175,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             ..template.clone()
         }),
     );
+    if let (Some(path), false) = (args.api_key_file.clone(), from_env) {
+        tokio::spawn(accounts.clone().follow_key_file(path, KEY_FILE_POLL));
+    }
 
     let settings = Settings {
         namespace: args.namespace.clone(),
         drift_interval: args.drift_interval,
         concurrency: args.concurrency,
         instance: leader::default_identity(),
+        operator_key_namespace_selector: args
+            .operator_key_namespace_selector
+            .clone()
+            .filter(|s| !s.trim().is_empty()),
     };
     let result = if args.leader_elect {
         let namespace = args
@@ -209,6 +226,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = server.await;
     info!("stopped");
     result
+}
+
+/// `--drift-interval`: a duration from one second to the annotation's ceiling (a week).
+fn drift_interval(value: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(value).map_err(|e| e.to_string())?;
+    let max = ngrok_events_operator::annotations::MAX_DRIFT_INTERVAL;
+    if !(Duration::from_secs(1)..=max).contains(&interval) {
+        return Err(format!(
+            "must be between 1s and {}",
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(interval)
 }
 
 /// The operator-wide API key: env NGROK_API_KEY, else the file.

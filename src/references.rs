@@ -14,14 +14,18 @@ use kube::runtime::reflector::ObjectRef;
 
 use crate::crd::{EventDestination, EventSubscription};
 
-/// Whether `subscription` names `destination`: by name (same namespace), or by id in
-/// `spec.destinationIds` or in what it last sent to ngrok.
+/// Whether `subscription` names `destination`: by name, or by id in `spec.destinationIds` or
+/// in what it last sent to ngrok. Only within one namespace: another namespace's subscription
+/// never holds up a destination (it is refused for naming it; see
+/// `Error::DestinationOfAnotherNamespace`).
 pub fn uses(subscription: &EventSubscription, destination: &EventDestination) -> bool {
-    let by_name = subscription.namespace() == destination.namespace()
-        && subscription
-            .spec
-            .destination_names()
-            .any(|name| name == destination.name_any());
+    if subscription.namespace() != destination.namespace() {
+        return false;
+    }
+    let by_name = subscription
+        .spec
+        .destination_names()
+        .any(|name| name == destination.name_any());
     let by_id = destination
         .status
         .as_ref()
@@ -49,15 +53,19 @@ pub fn subscriptions_using<'a>(
     users
 }
 
-/// The destinations to reconcile when `subscription` changed: those it uses, and those being
-/// deleted, which may have been waiting for it to let go.
+/// The destinations to reconcile when `subscription` changed: those it uses, and those of its
+/// namespace being deleted, which may have been waiting for it to let go.
 pub fn destinations_to_notify(
     destinations: &[Arc<EventDestination>],
     subscription: &EventSubscription,
 ) -> Vec<ObjectRef<EventDestination>> {
     destinations
         .iter()
-        .filter(|d| d.metadata.deletion_timestamp.is_some() || uses(subscription, d))
+        .filter(|d| {
+            let deleting_here = d.metadata.deletion_timestamp.is_some()
+                && d.namespace() == subscription.namespace();
+            deleting_here || uses(subscription, d)
+        })
         .map(|d| ObjectRef::from_obj(d.as_ref()))
         .collect()
 }
@@ -125,7 +133,10 @@ mod tests {
         assert!(uses(&subscription("team-a", &["audit"], &[], &[]), &audit));
         // The same name in another namespace is another destination.
         assert!(!uses(&subscription("team-b", &["audit"], &[], &[]), &audit));
-        assert!(uses(&subscription("team-b", &[], &["ed_1"], &[]), &audit));
+        assert!(uses(&subscription("team-a", &[], &["ed_1"], &[]), &audit));
+        // Another namespace's subscription never holds up a destination, by id either.
+        assert!(!uses(&subscription("team-b", &[], &["ed_1"], &[]), &audit));
+        assert!(!uses(&subscription("team-b", &[], &[], &["ed_1"]), &audit));
         // Still named in ngrok until the subscription's next update.
         assert!(uses(
             &subscription("team-a", &["other"], &[], &["ed_1"]),

@@ -131,7 +131,7 @@ impl Target {
 #[serde(rename_all = "camelCase")]
 pub struct KinesisTarget {
     /// ARN of the Kinesis stream, e.g. `arn:aws:kinesis:us-east-2:123456789012:stream/mystream`.
-    #[schemars(length(min = 1), regex(pattern = "^arn:"))]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = "^arn:"))]
     pub stream_arn: String,
     /// How ngrok authenticates to AWS: exactly one of `role` or `creds`.
     pub auth: AwsAuth,
@@ -143,7 +143,7 @@ pub struct KinesisTarget {
 pub struct FirehoseTarget {
     /// ARN of the Firehose delivery stream, e.g.
     /// `arn:aws:firehose:us-east-2:123456789012:deliverystream/mystream`.
-    #[schemars(length(min = 1), regex(pattern = "^arn:"))]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = "^arn:"))]
     pub delivery_stream_arn: String,
     /// How ngrok authenticates to AWS: exactly one of `role` or `creds`.
     pub auth: AwsAuth,
@@ -154,7 +154,7 @@ pub struct FirehoseTarget {
 #[serde(rename_all = "camelCase")]
 pub struct CloudwatchLogsTarget {
     /// ARN of the log group, e.g. `arn:aws:logs:us-east-2:123456789012:log-group:ngrok`.
-    #[schemars(length(min = 1), regex(pattern = "^arn:"))]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = "^arn:"))]
     pub log_group_arn: String,
     /// How ngrok authenticates to AWS: exactly one of `role` or `creds`.
     pub auth: AwsAuth,
@@ -175,7 +175,7 @@ pub enum AwsAuth {
 #[serde(rename_all = "camelCase")]
 pub struct AwsRole {
     /// ARN of the role, e.g. `arn:aws:iam::123456789012:role/ngrok-events`.
-    #[schemars(length(min = 1), regex(pattern = "^arn:"))]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = "^arn:"))]
     pub role_arn: String,
 }
 
@@ -197,12 +197,15 @@ pub struct DatadogTarget {
     pub api_key_ref: SecretKeyRef,
     /// Datadog site to send to, e.g. `datadoghq.com` or `datadoghq.eu`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
     pub ddsite: Option<String>,
     /// Tags sent with every event, e.g. `env:prod,team:platform`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub ddtags: Option<String>,
     /// Service name sent with every event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
     pub service: Option<String>,
 }
 
@@ -211,22 +214,22 @@ pub struct DatadogTarget {
 #[serde(rename_all = "camelCase")]
 pub struct AzureLogsIngestionTarget {
     /// Microsoft Entra tenant id of the Azure account.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 64))]
     pub tenant_id: String,
     /// Client (application) id of the app registration ngrok signs in as.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 64))]
     pub client_id: String,
     /// The Secret key holding that application's client secret.
     pub client_secret_ref: SecretKeyRef,
     /// Logs ingestion URI of the data collection endpoint,
     /// e.g. `https://my-dce-abcd.eastus-1.ingest.monitor.azure.com`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 2048))]
     pub logs_ingestion_uri: String,
     /// Immutable id of the data collection rule, e.g. `dcr-0123456789abcdef0123456789abcdef`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 255))]
     pub data_collection_rule_id: String,
     /// Stream in the data collection rule to write to, e.g. `Custom-NgrokEvents`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 255))]
     pub data_collection_stream_name: String,
 }
 

@@ -63,19 +63,20 @@ pub struct EventSubscriptionSpec {
     pub metadata: Option<String>,
 
     /// The event types to send, e.g. `http_request_complete.v0`. At least one, each once.
-    #[schemars(length(min = 1), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    #[schemars(length(min = 1, max = 64), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub sources: Vec<EventSource>,
 
     /// EventDestinations in this namespace to send the events to, by name. Each is used once it
     /// is Ready; a destination's id is followed when it changes. At least one destination, here
     /// or in `destinationIds`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub destination_refs: Vec<DestinationRef>,
 
-    /// ids (`ed_…`) of destinations managed outside this namespace or outside Kubernetes.
+    /// ids (`ed_…`) of destinations managed outside Kubernetes. An id that an EventDestination
+    /// of another namespace manages is refused. At most 32.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "set"), inner(regex(pattern = r"^ed_[A-Za-z0-9]+$")))]
+    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "set"), inner(length(max = 67), regex(pattern = r"^ed_[A-Za-z0-9]+$")))]
     pub destination_ids: Vec<String>,
 
     /// What happens to the ngrok subscription when this resource is deleted:

@@ -26,12 +26,14 @@ pub fn desired(spec: &EventSubscriptionSpec, resolved_refs: &[String]) -> Result
         spec.metadata.as_deref(),
         crd::MAX_METADATA_BYTES,
     )?;
-    let mut destination_ids: Vec<String> = Vec::new();
-    for id in resolved_refs.iter().chain(&spec.destination_ids) {
-        if !destination_ids.contains(id) {
-            destination_ids.push(id.clone());
-        }
-    }
+    // In spec order without repeats; a set keeps this linear in the number of ids.
+    let mut seen = std::collections::HashSet::new();
+    let destination_ids: Vec<String> = resolved_refs
+        .iter()
+        .chain(&spec.destination_ids)
+        .filter(|id| seen.insert(id.as_str()))
+        .cloned()
+        .collect();
     Ok(Desired {
         description: spec.description.clone(),
         metadata: spec.metadata.clone(),

@@ -24,6 +24,7 @@ impl Managed for EventDestination {
     type Update = EventDestinationUpdate;
 
     const KIND: &'static str = "EventDestination";
+    const ID_PREFIX: &'static str = "ed_";
     const NOUN: &'static str = "destination";
 
     fn status(&self) -> Option<&Self::Status> {

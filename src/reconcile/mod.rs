@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::api::core::v1::{Namespace, Secret as KubeSecret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{Error as FinalizerError, Event as Finalizer, finalizer};
@@ -32,10 +32,10 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::accounts::{Account, Accounts, Snapshot};
+use crate::annotations;
 use crate::conditions::{self, Phase};
 use crate::crd::{
-    ADOPT_ID_ANNOTATION, DRIFT_INTERVAL_ANNOTATION, DeletionPolicy, EventDestination,
-    EventSubscription, PAUSED_ANNOTATION, PendingCreate, SecretKeyRef,
+    DeletionPolicy, EventDestination, EventSubscription, PendingCreate, SecretKeyRef,
 };
 use crate::error::{Error, Result};
 use crate::secrets::{self, SecretIndex};
@@ -75,6 +75,8 @@ pub trait Managed:
     const KIND: &'static str;
     /// How messages name the ngrok object: `destination`, `subscription`.
     const NOUN: &'static str;
+    /// How ngrok's ids of this kind begin: `ed_`, `esb_`.
+    const ID_PREFIX: &'static str;
 
     fn status(&self) -> Option<&Self::Status>;
     fn api_key_ref(&self) -> Option<&SecretKeyRef>;
@@ -233,6 +235,9 @@ pub struct Context {
     pub subscriptions: Store<EventSubscription>,
     pub destination_memory: Memory<EventDestination>,
     pub subscription_memory: Memory<EventSubscription>,
+    /// The namespaces that may use the operator-wide key (those matching
+    /// `--operator-key-namespace-selector`); every namespace when `None`.
+    pub operator_key_namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
 }
 
 /// What the operator keeps about the resources of one kind between reconciles.
@@ -306,7 +311,30 @@ impl Context {
             subscriptions,
             destination_memory: Memory::default(),
             subscription_memory: Memory::default(),
+            operator_key_namespaces: None,
         }
+    }
+
+    /// Whether resources of `namespace` may use the operator-wide API key.
+    pub fn operator_key_allowed(&self, namespace: &str) -> bool {
+        self.operator_key_namespaces
+            .as_ref()
+            .is_none_or(|selected| selected.get(&ObjectRef::new(namespace)).is_some())
+    }
+
+    /// Forgets every refusal remembered for resources that use the operator-wide key: after
+    /// that key changed, ngrok may answer differently.
+    pub fn forget_operator_key_refusals(&self) {
+        fn forget<K: Managed>(memory: &Memory<K>, store: &Store<K>) {
+            let mut refused = memory.refused.lock().expect("refused lock");
+            refused.retain(|object_ref, _| {
+                store
+                    .get(object_ref)
+                    .is_some_and(|resource| resource.api_key_ref().is_some())
+            });
+        }
+        forget(&self.destination_memory, &self.destinations);
+        forget(&self.subscription_memory, &self.subscriptions);
     }
 }
 
@@ -347,7 +375,7 @@ pub fn error_policy<K: Managed>(resource: Arc<K>, error: &Error, ctx: Arc<Contex
         resource.name_any(),
     );
     if error.is_stalled() {
-        warn!(kind, namespace, name, reason = error.reason(), error = %error, "stalled until the resource or a Secret it uses changes");
+        warn!(kind, namespace, name, reason = error.reason(), error = %error.message(), "stalled until the resource or a Secret it uses changes");
         return Action::await_change();
     }
     let attempt = {
@@ -355,7 +383,7 @@ pub fn error_policy<K: Managed>(resource: Arc<K>, error: &Error, ctx: Arc<Contex
         let count = failures
             .entry(ObjectRef::from_obj(resource.as_ref()))
             .or_default();
-        *count += 1;
+        *count = count.saturating_add(1);
         *count
     };
     let queued = matches!(error, Error::CreateQueued);
@@ -370,9 +398,9 @@ pub fn error_policy<K: Managed>(resource: Arc<K>, error: &Error, ctx: Arc<Contex
         debug!(kind, namespace, name, retry_in = ?delay, "waiting for another create of the same content");
     } else if error.waits_for_another_resource() {
         // That resource's changes trigger this one; the requeue is only a safety net.
-        debug!(kind, namespace, name, reason = error.reason(), error = %error, retry_in = ?delay, "waiting for another resource");
+        debug!(kind, namespace, name, reason = error.reason(), error = %error.message(), retry_in = ?delay, "waiting for another resource");
     } else {
-        warn!(kind, namespace, name, reason = error.reason(), error = %error, retry_in = ?delay, "reconcile failed; retrying");
+        warn!(kind, namespace, name, reason = error.reason(), error = %error.message(), retry_in = ?delay, "reconcile failed; retrying");
     }
     Action::requeue(delay)
 }
@@ -436,6 +464,7 @@ impl<'a, K: Managed> Reconciliation<'a, K> {
     }
 
     fn event(&mut self, type_: EventType, reason: &'static str, note: String) {
+        let note = ngrok_api::text::one_line(&note, crate::error::MAX_MESSAGE_CHARS);
         self.events.push((type_, reason, note));
     }
 
@@ -473,7 +502,7 @@ impl<'a, K: Managed> Reconciliation<'a, K> {
             } else {
                 EventType::Normal
             };
-            self.event(type_, error.reason(), error.to_string());
+            self.event(type_, error.reason(), error.message());
         }
         let api = Api::<K>::namespaced(
             self.ctx.client.clone(),
@@ -572,6 +601,17 @@ async fn sync<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<Synced> {
         &resource.namespace().unwrap_or_default(),
     );
     memory.secrets.record(resource, resource.secret_refs());
+    // Annotations first: a bad one stalls the resource before anything is read or sent.
+    let interval = annotations::drift_interval(resource.annotations(), r.ctx.drift_interval)?;
+    let adopt_id = annotations::adopt_id(resource.annotations(), K::ID_PREFIX)?;
+    // Cleanup may still use the operator's key for what was created with it; new work may not.
+    if resource.api_key_ref().is_none()
+        && !r
+            .ctx
+            .operator_key_allowed(&resource.namespace().unwrap_or_default())
+    {
+        return Err(Error::OperatorKeyNotAllowed);
+    }
     let account = account_for(r.ctx, resource, &secrets_api).await?;
     let prepared = resource.prepare(r.ctx, &account, &secrets_api).await?;
     let inputs_hash = prepared.inputs_hash.clone();
@@ -593,12 +633,12 @@ async fn sync<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<Synced> {
         refused.remove(&r.object_ref());
     }
 
-    if is_paused(resource) {
+    if annotations::is_paused(resource.annotations()) {
         return Ok(Synced::Paused);
     }
     let (id, adopted) = match r.status.id().cloned() {
         Some(id) => (id, None),
-        None => match resource.annotations().get(ADOPT_ID_ANNOTATION) {
+        None => match adopt_id {
             Some(adopt_id) => {
                 let remote = adopt(r, &account, adopt_id).await?;
                 (remote.id().to_string(), Some(remote))
@@ -606,7 +646,7 @@ async fn sync<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<Synced> {
             None => {
                 create(r, &account, &prepared).await?;
                 return Ok(Synced::Ready {
-                    requeue: drift_requeue(r, &account),
+                    requeue: drift_requeue(interval, r.ctx, &account),
                 });
             }
         },
@@ -616,7 +656,6 @@ async fn sync<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<Synced> {
     let in_sync = r.status.observed_generation() == resource.meta().generation
         && recorded.as_deref() == Some(inputs_hash.as_str())
         && conditions::is_true(r.status.conditions(), conditions::READY);
-    let interval = drift_interval(r);
     let remote = if adopted.is_some() {
         adopted
     } else if in_sync {
@@ -625,7 +664,7 @@ async fn sync<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<Synced> {
         // from the drift schedule, which is an interval ±10% after the last check).
         if verified.is_some_and(|at| at.elapsed() < interval / 2) {
             return Ok(Synced::Ready {
-                requeue: drift_requeue(r, &account),
+                requeue: drift_requeue(interval, r.ctx, &account),
             });
         }
         // Drift check, from a listing shared by the whole account and newer than the last
@@ -680,7 +719,7 @@ async fn sync<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<Synced> {
         }
     }
     Ok(Synced::Ready {
-        requeue: drift_requeue(r, &account),
+        requeue: drift_requeue(interval, r.ctx, &account),
     })
 }
 
@@ -696,11 +735,7 @@ async fn account_for<K: Managed>(
                 .await?
                 .get(reference)?,
         ),
-        None => ctx
-            .accounts
-            .default_key()
-            .cloned()
-            .ok_or(Error::ApiKeyMissing)?,
+        None => ctx.accounts.operator_key().ok_or(Error::ApiKeyMissing)?,
     };
     Ok(ctx.accounts.get(&key)?)
 }
@@ -837,16 +872,14 @@ async fn adopt<K: Managed>(
     id: &str,
 ) -> Result<K::Remote> {
     let uid = r.resource.uid();
+    let namespace = r.resource.namespace();
     let owner = K::store(r.ctx).state().iter().find_map(|other| {
         let claims = other.uid() != uid
             && other.status().and_then(|s| s.id()).map(String::as_str) == Some(id);
-        claims.then(|| {
-            format!(
-                "{} {}/{}",
-                K::KIND,
-                other.namespace().unwrap_or_default(),
-                other.name_any()
-            )
+        // Another namespace's resources are never named to this one.
+        claims.then(|| match other.namespace() == namespace {
+            true => format!("{} {}", K::KIND, other.name_any()),
+            false => format!("an {} in another namespace", K::KIND),
         })
     });
     if let Some(owner) = owner {
@@ -889,7 +922,10 @@ async fn cleanup<K: Managed>(resource: &K, ctx: &Context) -> Result<Action> {
 async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> {
     let resource = r.resource;
     let id = r.status.id().cloned();
-    let keep = match (resource.deletion_policy(), is_paused(resource)) {
+    let keep = match (
+        resource.deletion_policy(),
+        annotations::is_paused(resource.annotations()),
+    ) {
         (DeletionPolicy::Retain, _) => Some("deletionPolicy is Retain"),
         (DeletionPolicy::Delete, true) => Some("the resource is paused"),
         (DeletionPolicy::Delete, false) => None,
@@ -950,27 +986,11 @@ async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> 
     Ok(())
 }
 
-fn is_paused(resource: &impl Resource) -> bool {
-    resource
-        .annotations()
-        .get(PAUSED_ANNOTATION)
-        .is_some_and(|v| v == "true")
-}
-
-/// The drift interval of a resource: its annotation, else the operator's `--drift-interval`.
-fn drift_interval<K: Managed>(r: &Reconciliation<'_, K>) -> Duration {
-    r.resource
-        .annotations()
-        .get(DRIFT_INTERVAL_ANNOTATION)
-        .and_then(|v| humantime::parse_duration(v).ok())
-        .unwrap_or(r.ctx.drift_interval)
-}
-
 /// When to look at an in-sync resource again: the account's next drift pass, shared by all its
 /// resources so that one listing serves them; a per-resource interval goes its own way.
-fn drift_requeue<K: Managed>(r: &Reconciliation<'_, K>, account: &Account) -> Duration {
-    let interval = drift_interval(r);
-    if interval != r.ctx.drift_interval {
+fn drift_requeue(interval: Duration, ctx: &Context, account: &Account) -> Duration {
+    if interval != ctx.drift_interval {
+        // Bounded by `annotations::drift_interval`, so the product cannot overflow.
         return interval.mul_f64(rand::random_range(0.9..=1.1));
     }
     account

@@ -28,6 +28,7 @@ impl Managed for EventSubscription {
     type Update = EventSubscriptionUpdate;
 
     const KIND: &'static str = "EventSubscription";
+    const ID_PREFIX: &'static str = "esb_";
     const NOUN: &'static str = "subscription";
 
     fn status(&self) -> Option<&Self::Status> {
@@ -68,6 +69,9 @@ impl Managed for EventSubscription {
         secrets_api: &Api<KubeSecret>,
     ) -> Result<Prepared<Self::Desired>> {
         let namespace = self.namespace().unwrap_or_default();
+        if let Some(id) = foreign_destination_id(&self.spec.destination_ids, &namespace, ctx) {
+            return Err(Error::DestinationOfAnotherNamespace { id });
+        }
         let sent = self
             .status
             .as_ref()
@@ -191,6 +195,21 @@ fn usable_id(
         }
         _ => Err(not_ready()),
     }
+}
+
+/// The first of `ids` that an EventDestination of another namespace manages. Namespaces do not
+/// trust each other: a subscription naming another team's destination would send events into
+/// that team's sink, and hold up its deletion.
+fn foreign_destination_id(ids: &[String], namespace: &str, ctx: &Context) -> Option<String> {
+    if ids.is_empty() {
+        return None;
+    }
+    let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    ctx.destinations.state().iter().find_map(|destination| {
+        let id = destination.status.as_ref()?.id.as_deref()?;
+        (ids.contains(id) && destination.namespace().as_deref() != Some(namespace))
+            .then(|| id.to_string())
+    })
 }
 
 /// A subscription can only name destinations of its own ngrok account. The same `apiKeyRef`

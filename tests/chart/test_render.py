@@ -119,6 +119,19 @@ def test_watch_namespace_grants_a_namespaced_role_there():
     assert env["WATCH_NAMESPACE"] == "team-a"
 
 
+# controller.rs operator_key_namespaces: a metadata-only watcher of the selected namespaces.
+NAMESPACE_CALLS = {("", "namespaces", "list"), ("", "namespaces", "watch")}
+
+
+def test_an_operator_key_namespace_selector_watches_namespaces():
+    docs = render({"operatorKeyNamespaceSelector": "ngrok.io/operator-key=allowed"})
+    assert rules_of(find(docs, "ClusterRole")) == OPERATOR_CALLS | NAMESPACE_CALLS
+    env = {e["name"]: e.get("value") for e in find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["OPERATOR_KEY_NAMESPACE_SELECTOR"] == "ngrok.io/operator-key=allowed"
+    with pytest.raises(Exception, match="needs a ClusterRole"):
+        render({"operatorKeyNamespaceSelector": "a=b", "watchNamespace": "team-a"})
+
+
 NON_DEFAULT = {
     "replicaCount": 2,
     "image": {"repository": "registry.example.com/neo", "tag": "1.2.3", "pullPolicy": "Always", "pullSecrets": ["regcred"]},

@@ -49,6 +49,11 @@ pub struct Options {
     /// The operator-wide API key; `None` starts it without one.
     pub operator_api_key: Option<String>,
     pub emulator: ngrok_api_emulator::EmulatorBuilder,
+    /// Watch every namespace of this cluster (a [`PrivateCluster`]'s, so that no other test's
+    /// resources are seen) instead of one namespace of the shared test bed.
+    pub all_namespaces_of: Option<Client>,
+    /// `--operator-key-namespace-selector`.
+    pub operator_key_namespace_selector: Option<String>,
 }
 
 /// The API key the emulator accepts.
@@ -72,6 +77,8 @@ impl Default for Options {
             emulator: ngrok_api_emulator::Emulator::builder()
                 .api_key(API_KEY)
                 .rate_limit_per_minute(0),
+            all_namespaces_of: None,
+            operator_key_namespace_selector: None,
         }
     }
 }
@@ -89,7 +96,13 @@ impl Operator {
                 .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
                 .try_init();
         }
-        let (client, namespace) = cluster_with_namespace(prefix).await.expect("test bed");
+        let (client, namespace) = match &options.all_namespaces_of {
+            Some(client) => {
+                let namespace = testbed::namespace(client, prefix).await.expect("namespace");
+                (client.clone(), namespace)
+            }
+            None => cluster_with_namespace(prefix).await.expect("test bed"),
+        };
         let emulator = options.emulator.spawn().await.expect("emulator");
         let (metrics, registry) = ngrok_events_operator::telemetry::Metrics::new();
         let base_url = emulator.base_url();
@@ -105,10 +118,14 @@ impl Operator {
             }),
         );
         let settings = ngrok_events_operator::controller::Settings {
-            namespace: Some(namespace.clone()),
+            namespace: options
+                .all_namespaces_of
+                .is_none()
+                .then(|| namespace.clone()),
             drift_interval: options.drift_interval,
             concurrency: 4,
             instance: format!("test-{namespace}"),
+            operator_key_namespace_selector: options.operator_key_namespace_selector,
         };
         let shutdown = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(ngrok_events_operator::controller::run(
@@ -380,6 +397,34 @@ impl Operator {
             .expect("operator result");
         testbed::delete_namespace(&self.client, &self.namespace).await;
         self.emulator
+    }
+}
+
+/// A test bed of one test's own (about 4 s to start), for an operator that watches every
+/// namespace without seeing other tests' resources. Dropping it stops the servers.
+pub struct PrivateCluster {
+    pub client: Client,
+    pub servers: testbed::Servers,
+}
+
+impl PrivateCluster {
+    pub async fn start() -> Self {
+        let servers = tokio::task::spawn_blocking(|| {
+            testbed::Binaries::locate().and_then(|b| testbed::Servers::start(&b))
+        })
+        .await
+        .expect("test bed thread")
+        .expect("a private test bed");
+        let client = testbed::client_from_kubeconfig(servers.kubeconfig())
+            .await
+            .expect("client of the private test bed");
+        for (file, _) in ngrok_events_operator::crd::files() {
+            let yaml = std::fs::read_to_string(repo_path("crds").join(file)).expect("CRD file");
+            testbed::install_crds(&client, &yaml)
+                .await
+                .expect("install CRDs");
+        }
+        Self { client, servers }
     }
 }
 

@@ -49,7 +49,10 @@ pub struct Spec {
     pub log_dir: PathBuf,
     pub kubeconfig: PathBuf,
     pub api_url: String,
+    /// The operator-wide key, in env NGROK_API_KEY; empty: none (`--api-key-file` in
+    /// `extra_args`, or no key at all).
     pub api_key: String,
+    /// The one namespace to watch; empty: every namespace.
     pub namespace: String,
     pub metrics_addr: SocketAddr,
     /// `run` arguments after the common ones (`--leader-elect`, ...).
@@ -75,9 +78,11 @@ impl OperatorProcess {
         let stdout = std::fs::File::create(&stdout_path)?;
         let stderr = std::fs::File::create(&stderr_path)?;
         let mut command = tokio::process::Command::new(BINARY);
+        command.arg("run");
+        if !spec.namespace.is_empty() {
+            command.args(["--namespace", &spec.namespace]);
+        }
         command
-            .arg("run")
-            .args(["--namespace", &spec.namespace])
             .args(["--api-url", &spec.api_url])
             .args(["--metrics-addr", &spec.metrics_addr.to_string()])
             .args(["--log-format", "json"])

@@ -47,6 +47,8 @@ pub struct EmulatorBuilder {
     listen: SocketAddr,
     api_key: String,
     account_keys: Vec<String>,
+    /// (key of an account, another key of that account)
+    second_keys: Vec<(String, String)>,
     faults: Faults,
 }
 
@@ -56,6 +58,7 @@ impl Default for EmulatorBuilder {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             api_key: "emulator-api-key".to_owned(),
             account_keys: Vec::new(),
+            second_keys: Vec::new(),
             faults: Faults::default(),
         }
     }
@@ -81,6 +84,14 @@ impl EmulatorBuilder {
     /// [`api_key`](Self::api_key), else [`spawn`](Self::spawn) fails.
     pub fn account_key(mut self, key: impl Into<String>) -> Self {
         self.account_keys.push(key.into());
+        self
+    }
+
+    /// Gives the account reached with `account_key` (the main key, or one given to
+    /// [`account_key`](Self::account_key)) another API key, `key`, as ngrok lets an account
+    /// have several: both see and change the same objects.
+    pub fn second_key(mut self, account_key: impl Into<String>, key: impl Into<String>) -> Self {
+        self.second_keys.push((account_key.into(), key.into()));
         self
     }
 
@@ -140,9 +151,29 @@ impl EmulatorBuilder {
             }
             api_keys.push(key);
         }
+        let mut second_keys = Vec::new();
+        for (account_key, key) in self.second_keys {
+            let account = api_keys
+                .iter()
+                .position(|k| *k == account_key)
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "second_key names no account's key",
+                    )
+                })?;
+            if api_keys.contains(&key) || second_keys.iter().any(|(k, _)| *k == key) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "every API key must differ from the others",
+                ));
+            }
+            second_keys.push((key, account));
+        }
         let listener = TcpListener::bind(self.listen).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(api_keys, faults));
+        *shared.second_keys.lock().unwrap_or_else(|p| p.into_inner()) = second_keys;
         let app = Arc::new(App {
             shared: shared.clone(),
             listen_host: addr.to_string(),
@@ -223,6 +254,16 @@ impl EmulatorHandle {
     /// [`EmulatorBuilder::account_key`] in order.
     pub fn api_keys(&self) -> &[String] {
         &self.shared.api_keys
+    }
+
+    /// Revokes an API key, as deleting it in the dashboard does: from now on it is answered
+    /// 401 like a key of no account.
+    pub fn revoke_key(&self, key: &str) {
+        self.shared
+            .revoked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned());
     }
 
     /// The API key of the account that owns the object `id`, or `None` if there is none.

@@ -137,6 +137,10 @@ pub(crate) struct Stored {
 pub(crate) struct Shared {
     /// The accepted API keys, one per account; the main account's first.
     pub api_keys: Vec<String>,
+    /// Further keys of existing accounts: (key, account).
+    pub second_keys: Mutex<Vec<(String, Account)>>,
+    /// Keys revoked at run time (answered as keys of no account).
+    pub revoked: Mutex<std::collections::HashSet<String>>,
     pub initial_faults: Faults,
     state: Mutex<State>,
 }
@@ -155,6 +159,8 @@ impl Shared {
     pub fn new(api_keys: Vec<String>, faults: Faults) -> Self {
         Self {
             api_keys,
+            second_keys: Mutex::default(),
+            revoked: Mutex::default(),
             state: Mutex::new(State {
                 faults: faults.clone(),
                 ..State::default()
@@ -173,7 +179,18 @@ impl Shared {
     /// The account whose API key `authorization` (`Bearer <key>`) carries.
     pub fn account_of_authorization(&self, authorization: Option<&str>) -> Option<Account> {
         let key = authorization?.strip_prefix("Bearer ")?;
-        self.api_keys.iter().position(|k| k == key)
+        if self
+            .revoked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(key)
+        {
+            return None;
+        }
+        self.api_keys.iter().position(|k| k == key).or_else(|| {
+            let second_keys = self.second_keys.lock().unwrap_or_else(|p| p.into_inner());
+            second_keys.iter().find(|(k, _)| k == key).map(|(_, a)| *a)
+        })
     }
 }
 

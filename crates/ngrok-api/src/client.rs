@@ -546,6 +546,11 @@ struct ErrorDetails {
     operation_id: Option<String>,
 }
 
+/// How much of ngrok's error message is kept (its messages are a sentence or two).
+const MAX_ERROR_MSG_CHARS: usize = 512;
+/// How much of an error code or operation id is kept.
+const MAX_ERROR_CODE_CHARS: usize = 64;
+
 fn api_error(
     status: StatusCode,
     headers: &HeaderMap,
@@ -567,16 +572,25 @@ fn api_error(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    // Whatever the body says ends up in conditions, events and logs: one line, bounded.
+    let shown = |text: String, max| crate::text::one_line(&text, max);
     ApiError {
         status: status.as_u16(),
-        error_code: error_code.filter(|c| !c.is_empty()),
-        msg: msg.filter(|m| !m.is_empty()).unwrap_or_else(|| {
-            status
-                .canonical_reason()
-                .unwrap_or("no error message")
-                .to_owned()
-        }),
-        operation_id: body_operation_id.or_else(|| header("ngrok-operation-id")),
+        error_code: error_code
+            .filter(|c| !c.is_empty())
+            .map(|c| shown(c, MAX_ERROR_CODE_CHARS)),
+        msg: msg
+            .filter(|m| !m.is_empty())
+            .map(|m| shown(m, MAX_ERROR_MSG_CHARS))
+            .unwrap_or_else(|| {
+                status
+                    .canonical_reason()
+                    .unwrap_or("no error message")
+                    .to_owned()
+            }),
+        operation_id: body_operation_id
+            .or_else(|| header("ngrok-operation-id"))
+            .map(|id| shown(id, MAX_ERROR_CODE_CHARS)),
         retry_after: headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
@@ -595,6 +609,33 @@ mod tests {
         let config = ClientConfig::new("k");
         // GCRA: `burst` requests at once, then one per 60/rate seconds.
         assert!(config.rate_limit_burst + config.rate_limit_per_minute < 120);
+    }
+
+    #[test]
+    fn error_text_from_ngrok_is_one_bounded_line() {
+        let body = serde_json::json!({
+            "error_code": format!("ERR_NGROK_1\n{}", "C".repeat(1000)),
+            "msg": format!("refused\nlevel=error forged=true {}", "m".repeat(100_000)),
+            "details": {"operation_id": "op\r\n".repeat(1000)},
+        });
+        let error = api_error(
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            body.to_string().as_bytes(),
+            Operation {
+                method: "POST",
+                path: "/event_destinations".into(),
+                resource: DESTINATION,
+            },
+        );
+        let shown = error.to_string();
+        assert!(!shown.contains(['\n', '\r']), "{shown:?}");
+        assert!(
+            shown.chars().count() < 800,
+            "{} chars",
+            shown.chars().count()
+        );
+        assert!(shown.contains("refused level=error"), "{shown}");
     }
 
     #[test]

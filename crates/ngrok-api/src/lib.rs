@@ -34,6 +34,7 @@
 pub mod client;
 pub mod error;
 pub mod secret;
+pub mod text;
 pub mod types;
 
 pub use client::{
