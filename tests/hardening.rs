@@ -193,10 +193,7 @@ async fn adoption_takes_over_an_existing_destination_without_creating() {
     assert!(
         stalled.status.unwrap().conditions[0]
             .message
-            .ends_with(&format!(
-                "is already managed by EventDestination {}/adopter",
-                op.namespace
-            ))
+            .ends_with("is already managed by EventDestination adopter")
     );
     let mut missing = destination("missing", json!({"target": kinesis_role("m")}));
     missing.metadata.annotations = Some(
