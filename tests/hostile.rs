@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use ngrok_events_operator::crd::{EventDestination, EventSubscription};
-use ngrok_events_operator::reconcile::{Managed, ManagedStatus};
+use ngrok_events_operator::reconcile::Managed;
 use serde_json::json;
 
 /// The label the tests put on every Secret they reference (see `credentials opt-in`).
@@ -38,24 +38,7 @@ async fn create_annotated(
 
 /// Waits until `name`'s Ready condition has `status` and `reason`; returns its message.
 async fn wait_reason<K: Managed>(api: &Api<K>, name: &str, status: &str, reason: &str) -> String {
-    let (status, reason) = (status.to_string(), reason.to_string());
-    let resource = testbed::wait_for(
-        api,
-        name,
-        move |r: Option<&K>| {
-            r.and_then(|r| r.status()).is_some_and(|s| {
-                s.conditions()
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == status && c.reason == reason)
-            })
-        },
-        WAIT,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let status = resource.status().expect("status");
-    let ready = status.conditions().iter().find(|c| c.type_ == "Ready");
-    ready.map(|c| c.message.clone()).unwrap_or_default()
+    common::ready_message(&common::wait_ready_reason(api, name, status, reason).await)
 }
 
 /// The notes of every Event in `namespace`.
@@ -74,12 +57,7 @@ async fn event_notes(client: &kube::Client, namespace: &str) -> Vec<String> {
 async fn hostile_annotations_neither_crash_nor_flood_the_shared_operator() {
     let cluster = PrivateCluster::start().await;
     let client = cluster.client.clone();
-    let emulator = ngrok_api_emulator::Emulator::builder()
-        .api_key(API_KEY)
-        .rate_limit_per_minute(0)
-        .spawn()
-        .await
-        .unwrap();
+    let emulator = Options::default().emulator.spawn().await.unwrap();
     let hostile = testbed::namespace(&client, "hostile").await.unwrap();
     let victim = testbed::namespace(&client, "victim").await.unwrap();
     let log_dir = process::log_dir("hostile-annotations");
@@ -340,23 +318,7 @@ async fn a_rotated_operator_key_file_is_used_without_a_restart() {
         .patch("audit", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    let updated = testbed::wait_for(
-        &destinations,
-        "audit",
-        |d: Option<&EventDestination>| {
-            d.is_some_and(|d| {
-                d.status.as_ref().is_some_and(|s| {
-                    s.observed_generation == d.metadata.generation
-                        && s.conditions
-                            .iter()
-                            .any(|c| c.type_ == "Ready" && c.status == "True")
-                })
-            })
-        },
-        WAIT,
-    )
-    .await
-    .unwrap();
+    let updated = common::wait_ready_reason(&destinations, "audit", "True", "Synced").await;
     let id = updated.status.unwrap().id.unwrap();
     let config = ngrok_api::ClientConfig::new(ROTATED)
         .with_base_url(&emulator.base_url())
@@ -406,12 +368,7 @@ async fn rotating_a_huge_api_key_ref_leaves_memory_flat() {
     const ROTATIONS: usize = 40;
     const WARM_UP: usize = 5;
     let (client, namespace) = common::cluster_with_namespace("key-churn").await.unwrap();
-    let emulator = ngrok_api_emulator::Emulator::builder()
-        .api_key(API_KEY)
-        .rate_limit_per_minute(0)
-        .spawn()
-        .await
-        .unwrap();
+    let emulator = Options::default().emulator.spawn().await.unwrap();
     let mut operator = OperatorProcess::spawn(&Spec {
         label: "operator".into(),
         log_dir: process::log_dir("key-churn"),
@@ -479,23 +436,7 @@ async fn rotating_a_huge_api_key_ref_leaves_memory_flat() {
         .patch("audit", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    testbed::wait_for(
-        &destinations,
-        "audit",
-        |d: Option<&EventDestination>| {
-            d.is_some_and(|d| {
-                d.status.as_ref().is_some_and(|s| {
-                    s.observed_generation == d.metadata.generation
-                        && s.conditions
-                            .iter()
-                            .any(|c| c.type_ == "Ready" && c.status == "True")
-                })
-            })
-        },
-        WAIT,
-    )
-    .await
-    .unwrap();
+    common::wait_ready_reason(&destinations, "audit", "True", "Synced").await;
     let after = rss_kib(operator.pid);
     eprintln!(
         "RSS after {WARM_UP} rotations: {baseline} KiB; after {ROTATIONS}: {after} KiB (growth {} KiB)",

@@ -223,24 +223,7 @@ impl Operator {
         status: &str,
         reason: &str,
     ) -> K {
-        let (status, reason) = (status.to_string(), reason.to_string());
-        testbed::wait_for(
-            &self.api::<K>(),
-            name,
-            move |d: Option<&K>| {
-                d.is_some_and(|d| {
-                    d.status().is_some_and(|s| {
-                        s.observed_generation() == d.meta().generation
-                            && s.conditions().iter().any(|c| {
-                                c.type_ == "Ready" && c.status == status && c.reason == reason
-                            })
-                    })
-                })
-            },
-            WAIT,
-        )
-        .await
-        .unwrap()
+        wait_ready_reason(&self.api::<K>(), name, status, reason).await
     }
 
     pub async fn wait_ready_status(
@@ -426,6 +409,43 @@ impl PrivateCluster {
         }
         Self { client, servers }
     }
+}
+
+/// Waits until the resource's Ready condition has `status` and `reason` for its current
+/// generation.
+pub async fn wait_ready_reason<K: Managed>(
+    api: &kube::Api<K>,
+    name: &str,
+    status: &str,
+    reason: &str,
+) -> K {
+    let (status, reason) = (status.to_string(), reason.to_string());
+    testbed::wait_for(
+        api,
+        name,
+        move |d: Option<&K>| {
+            d.is_some_and(|d| {
+                d.status().is_some_and(|s| {
+                    s.observed_generation() == d.meta().generation
+                        && s.conditions()
+                            .iter()
+                            .any(|c| c.type_ == "Ready" && c.status == status && c.reason == reason)
+                })
+            })
+        },
+        WAIT,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The message of the resource's Ready condition.
+pub fn ready_message<K: Managed>(resource: &K) -> String {
+    resource
+        .status()
+        .and_then(|s| s.conditions().iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
 }
 
 /// How long a test waits for the operator to get somewhere.
