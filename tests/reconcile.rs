@@ -156,6 +156,39 @@ async fn a_pass_with_nothing_to_do_writes_nothing_anywhere() {
 }
 
 #[tokio::test]
+async fn an_outside_edit_of_the_status_is_repaired() {
+    let op = Operator::start("status-edit").await;
+    op.create(&destination("d", json!({"target": kinesis_role("s")})))
+        .await;
+    op.wait_ready("d").await;
+    // One more pass, so that the operator has seen its own last write come back.
+    op.touch("d").await;
+
+    let mut tampered = op.destinations().get_status("d").await.unwrap();
+    let status = tampered.status.as_mut().unwrap();
+    for condition in &mut status.conditions {
+        condition.message = "edited by hand".into();
+    }
+    op.destinations()
+        .replace_status("d", &Default::default(), &tampered)
+        .await
+        .unwrap();
+    // The operator wrote this status last, but it is the API server's copy that counts.
+    testbed::wait_for(
+        &op.destinations(),
+        "d",
+        |d: Option<&EventDestination>| {
+            d.and_then(|d| d.status.as_ref())
+                .is_some_and(|s| s.conditions.iter().all(|c| c.message != "edited by hand"))
+        },
+        common::WAIT,
+    )
+    .await
+    .unwrap();
+    op.stop().await;
+}
+
+#[tokio::test]
 async fn delete_removes_the_destination_then_the_finalizer() {
     let op = Operator::start("delete").await;
     op.create(&destination("d", json!({"target": kinesis_role("s")})))

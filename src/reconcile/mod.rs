@@ -420,6 +420,13 @@ fn backoff_delay(attempt: u32, first: Duration, cap: Duration) -> Duration {
         .unwrap_or(cap)
 }
 
+/// `at` without its fraction of a second: the API server stores condition times in whole
+/// seconds, and the status remembered in memory must equal what the cache reads back, or it is
+/// never released (see `Reconciliation::new`).
+fn whole_seconds(at: Timestamp) -> Timestamp {
+    Timestamp::from_second(at.as_second()).unwrap_or(at)
+}
+
 /// The state one reconcile works on: the resource, its status as last written, and the
 /// events to publish once the status is written.
 struct Reconciliation<'a, K: Managed> {
@@ -478,7 +485,7 @@ impl<'a, K: Managed> Reconciliation<'a, K> {
             generation,
             phase,
             K::NOUN,
-            &Time(Timestamp::now()),
+            &Time(whole_seconds(Timestamp::now())),
         );
         self.status.set_conditions(generation, conditions);
         if self.written.as_ref() == Some(&self.status) {
