@@ -23,6 +23,7 @@ use crate::crd::{EventDestination, EventSubscription, PAUSED_ANNOTATION};
 use crate::http::Health;
 use crate::reconcile::{self, Context, Managed, ManagedStatus};
 use crate::references;
+use crate::secrets;
 use crate::telemetry::Metrics;
 
 /// How the controller runs.
@@ -36,6 +37,9 @@ pub struct Settings {
     pub concurrency: u16,
     /// Name of this replica, in the events it publishes.
     pub instance: String,
+    /// Resources may only read Secrets labelled `events.ngrok.io/credentials=true`; only those
+    /// are watched.
+    pub require_credentials_label: bool,
 }
 
 /// Runs the controllers until `shutdown` is cancelled; in-flight reconciles finish first.
@@ -66,7 +70,7 @@ pub async fn run(
 
     let (destination_store, destination_writer) = reflector::store();
     let (subscription_store, subscription_writer) = reflector::store();
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         accounts,
         Recorder::new(
@@ -80,7 +84,9 @@ pub async fn run(
         settings.drift_interval,
         destination_store.clone(),
         subscription_store.clone(),
-    ));
+    );
+    ctx.require_credentials_label = settings.require_credentials_label;
+    let ctx = Arc::new(ctx);
     let (destination_triggers, destination_requests) = mpsc::unbounded();
     let (subscription_triggers, subscription_requests) = mpsc::unbounded();
 
@@ -115,12 +121,27 @@ pub async fn run(
         }
     });
 
-    // Secrets are watched for their metadata only: a changed Secret triggers the resources that
-    // reference it, and no secret value is ever held in the controller's memory.
+    // Secrets are watched for their metadata only (kube 5 asks for `PartialObjectMetadata` on an
+    // `Api<PartialObjectMeta<_>>`, what its deprecated `metadata_watcher` did: the API server
+    // sends no data), and only the labelled ones when the label is required: annotations are
+    // metadata, and `kubectl.kubernetes.io/last-applied-configuration` holds the whole data of
+    // a Secret made with `kubectl apply`. A changed Secret triggers the resources that reference
+    // it; nothing but its namespace and name is used, and annotations and managedFields are
+    // dropped on arrival all the same.
+    let secret_watch = watcher::Config::default().any_semantic();
+    let secret_watch = if settings.require_credentials_label {
+        secret_watch.labels(&secrets::credentials_selector())
+    } else {
+        secret_watch
+    };
     let secret_router = tokio::spawn({
         let ctx = ctx.clone();
-        watcher(secrets, watcher::Config::default().any_semantic())
+        watcher(secrets, secret_watch)
             .default_backoff()
+            .modify(|secret| {
+                secret.metadata.annotations = None;
+                secret.metadata.managed_fields = None;
+            })
             .touched_objects()
             .for_each(move |secret| {
                 if let Ok(secret) = secret {
@@ -159,7 +180,7 @@ pub async fn run(
         health.clone(),
     ));
 
-    info!(namespace = settings.namespace.as_deref().unwrap_or("<all>"), drift_interval = ?settings.drift_interval, concurrency = settings.concurrency, "starting the EventDestination and EventSubscription controllers");
+    info!(namespace = settings.namespace.as_deref().unwrap_or("<all>"), drift_interval = ?settings.drift_interval, concurrency = settings.concurrency, require_credentials_label = settings.require_credentials_label, "starting the EventDestination and EventSubscription controllers");
     let config = controller::Config::default().concurrency(settings.concurrency);
     let destination_controller =
         Controller::for_stream(destination_events.applied_objects(), destination_store)

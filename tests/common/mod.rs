@@ -8,6 +8,7 @@ use anyhow::Result;
 use kube::Client;
 use ngrok_events_operator::crd::{EventDestination, EventSubscription};
 use ngrok_events_operator::reconcile::{Managed, ManagedStatus};
+pub use ngrok_events_operator::secrets::CREDENTIALS_LABEL;
 use tokio::sync::OnceCell;
 
 /// A path inside the repository.
@@ -49,6 +50,8 @@ pub struct Options {
     /// The operator-wide API key; `None` starts it without one.
     pub operator_api_key: Option<String>,
     pub emulator: ngrok_api_emulator::EmulatorBuilder,
+    /// `--require-credentials-label` (on by default, as in the binary).
+    pub require_credentials_label: bool,
 }
 
 /// The API key the emulator accepts.
@@ -72,6 +75,7 @@ impl Default for Options {
             emulator: ngrok_api_emulator::Emulator::builder()
                 .api_key(API_KEY)
                 .rate_limit_per_minute(0),
+            require_credentials_label: true,
         }
     }
 }
@@ -109,6 +113,7 @@ impl Operator {
             drift_interval: options.drift_interval,
             concurrency: 4,
             instance: format!("test-{namespace}"),
+            require_credentials_label: options.require_credentials_label,
         };
         let shutdown = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(ngrok_events_operator::controller::run(
@@ -179,10 +184,28 @@ impl Operator {
             .expect("create EventDestination")
     }
 
+    /// Creates a Secret that resources may use (labelled `events.ngrok.io/credentials=true`).
     pub async fn create_secret(&self, name: &str, data: &[(&str, &str)]) {
+        self.create_secret_labelled(name, data, &[(CREDENTIALS_LABEL, "true")])
+            .await
+    }
+
+    /// Creates a Secret with exactly these labels.
+    pub async fn create_secret_labelled(
+        &self,
+        name: &str,
+        data: &[(&str, &str)],
+        labels: &[(&str, &str)],
+    ) {
         let secret = k8s_openapi::api::core::v1::Secret {
             metadata: kube::api::ObjectMeta {
                 name: Some(name.into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
                 ..Default::default()
             },
             string_data: Some(
