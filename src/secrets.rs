@@ -284,6 +284,33 @@ mod tests {
     }
 
     #[test]
+    fn only_the_label_value_true_opts_a_secret_in() {
+        let with = |labels: &[(&str, &str)]| KubeSecret {
+            metadata: kube::api::ObjectMeta {
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(is_labelled(&with(&[(CREDENTIALS_LABEL, "true")])));
+        for labels in [
+            &[][..],
+            &[(CREDENTIALS_LABEL, "false")],
+            &[(CREDENTIALS_LABEL, "True")],
+            &[(CREDENTIALS_LABEL, "")],
+            &[("credentials", "true")],
+        ] {
+            assert!(!is_labelled(&with(labels)), "{labels:?}");
+        }
+        assert_eq!(credentials_selector(), "events.ngrok.io/credentials=true");
+    }
+
+    #[test]
     fn api_keys_lose_surrounding_whitespace() {
         assert_eq!(api_key_from(&Secret::new("  key\n")).expose(), "key");
     }
