@@ -24,6 +24,7 @@ use crate::crd::{EventDestination, EventSubscription};
 use crate::http::Health;
 use crate::reconcile::{self, Context, Managed, ManagedStatus};
 use crate::references;
+use crate::secrets;
 use crate::telemetry::Metrics;
 
 /// How the controller runs.
@@ -40,6 +41,9 @@ pub struct Settings {
     /// A label selector of the namespaces whose resources may use the operator-wide API key;
     /// every namespace when `None`.
     pub operator_key_namespace_selector: Option<String>,
+    /// Resources may only read Secrets labelled `events.ngrok.io/credentials=true`; only those
+    /// are watched.
+    pub require_credentials_label: bool,
 }
 
 /// Runs the controllers until `shutdown` is cancelled; in-flight reconciles finish first.
@@ -85,6 +89,7 @@ pub async fn run(
         destination_store.clone(),
         subscription_store.clone(),
     );
+    ctx.require_credentials_label = settings.require_credentials_label;
     let (destination_triggers, destination_requests) = mpsc::unbounded();
     let (subscription_triggers, subscription_requests) = mpsc::unbounded();
     let triggers = Triggers {
@@ -137,12 +142,27 @@ pub async fn run(
         }
     });
 
-    // Secrets are watched for their metadata only: a changed Secret triggers the resources that
-    // reference it, and no secret value is ever held in the controller's memory.
+    // Secrets are watched for their metadata only (kube 5 asks for `PartialObjectMetadata` on an
+    // `Api<PartialObjectMeta<_>>`, what its deprecated `metadata_watcher` did: the API server
+    // sends no data), and only the labelled ones when the label is required: annotations are
+    // metadata, and `kubectl.kubernetes.io/last-applied-configuration` holds the whole data of
+    // a Secret made with `kubectl apply`. A changed Secret triggers the resources that reference
+    // it; nothing but its namespace and name is used, and annotations and managedFields are
+    // dropped on arrival all the same.
+    let secret_watch = watcher::Config::default().any_semantic();
+    let secret_watch = if settings.require_credentials_label {
+        secret_watch.labels(&secrets::credentials_selector())
+    } else {
+        secret_watch
+    };
     let secret_router = tokio::spawn({
         let ctx = ctx.clone();
-        watcher(secrets, watcher::Config::default().any_semantic())
+        watcher(secrets, secret_watch)
             .default_backoff()
+            .modify(|secret| {
+                secret.metadata.annotations = None;
+                secret.metadata.managed_fields = None;
+            })
             .touched_objects()
             .for_each(move |secret| {
                 if let Ok(secret) = secret {
@@ -181,7 +201,7 @@ pub async fn run(
         health.clone(),
     ));
 
-    info!(namespace = settings.namespace.as_deref().unwrap_or("<all>"), drift_interval = ?settings.drift_interval, concurrency = settings.concurrency, "starting the EventDestination and EventSubscription controllers");
+    info!(namespace = settings.namespace.as_deref().unwrap_or("<all>"), drift_interval = ?settings.drift_interval, concurrency = settings.concurrency, require_credentials_label = settings.require_credentials_label, "starting the EventDestination and EventSubscription controllers");
     let config = controller::Config::default().concurrency(settings.concurrency);
     let destination_controller =
         Controller::for_stream(destination_events.applied_objects(), destination_store)

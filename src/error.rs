@@ -13,6 +13,15 @@ pub enum Error {
     #[error("Secret {name:?} does not exist in this namespace")]
     SecretNotFound { name: String },
 
+    /// Only Secrets labelled for it may be referenced (see [`crate::secrets::CREDENTIALS_LABEL`]):
+    /// otherwise the right to create a resource would be the right to send any Secret of the
+    /// namespace to ngrok.
+    #[error(
+        "Secret {name:?} is not labelled for use by ngrok resources; if it is meant for them, label it: kubectl label secret {name} -n {namespace} {label}=true",
+        label = crate::secrets::CREDENTIALS_LABEL
+    )]
+    SecretNotLabeled { name: String, namespace: String },
+
     #[error("Secret {name:?} has no key {key:?}")]
     SecretKeyNotFound { name: String, key: String },
 
@@ -120,6 +129,7 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::SecretNotFound { .. } => "SecretNotFound",
+            Error::SecretNotLabeled { .. } => "SecretNotLabeled",
             Error::SecretKeyNotFound { .. } => "SecretKeyNotFound",
             Error::SecretValueInvalid { .. } => "SecretValueInvalid",
             Error::ApiKeyMissing => "ApiKeyMissing",
@@ -153,6 +163,7 @@ impl Error {
     pub fn is_stalled(&self) -> bool {
         match self {
             Error::SecretNotFound { .. }
+            | Error::SecretNotLabeled { .. }
             | Error::SecretKeyNotFound { .. }
             | Error::SecretValueInvalid { .. }
             | Error::ApiKeyMissing

@@ -87,6 +87,12 @@ struct RunArgs {
     /// A level (`info`) or tracing directives (`info,ngrok_events_operator=debug`).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// Resources may only read Secrets labelled `events.ngrok.io/credentials=true` (and only
+    /// those are watched). `--require-credentials-label=false` lets any Secret of a resource's
+    /// namespace be read: only for clusters where everyone who may create a resource may also
+    /// read every Secret of its namespace.
+    #[arg(long, env = "REQUIRE_CREDENTIALS_LABEL", default_value_t = true, action = clap::ArgAction::Set)]
+    require_credentials_label: bool,
     /// Run only while holding a Lease, so that one of several replicas is active.
     #[arg(long, env = "LEADER_ELECT")]
     leader_elect: bool,
@@ -188,6 +194,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .operator_key_namespace_selector
             .clone()
             .filter(|s| !s.trim().is_empty()),
+        require_credentials_label: args.require_credentials_label,
     };
     let result = if args.leader_elect {
         let namespace = args

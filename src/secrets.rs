@@ -3,6 +3,11 @@
 //! Values are fetched with a GET per Secret when needed and never cached: the controller only
 //! watches Secrets' metadata (to know when to reconcile), so no secret data sits in its memory
 //! between reconciles.
+//!
+//! Secrets are opt-in (unless the operator runs with `--require-credentials-label=false`): a
+//! resource may only read a Secret labelled [`CREDENTIALS_LABEL`]`=true`. Without that, the
+//! right to create an EventDestination would be the right to make the operator read any key of
+//! any Secret of the namespace (service-account tokens included) and send it to ngrok.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
@@ -16,6 +21,14 @@ use ngrok_api::Secret;
 
 use crate::crd::SecretKeyRef;
 use crate::error::{Error, Result};
+
+/// The label that makes a Secret usable by this operator's resources (value `"true"`).
+pub const CREDENTIALS_LABEL: &str = "events.ngrok.io/credentials";
+
+/// The label selector of the Secrets resources may use.
+pub fn credentials_selector() -> String {
+    format!("{CREDENTIALS_LABEL}=true")
+}
 
 /// The values of a resource's Secret refs.
 #[derive(Debug, Default, Clone)]
@@ -66,8 +79,14 @@ impl SecretValues {
     }
 }
 
-/// Reads every ref from Secrets in the resource's namespace (`api` is namespaced).
-pub async fn resolve(api: &Api<KubeSecret>, refs: &[&SecretKeyRef]) -> Result<SecretValues> {
+/// Reads every ref from Secrets in the resource's namespace (`api` is namespaced). With
+/// `require_label`, a Secret without [`CREDENTIALS_LABEL`]`=true` is refused before any of its
+/// values is looked at.
+pub async fn resolve(
+    api: &Api<KubeSecret>,
+    refs: &[&SecretKeyRef],
+    require_label: bool,
+) -> Result<SecretValues> {
     let mut values = BTreeMap::new();
     let mut secrets: BTreeMap<&str, KubeSecret> = BTreeMap::new();
     for reference in refs {
@@ -78,12 +97,23 @@ pub async fn resolve(api: &Api<KubeSecret>, refs: &[&SecretKeyRef]) -> Result<Se
                     .ok_or_else(|| Error::SecretNotFound {
                         name: reference.name.clone(),
                     })?;
+            if require_label && !is_labelled(&secret) {
+                return Err(Error::SecretNotLabeled {
+                    name: reference.name.clone(),
+                    namespace: api.namespace().unwrap_or_default().to_string(),
+                });
+            }
             secrets.insert(&reference.name, secret);
         }
         let value = value_of(&secrets[reference.name.as_str()], reference)?;
         values.insert((*reference).clone(), value);
     }
     Ok(SecretValues { values })
+}
+
+/// Whether a Secret opted in to being read by resources.
+fn is_labelled(secret: &KubeSecret) -> bool {
+    secret.labels().get(CREDENTIALS_LABEL).map(String::as_str) == Some("true")
 }
 
 fn value_of(secret: &KubeSecret, reference: &SecretKeyRef) -> Result<Secret> {
@@ -251,6 +281,33 @@ mod tests {
                 .reason(),
             "SecretValueInvalid"
         );
+    }
+
+    #[test]
+    fn only_the_label_value_true_opts_a_secret_in() {
+        let with = |labels: &[(&str, &str)]| KubeSecret {
+            metadata: kube::api::ObjectMeta {
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(is_labelled(&with(&[(CREDENTIALS_LABEL, "true")])));
+        for labels in [
+            &[][..],
+            &[(CREDENTIALS_LABEL, "false")],
+            &[(CREDENTIALS_LABEL, "True")],
+            &[(CREDENTIALS_LABEL, "")],
+            &[("credentials", "true")],
+        ] {
+            assert!(!is_labelled(&with(labels)), "{labels:?}");
+        }
+        assert_eq!(credentials_selector(), "events.ngrok.io/credentials=true");
     }
 
     #[test]

@@ -59,11 +59,16 @@ impl Managed for EventDestination {
 
     async fn prepare(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         account: &Account,
         secrets_api: &Api<KubeSecret>,
     ) -> Result<Prepared<Self::Desired>> {
-        let values = secrets::resolve(secrets_api, &self.spec.target.secret_refs()).await?;
+        let values = secrets::resolve(
+            secrets_api,
+            &self.spec.target.secret_refs(),
+            ctx.require_credentials_label,
+        )
+        .await?;
         Ok(Prepared {
             desired: desired::destination(&self.spec, &values)?,
             // Keyed: the hash is written into the status, where it must not reveal the values.

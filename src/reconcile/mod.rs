@@ -229,6 +229,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Metrics,
     pub drift_interval: Duration,
+    /// Only Secrets labelled `events.ngrok.io/credentials=true` may be read (see [`secrets`]).
+    pub require_credentials_label: bool,
     /// The controllers' caches: which ids are taken, which creates pending, which destinations
     /// a subscription can use.
     pub destinations: Store<EventDestination>,
@@ -307,6 +309,8 @@ impl Context {
             recorder,
             metrics,
             drift_interval,
+            // The safe default; `--require-credentials-label=false` turns it off.
+            require_credentials_label: true,
             destinations,
             subscriptions,
             destination_memory: Memory::default(),
@@ -738,7 +742,7 @@ async fn account_for<K: Managed>(
 ) -> Result<Arc<Account>> {
     let key = match resource.api_key_ref() {
         Some(reference) => secrets::api_key_from(
-            secrets::resolve(secrets_api, &[reference])
+            secrets::resolve(secrets_api, &[reference], ctx.require_credentials_label)
                 .await?
                 .get(reference)?,
         ),

@@ -70,7 +70,7 @@ def scenario(kube, ns: str) -> None:
     # Let the reconciles the operator's own writes trigger pass: from here on only the Secret
     # watch can bring the resource back.
     time.sleep(3)
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws"}, "stringData": {"id": "AKIA0000", "secret": "s3cr3t"}}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws", "labels": {"events.ngrok.io/credentials": "true"}}, "stringData": {"id": "AKIA0000", "secret": "s3cr3t"}}
     kube.request("POST", f"/api/v1/namespaces/{ns}/secrets", secret)
     wait("Ready after the Secret appeared", lambda: (c := condition(get(), "Ready")) and c["status"] == "True")
     wait("a Created event", lambda: [e for e in events() if e.get("reason") == "Created"])
@@ -97,7 +97,8 @@ def run_variant(kube, tmp: pathlib.Path, label: str, leader: bool, remove: tuple
     """Installs the chart in a fresh namespace, optionally removes one verb, runs the scenario;
     returns None when it passed, else what failed."""
     ns = kube.namespace(f"rbac-{label}")
-    values = {"watchNamespace": ns, "leaderElection": {"enabled": leader}}
+    # The user ClusterRoles have cluster-wide names, and every variant is release "neo".
+    values = {"watchNamespace": ns, "leaderElection": {"enabled": leader}, "rbac": {"userRoles": False}}
     helm.Config(kubeconfig_path=kube.kubeconfig, namespace=ns).install(str(CHART), "neo", values, namespace=ns)
     if remove:
         role_name, group, resource, verb = remove

@@ -50,13 +50,14 @@ def rules_of(doc: dict) -> set[tuple[str, str, str]]:
 
 def test_defaults_render_the_expected_objects():
     docs = render()
-    assert kinds(docs) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    assert kinds(docs) == ["ClusterRole"] * 4 + ["ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
     deployment = find(docs, "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "ghcr.io/ngrok-events-operator/ngrok-events-operator:" + helm.Chart.load(str(CHART)).metadata["appVersion"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["METRICS_ADDR"] == "0.0.0.0:8080" and env["LOG_FORMAT"] == "json" and env["DRIFT_INTERVAL"] == "10m"
     assert "LEADER_ELECT" not in env and "WATCH_NAMESPACE" not in env and "NGROK_API_KEY_FILE" not in env
+    assert env["REQUIRE_CREDENTIALS_LABEL"] == "true"
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
 
 
@@ -90,7 +91,7 @@ def test_the_image_uid_matches_the_chart():
 
 def test_rbac_is_exactly_the_operators_calls():
     docs = render()
-    assert rules_of(find(docs, "ClusterRole")) == OPERATOR_CALLS
+    assert rules_of(find(docs, "ClusterRole", "ngrok-events-operator")) == OPERATOR_CALLS
     binding = find(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "ngrok-events-operator", "namespace": "ngrok-events-operator"}]
     assert not [d for d in docs if d["kind"] == "Role"], "no lease access without leader election"
@@ -110,7 +111,8 @@ def test_leader_election_adds_a_lease_role_in_the_release_namespace(values):
 
 def test_watch_namespace_grants_a_namespaced_role_there():
     docs = render({"watchNamespace": "team-a"})
-    assert not [d for d in docs if d["kind"].startswith("Cluster")]
+    # The operator's own rights stay in the namespace (the user roles are ClusterRoles by nature).
+    assert not [d for d in docs if d["kind"].startswith("Cluster") and d["metadata"]["name"] not in USER_ROLES]
     role = find(docs, "Role", "ngrok-events-operator")
     assert role["metadata"]["namespace"] == "team-a"
     assert rules_of(role) == OPERATOR_CALLS
@@ -151,12 +153,14 @@ NON_DEFAULT = {
     "extraEnv": [{"name": "RUST_BACKTRACE", "value": "1"}],
     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
+    "multiTenancy": {"requireCredentialsLabel": False},
+    "rbac": {"aggregateSubscriptionsToDefaultRoles": False},
 }
 
 
 def test_non_default_values_reach_the_objects():
     docs = render(NON_DEFAULT)
-    assert kinds(docs) == ["Deployment", "PodDisruptionBudget", "Role", "Role", "RoleBinding", "RoleBinding",
+    assert kinds(docs) == ["ClusterRole"] * 3 + ["Deployment", "PodDisruptionBudget", "Role", "Role", "RoleBinding", "RoleBinding",
                            "Secret", "Service", "ServiceAccount", "ServiceMonitor"]
     pod = find(docs, "Deployment")["spec"]["template"]
     spec = pod["spec"]
@@ -169,6 +173,7 @@ def test_non_default_values_reach_the_objects():
     assert env["LOG_FORMAT"] == "text" and env["LOG_LEVEL"] == "info,ngrok_events_operator=debug"
     assert env["RUST_BACKTRACE"] == "1" and env["LEADER_ELECT"] == "true"
     assert env["NGROK_API_KEY_FILE"] == "/etc/ngrok-events-operator/credentials/api-key"
+    assert env["REQUIRE_CREDENTIALS_LABEL"] == "false"
     assert container["resources"] == NON_DEFAULT["resources"]
     assert spec["nodeSelector"] == NON_DEFAULT["nodeSelector"] and spec["tolerations"] == NON_DEFAULT["tolerations"]
     assert spec["affinity"] == NON_DEFAULT["affinity"]
@@ -177,6 +182,41 @@ def test_non_default_values_reach_the_objects():
     assert secret["data"] == {"api-key": "a2V5LW9uZQ=="}
     assert find(docs, "ServiceMonitor")["metadata"]["labels"]["release"] == "prom"
     assert find(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+
+
+USER_ROLES = {"ngrok-events-operator-view", "ngrok-events-operator-eventdestinations-edit",
+              "ngrok-events-operator-eventsubscriptions-edit"}
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+EDIT_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
+
+
+def aggregated_into(role: dict) -> set[str]:
+    return {k.removeprefix(AGGREGATE) for k, v in role["metadata"]["labels"].items() if k.startswith(AGGREGATE) and v == "true"}
+
+
+def test_user_roles_join_the_default_roles():
+    docs = render()
+    view = find(docs, "ClusterRole", "ngrok-events-operator-view")
+    assert aggregated_into(view) == {"view"}, "view is itself part of edit and admin"
+    assert rules_of(view) == {("events.ngrok.io", r, v) for r in ("eventdestinations", "eventdestinations/status", "eventsubscriptions",
+                                                                  "eventsubscriptions/status") for v in ("get", "list", "watch")}
+    for kind in ("eventdestinations", "eventsubscriptions"):
+        edit = find(docs, "ClusterRole", f"ngrok-events-operator-{kind}-edit")
+        assert aggregated_into(edit) == {"edit", "admin"}
+        # Everything on the kind, but its status is the operator's alone.
+        assert {(r, v) for _, r, v in rules_of(edit)} == {(kind, v) for v in EDIT_VERBS} | {(f"{kind}/status", v) for v in ("get", "list", "watch")}
+
+
+def test_subscriptions_can_be_kept_out_of_the_default_roles():
+    docs = render({"rbac": {"aggregateSubscriptionsToDefaultRoles": False}})
+    assert aggregated_into(find(docs, "ClusterRole", "ngrok-events-operator-eventsubscriptions-edit")) == set(), \
+        "still rendered, to be bound per namespace, but not part of edit or admin"
+    assert aggregated_into(find(docs, "ClusterRole", "ngrok-events-operator-eventdestinations-edit")) == {"edit", "admin"}
+    assert aggregated_into(find(docs, "ClusterRole", "ngrok-events-operator-view")) == {"view"}
+    docs = render({"rbac": {"aggregateToDefaultRoles": False}})
+    assert all(aggregated_into(find(docs, "ClusterRole", name)) == set() for name in USER_ROLES)
+    docs = render({"rbac": {"userRoles": False}})
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"] == ["ngrok-events-operator"]
 
 
 def test_a_changed_api_key_restarts_the_pods():
@@ -208,6 +248,8 @@ def test_an_existing_secret_is_mounted_not_copied():
     {"resources": {"request": {"cpu": "1"}}},
     {"metrics": {"serviceMonitor": {"enabled": "yes"}}},
     {"watchNamespace": "Team_A"},
+    {"multiTenancy": {"requireCredentialsLabel": "no"}},
+    {"rbac": {"aggregateToDefaultRole": True}},
 ])
 def test_the_values_schema_rejects_typos_and_wrong_types(values):
     chart = helm.Chart.load(str(CHART))

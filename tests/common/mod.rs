@@ -8,6 +8,7 @@ use anyhow::Result;
 use kube::Client;
 use ngrok_events_operator::crd::{EventDestination, EventSubscription};
 use ngrok_events_operator::reconcile::{Managed, ManagedStatus};
+pub use ngrok_events_operator::secrets::CREDENTIALS_LABEL;
 use tokio::sync::OnceCell;
 
 /// A path inside the repository.
@@ -54,6 +55,8 @@ pub struct Options {
     pub all_namespaces_of: Option<Client>,
     /// `--operator-key-namespace-selector`.
     pub operator_key_namespace_selector: Option<String>,
+    /// `--require-credentials-label` (on by default, as in the binary).
+    pub require_credentials_label: bool,
 }
 
 /// The API key the emulator accepts.
@@ -79,6 +82,7 @@ impl Default for Options {
                 .rate_limit_per_minute(0),
             all_namespaces_of: None,
             operator_key_namespace_selector: None,
+            require_credentials_label: true,
         }
     }
 }
@@ -126,6 +130,7 @@ impl Operator {
             concurrency: 4,
             instance: format!("test-{namespace}"),
             operator_key_namespace_selector: options.operator_key_namespace_selector,
+            require_credentials_label: options.require_credentials_label,
         };
         let shutdown = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(ngrok_events_operator::controller::run(
@@ -196,10 +201,28 @@ impl Operator {
             .expect("create EventDestination")
     }
 
+    /// Creates a Secret that resources may use (labelled `events.ngrok.io/credentials=true`).
     pub async fn create_secret(&self, name: &str, data: &[(&str, &str)]) {
+        self.create_secret_labelled(name, data, &[(CREDENTIALS_LABEL, "true")])
+            .await
+    }
+
+    /// Creates a Secret with exactly these labels.
+    pub async fn create_secret_labelled(
+        &self,
+        name: &str,
+        data: &[(&str, &str)],
+        labels: &[(&str, &str)],
+    ) {
         let secret = k8s_openapi::api::core::v1::Secret {
             metadata: kube::api::ObjectMeta {
                 name: Some(name.into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
                 ..Default::default()
             },
             string_data: Some(

@@ -829,6 +829,17 @@ impl Planned {
     }
 }
 
+/// A Secret the resources may read: labelled `events.ngrok.io/credentials=true`, as the
+/// operator requires by default.
+fn credentials_secret(namespace: &str, name: &str, data: BTreeMap<String, String>) -> Secret {
+    let mut secret = secret(namespace, name, data);
+    secret.metadata.labels = Some(BTreeMap::from([(
+        "events.ngrok.io/credentials".to_string(),
+        "true".to_string(),
+    )]));
+    secret
+}
+
 fn secret(namespace: &str, name: &str, data: BTreeMap<String, String>) -> Secret {
     Secret {
         metadata: ObjectMeta {
@@ -912,7 +923,7 @@ fn good(namespace: &str, prefix: &str, i: usize) -> Planned {
             json!({"description": description, "target": target}),
             json!({}),
         ),
-        secret: secret_data.map(|data| secret(namespace, &creds_secret, data)),
+        secret: secret_data.map(|data| credentials_secret(namespace, &creds_secret, data)),
         name,
     }
 }
@@ -1565,7 +1576,7 @@ fn bad(namespace: &str, i: usize) -> (String, Planned, Option<Secret>) {
             "wrong keys in Secret",
             json!({"description": description, "target": kinesis(creds(&format!("{name}-creds")))}),
             json!({}),
-            Some(secret(
+            Some(credentials_secret(
                 namespace,
                 &format!("{name}-creds"),
                 BTreeMap::from([
@@ -1597,7 +1608,7 @@ fn bad(namespace: &str, i: usize) -> (String, Planned, Option<Secret>) {
             json!({"description": description, "target": kinesis(role),
                    "apiKeyRef": {"name": format!("{name}-key"), "key": "api-key"}}),
             json!({}),
-            Some(secret(
+            Some(credentials_secret(
                 namespace,
                 &format!("{name}-key"),
                 BTreeMap::from([("api-key".into(), "not-the-right-key".into())]),
