@@ -31,6 +31,10 @@ pub enum Error {
         problem: String,
     },
 
+    /// The `events.ngrok.io/management` annotation is unusable (reason `InvalidSpec`).
+    #[error("annotation events.ngrok.io/management: {0}")]
+    InvalidManagement(String),
+
     /// ngrok refused the request itself (4xx other than 401/403/404/429): the spec is wrong for
     /// ngrok, and retrying the same request cannot help.
     #[error("{0}")]
@@ -99,7 +103,7 @@ impl Error {
             Error::SecretKeyNotFound { .. } => "SecretKeyNotFound",
             Error::SecretValueInvalid { .. } => "SecretValueInvalid",
             Error::ApiKeyMissing => "ApiKeyMissing",
-            Error::InvalidSpec { .. } => "InvalidSpec",
+            Error::InvalidSpec { .. } | Error::InvalidManagement(_) => "InvalidSpec",
             Error::NgrokRejected(_) => "NgrokRejected",
             Error::NgrokAuthentication(_) => "NgrokAuthenticationFailed",
             Error::NgrokUnavailable(_) => "NgrokUnavailable",
@@ -125,6 +129,7 @@ impl Error {
             | Error::SecretValueInvalid { .. }
             | Error::ApiKeyMissing
             | Error::InvalidSpec { .. }
+            | Error::InvalidManagement(_)
             | Error::NgrokRejected(_)
             | Error::NgrokAuthentication(_)
             | Error::AmbiguousCreate { .. }

@@ -9,6 +9,7 @@
 //! - spec or inputs changed: one GET, then one PATCH carrying only what differs.
 
 mod destination;
+mod observe;
 mod subscription;
 
 use std::collections::{HashMap, HashSet};
@@ -129,6 +130,12 @@ pub trait Managed:
     /// What a listing shows of `desired` (see `desired::fingerprint`).
     fn fingerprint(desired: &Self::Desired) -> String;
     fn observed_fingerprint(remote: &Self::Remote) -> String;
+    /// Observe mode's report: each field a managing reconcile would change.
+    fn drift(
+        desired: &Self::Desired,
+        remote: &Self::Remote,
+        secrets: crate::drift::SecretState,
+    ) -> Vec<crate::drift::FieldDifference>;
 
     /// Whether the ngrok object may be deleted now (a destination still in use may not).
     fn check_deletable(&self, _ctx: &Context) -> Result<()> {
@@ -155,6 +162,7 @@ pub trait ManagedStatus: Clone + Default + PartialEq + Serialize + Send + Sync +
     fn conditions(&self) -> &[Condition];
     fn observed_generation(&self) -> Option<i64>;
     fn set_conditions(&mut self, generation: Option<i64>, conditions: Vec<Condition>);
+    fn set_drift(&mut self, drift: Vec<crate::drift::FieldDifference>);
 }
 
 /// What every ngrok object has.
@@ -191,6 +199,9 @@ macro_rules! managed_status {
             fn set_conditions(&mut self, generation: Option<i64>, conditions: Vec<Condition>) {
                 self.observed_generation = generation;
                 self.conditions = conditions;
+            }
+            fn set_drift(&mut self, drift: Vec<crate::drift::FieldDifference>) {
+                self.drift = drift;
             }
         }
     )*};
@@ -525,6 +536,11 @@ enum Synced {
     Paused,
     /// ngrok already refused exactly this input: leave the Stalled status as it is.
     StillRefused,
+    /// Observe mode: these fields differ (see `observe`).
+    Observed {
+        differences: Vec<String>,
+        requeue: Duration,
+    },
 }
 
 async fn apply<K: Managed>(resource: &K, ctx: &Context) -> Result<Action> {
@@ -534,6 +550,9 @@ async fn apply<K: Managed>(resource: &K, ctx: &Context) -> Result<Action> {
         Ok(Synced::Ready { .. }) => Phase::Ready,
         Ok(Synced::Paused) => Phase::Paused,
         Ok(Synced::StillRefused) => return Ok(Action::await_change()),
+        Ok(Synced::Observed { differences, .. }) => Phase::Observing {
+            differences: differences.clone(),
+        },
         Err(error) => Phase::Failed(error),
     };
     if let (Err(Error::NgrokRejected(_) | Error::NgrokAuthentication(_)), Some(hash)) =
@@ -558,6 +577,7 @@ async fn apply<K: Managed>(resource: &K, ctx: &Context) -> Result<Action> {
                 .remove(&reconciliation.object_ref());
             Ok(Action::requeue(requeue))
         }
+        Synced::Observed { requeue, .. } => Ok(Action::requeue(requeue)),
         Synced::Paused | Synced::StillRefused => Ok(Action::await_change()),
     }
 }
@@ -593,6 +613,10 @@ async fn sync<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<Synced> {
         refused.remove(&r.object_ref());
     }
 
+    if observe::observing(resource)? {
+        return observe::observe(r, &account, &prepared).await;
+    }
+    r.status.set_drift(Vec::new());
     if is_paused(resource) {
         return Ok(Synced::Paused);
     }
@@ -892,6 +916,7 @@ async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> 
     let keep = match (resource.deletion_policy(), is_paused(resource)) {
         (DeletionPolicy::Retain, _) => Some("deletionPolicy is Retain"),
         (DeletionPolicy::Delete, true) => Some("the resource is paused"),
+        _ if observe::observing(resource).unwrap_or(true) => Some("the resource only observes"),
         (DeletionPolicy::Delete, false) => None,
     };
     if let Some(why) = keep {
