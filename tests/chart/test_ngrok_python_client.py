@@ -5,15 +5,17 @@ operator's resources involve. The SDK's defaults (`format: ""`, empty descriptio
 
 from __future__ import annotations
 
+import copy
 import os
 import pathlib
 import socket
 import subprocess
 import time
+import types
 
 import ngrok
 import pytest
-from ngrok.datatypes import EventSourceReplace, EventTarget
+from ngrok.datatypes import EventSourceReplace
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TARGET = pathlib.Path(os.environ.get("NEO_TARGET_DIR", ROOT / "target")) / "debug"
@@ -34,8 +36,11 @@ TARGETS = {
 SECRET_FIELDS = {"aws_secret_access_key", "api_key", "client_secret"}
 
 
-def target(kind: str) -> EventTarget:
-    return EventTarget(None, TARGETS[kind])
+def target(kind: str):
+    """A target as the SDK's methods read it (`extract_props` takes `._props`). The SDK's own
+    `EventTarget(client, props)` turns the nested dicts of `props` into objects in place, which
+    the SDK then cannot serialise as JSON, so the raw props are handed over as they would be."""
+    return types.SimpleNamespace(_props=copy.deepcopy(TARGETS[kind]))
 
 
 @pytest.fixture
@@ -63,14 +68,25 @@ def client():
         emulator.wait(10)
 
 
+def plain(value):
+    """The SDK's objects as plain data, without the keys it holds as None (unset or withheld)."""
+    if hasattr(value, "_props"):
+        return plain(value._props)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
 def shown(destination) -> dict:
     """The target as ngrok shows it: only the set kind, secrets withheld."""
-    return {kind: config for kind, config in destination.target._props.items() if config is not None}
+    return plain(destination.target)
 
 
 def without_secrets(value):
     if isinstance(value, dict):
-        return {k: (None if k in SECRET_FIELDS else without_secrets(v)) for k, v in value.items()}
+        return {k: without_secrets(v) for k, v in value.items() if k not in SECRET_FIELDS}
     return value
 
 
@@ -119,7 +135,7 @@ def test_errors_carry_ngrok_codes(client):
     assert missing.value.http_status_code == 404
     cases = [
         (dict(format="xml", target=target("kinesis")), "ERR_NGROK_7801"),
-        (dict(target=EventTarget(None, {"kinesis": {"auth": {}, "stream_arn": "arn:s"}})), "ERR_NGROK_7800"),
+        (dict(target=types.SimpleNamespace(_props={"kinesis": {"auth": {}, "stream_arn": "arn:s"}})), "ERR_NGROK_7800"),
         (dict(description="é" * 128, target=target("kinesis")), "ERR_NGROK_101"),
         (dict(metadata="m" * 4097, target=target("kinesis")), "ERR_NGROK_100"),
     ]
