@@ -180,6 +180,28 @@ mod tests {
     }
 
     #[test]
+    fn observing_is_ready_only_without_differences() {
+        let none = Phase::Observing {
+            differences: vec![],
+        };
+        let cs = conditions(&[], Some(1), &none, "destination", &time(1));
+        assert!(is_true(&cs, READY));
+        assert_eq!(reason(&cs, READY), Some(OBSERVING));
+        let some = Phase::Observing {
+            differences: vec!["description".into(), "target.kinesis.stream_arn".into()],
+        };
+        let cs = conditions(&[], Some(1), &some, "destination", &time(1));
+        assert!(!is_true(&cs, READY) && !is_true(&cs, RECONCILING) && !is_true(&cs, STALLED));
+        assert_eq!(reason(&cs, READY), Some(OBSERVING));
+        let message = &cs[0].message;
+        assert!(
+            message.contains("2 field(s)")
+                && message.contains("description, target.kinesis.stream_arn"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn transient_errors_reconcile_rather_than_stall() {
         let error = Error::CreateQueued;
         let cs = conditions(

@@ -290,8 +290,8 @@ mod tests {
         }))
         .unwrap();
         let yaml = render(
-            &[destination.clone()],
-            &[subscription.clone()],
+            std::slice::from_ref(&destination),
+            std::slice::from_ref(&subscription),
             "platform",
             false,
         );
