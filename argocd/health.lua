@@ -59,6 +59,14 @@ if annotations["events.ngrok.io/paused"] == "true" or (ready ~= nil and ready.re
   return hs
 end
 
+-- Observe mode (events.ngrok.io/management: observe) with differences: nothing is written to
+-- ngrok until a person reads status.drift and lets the operator manage the resource.
+if ready ~= nil and ready.reason == "Observing" then
+  hs.status = "Suspended"
+  hs.message = describe(ready)
+  return hs
+end
+
 local reconciling = condition(conditions, "Reconciling")
 if reconciling ~= nil and reconciling.status == "True" then
   hs.message = describe(reconciling)

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::crd::{ADOPT_ID_ANNOTATION, DRIFT_INTERVAL_ANNOTATION, PAUSED_ANNOTATION};
+use crate::crd::{
+    ADOPT_ID_ANNOTATION, DRIFT_INTERVAL_ANNOTATION, MANAGEMENT_ANNOTATION, PAUSED_ANNOTATION,
+};
 use crate::error::{Error, Result};
 
 /// The shortest per-resource drift interval: below it one resource could spend its account's
@@ -63,6 +65,20 @@ pub fn adopt_id<'a>(
         });
     }
     Ok(Some(id))
+}
+
+/// Whether the resource only observes its ngrok object (`observe`) rather than managing it
+/// (`manage`, the default). Any other value is refused rather than guessed: a typo must not
+/// start writing to ngrok.
+pub fn is_observing(annotations: &BTreeMap<String, String>) -> Result<bool> {
+    match annotations.get(MANAGEMENT_ANNOTATION).map(String::as_str) {
+        None | Some("manage") => Ok(false),
+        Some("observe") => Ok(true),
+        Some(other) => Err(Error::InvalidAnnotation {
+            annotation: MANAGEMENT_ANNOTATION,
+            problem: format!("{:?} is neither \"observe\" nor \"manage\"", quoted(other)),
+        }),
+    }
 }
 
 /// Whether writes to ngrok are paused (`"true"`; any other value is not paused).

@@ -14,6 +14,9 @@ pub const STALLED: &str = "Stalled";
 pub const SYNCED: &str = "Synced";
 /// Reason of `Ready=False` while paused by annotation.
 pub const PAUSED: &str = "Paused";
+/// Reason of `Ready` in observe mode (annotation `events.ngrok.io/management: observe`):
+/// True when ngrok matches the spec, False while a managing reconcile would change something.
+pub const OBSERVING: &str = "Observing";
 
 /// Where a resource stands after a reconcile.
 #[derive(Debug)]
@@ -29,6 +32,9 @@ pub enum Phase<'a> {
     Failed(&'a Error),
     /// Paused by annotation: nothing is written to ngrok.
     Paused,
+    /// Observe mode: nothing is written to ngrok; `differences` are the paths of the fields a
+    /// managing reconcile would change (`status.drift`).
+    Observing { differences: Vec<String> },
 }
 
 impl Phase<'_> {
@@ -46,6 +52,24 @@ impl Phase<'_> {
                 false,
                 PAUSED,
                 "Paused by annotation events.ngrok.io/paused: nothing is changed in ngrok until it is removed".into(),
+            ),
+            Phase::Observing { differences } if differences.is_empty() => (
+                true,
+                false,
+                false,
+                OBSERVING,
+                format!("Observe mode (events.ngrok.io/management: observe): the {noun} in ngrok matches the spec; nothing is written to ngrok"),
+            ),
+            Phase::Observing { differences } => (
+                false,
+                false,
+                false,
+                OBSERVING,
+                format!(
+                    "Observe mode (events.ngrok.io/management: observe): managing would change {} field(s) of the {noun} in ngrok: {} (see status.drift); nothing is written to ngrok until the annotation is removed",
+                    differences.len(),
+                    differences.join(", ")
+                ),
             ),
         }
     }
@@ -153,6 +177,28 @@ mod tests {
         assert_eq!(get(&stalled, READY).last_transition_time, time(20));
         // Reconciling stayed False: its time is kept.
         assert_eq!(get(&stalled, RECONCILING).last_transition_time, time(10));
+    }
+
+    #[test]
+    fn observing_is_ready_only_without_differences() {
+        let none = Phase::Observing {
+            differences: vec![],
+        };
+        let cs = conditions(&[], Some(1), &none, "destination", &time(1));
+        assert!(is_true(&cs, READY));
+        assert_eq!(reason(&cs, READY), Some(OBSERVING));
+        let some = Phase::Observing {
+            differences: vec!["description".into(), "target.kinesis.stream_arn".into()],
+        };
+        let cs = conditions(&[], Some(1), &some, "destination", &time(1));
+        assert!(!is_true(&cs, READY) && !is_true(&cs, RECONCILING) && !is_true(&cs, STALLED));
+        assert_eq!(reason(&cs, READY), Some(OBSERVING));
+        let message = &cs[0].message;
+        assert!(
+            message.contains("2 field(s)")
+                && message.contains("description, target.kinesis.stream_arn"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -90,6 +90,19 @@ fn aws_auth(auth: &AwsAuth, secrets: &SecretValues) -> Result<WireAwsAuth> {
     })
 }
 
+/// A subscription's limits are in characters (ngrok's spec), which the CRD's `maxLength`
+/// already enforces; checked again here so that a resource stored before that schema, or under
+/// a server that skipped it, fails with a clear message before any call to ngrok.
+fn check_chars(field: &'static str, value: Option<&str>, max: usize) -> Result<()> {
+    match value.map(|v| v.chars().count()) {
+        Some(chars) if chars > max => Err(Error::InvalidSpec {
+            field,
+            problem: format!("is {chars} characters long; ngrok allows at most {max} characters"),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn check_bytes(field: &'static str, value: Option<&str>, max: usize) -> Result<()> {
     match value {
         Some(v) if v.len() > max => Err(Error::InvalidSpec {
@@ -119,7 +132,7 @@ impl Visible {
         Self {
             description: desired.description.clone().unwrap_or_default(),
             metadata: desired.metadata.clone().unwrap_or_default(),
-            format: desired.format.clone(),
+            format: comparable_format(&desired.format),
             target: visible_target(&desired.target),
         }
     }
@@ -128,9 +141,20 @@ impl Visible {
         Self {
             description: observed.description.clone(),
             metadata: observed.metadata.clone(),
-            format: observed.format.clone(),
+            format: comparable_format(&observed.format),
             target: visible_target(&observed.target),
         }
+    }
+}
+
+/// ngrok accepts the format in any case, or empty (its SDKs' default), and reads it back as
+/// written: a destination made by an SDK or the dashboard (`JSON`, `""`) is the same as the
+/// operator's `json`, so adopting or importing it never PATCHes the format.
+fn comparable_format(format: &str) -> String {
+    if format.is_empty() {
+        ngrok_api::types::FORMAT_JSON.to_owned()
+    } else {
+        format.to_ascii_lowercase()
     }
 }
 
@@ -165,6 +189,30 @@ pub fn changes(
         format: (want.format != have.format).then(|| want.format.clone()),
         target: (want.target != have.target || resend_secrets).then(|| desired.target.clone()),
     }
+}
+
+/// What a managing reconcile would change in `observed` to match `desired`, field by field
+/// (observe mode), without secret values: the fields [`changes`] would send, plus each secret
+/// of the target unless `secrets` says the values ngrok holds are the current ones.
+pub fn drift(
+    desired: &Desired,
+    observed: &Observed,
+    secrets: crate::drift::SecretState,
+) -> Vec<crate::drift::FieldDifference> {
+    fn value(v: &impl serde::Serialize) -> serde_json::Value {
+        serde_json::to_value(v).unwrap_or_default()
+    }
+    // Only the paths of the secrets are kept, never their values.
+    let secret_paths = crate::drift::secret_paths(
+        &serde_json::json!({"target": value(&desired.target)}),
+        &serde_json::json!({"target": value(&desired.target.without_secrets())}),
+    );
+    crate::drift::differences(
+        &value(&Visible::of_desired(desired)),
+        &value(&Visible::of_observed(observed)),
+        &secret_paths,
+        secrets,
+    )
 }
 
 /// Hash of what a listing shows of a destination: how a destination whose create response was
@@ -403,6 +451,27 @@ mod tests {
             assert!(changes(&desired, &observed, false).is_empty());
             assert_eq!(fingerprint(&desired), observed_fingerprint(&observed));
         }
+    }
+
+    #[test]
+    fn a_format_read_back_as_json_or_empty_is_in_sync() {
+        let desired = destination(&spec(json!({"target": {"kinesis": {"streamArn": "arn:s", "auth": {"role": {"roleArn": "arn:r"}}}}})), &secrets()).unwrap();
+        for format in ["JSON", "", "Json"] {
+            let observed = Observed {
+                format: format.into(),
+                ..observed_from(&desired)
+            };
+            assert!(changes(&desired, &observed, false).is_empty(), "{format:?}");
+            assert_eq!(fingerprint(&desired), observed_fingerprint(&observed));
+        }
+        let other = Observed {
+            format: "xml".into(),
+            ..observed_from(&desired)
+        };
+        assert_eq!(
+            changes(&desired, &other, false).format.as_deref(),
+            Some("json")
+        );
     }
 
     #[test]

@@ -50,7 +50,6 @@ pub enum Error {
         annotation: &'static str,
         problem: String,
     },
-
     /// ngrok refused the request itself (4xx other than 401/403/404/429): the spec is wrong for
     /// ngrok, and retrying the same request cannot help.
     #[error("{0}")]

@@ -7,19 +7,31 @@ use std::collections::{HashMap, HashSet};
 use kube::api::ObjectMeta;
 use ngrok_api::types::{EventDestination as Remote, EventSubscription as RemoteSubscription};
 
-use crate::crd::{ADOPT_ID_ANNOTATION, EventDestination, EventSubscription};
+use crate::crd::{ADOPT_ID_ANNOTATION, EventDestination, EventSubscription, MANAGEMENT_ANNOTATION};
 use crate::desired;
+use crate::secrets::CREDENTIALS_LABEL;
 
-/// YAML for every destination and subscription of the account, newest first, in `namespace`.
-pub async fn import(client: &ngrok_api::Client, namespace: &str) -> ngrok_api::Result<String> {
+/// YAML for every destination and subscription of the account, newest first, in `namespace`;
+/// with `observe`, each resource is in observe mode (annotation
+/// `events.ngrok.io/management: observe`).
+pub async fn import(
+    client: &ngrok_api::Client,
+    namespace: &str,
+    observe: bool,
+) -> ngrok_api::Result<String> {
     let destinations = client.list_event_destinations().await?;
     let subscriptions = client.list_event_subscriptions().await?;
-    Ok(render(&destinations, &subscriptions, namespace))
+    Ok(render(&destinations, &subscriptions, namespace, observe))
 }
 
 /// The YAML stream for `remotes` and `subscriptions` (pure, for tests). A subscription names
 /// the destinations imported with it by `destinationRefs`.
-pub fn render(remotes: &[Remote], subscriptions: &[RemoteSubscription], namespace: &str) -> String {
+pub fn render(
+    remotes: &[Remote],
+    subscriptions: &[RemoteSubscription],
+    namespace: &str,
+    observe: bool,
+) -> String {
     let mut taken = HashSet::new();
     let mut names = HashMap::new();
     let mut out = format!(
@@ -36,29 +48,29 @@ pub fn render(remotes: &[Remote], subscriptions: &[RemoteSubscription], namespac
         let secret_name = format!("{name}-credentials");
         let (spec, keys) = desired::spec_from_remote(remote, &secret_name);
         let mut resource = EventDestination::new(&name, spec);
-        resource.metadata = adopting(&name, namespace, &remote.id);
+        resource.metadata = adopting(&name, namespace, &remote.id, observe);
         out.push_str("---\n");
-        out.push_str(&format!(
-            "# {} (created {})\n",
-            remote.id, remote.created_at
-        ));
+        out.push_str(&origin_comment(&remote.id, &remote.created_at));
         if !keys.is_empty() {
             let literals: Vec<String> = keys
                 .iter()
                 .map(|k| {
-                    format!(
-                        "--from-literal={}={}",
-                        k.key,
-                        k.known_value.as_deref().unwrap_or("<fill in>")
-                    )
+                    let value = k
+                        .known_value
+                        .as_deref()
+                        .filter(|v| is_access_key_id(v))
+                        .unwrap_or("<fill in>");
+                    format!("--from-literal={}={value}", k.key)
                 })
                 .collect();
             out.push_str(&format!(
-                "# kubectl create secret generic {secret_name} -n {namespace} {}\n",
-                literals.join(" ")
+                "# kubectl create secret generic {secret_name} -n {ns} {}\n\
+                 # kubectl label secret {secret_name} -n {ns} {CREDENTIALS_LABEL}=true\n",
+                literals.join(" "),
+                ns = comment_safe(namespace),
             ));
         }
-        out.push_str(&serde_yaml::to_string(&resource).expect("a resource always serializes"));
+        out.push_str(&to_yaml(&resource));
     }
     let mut taken = HashSet::new();
     for remote in subscriptions {
@@ -67,23 +79,65 @@ pub fn render(remotes: &[Remote], subscriptions: &[RemoteSubscription], namespac
             &name,
             desired::subscription::spec_from_remote(remote, &names),
         );
-        resource.metadata = adopting(&name, namespace, &remote.id);
+        resource.metadata = adopting(&name, namespace, &remote.id, observe);
         out.push_str("---\n");
-        out.push_str(&format!(
-            "# {} (created {})\n",
-            remote.id, remote.created_at
-        ));
-        out.push_str(&serde_yaml::to_string(&resource).expect("a resource always serializes"));
+        out.push_str(&origin_comment(&remote.id, &remote.created_at));
+        out.push_str(&to_yaml(&resource));
     }
     out
 }
 
-/// The metadata of a resource that adopts ngrok object `id`.
-fn adopting(name: &str, namespace: &str, id: &str) -> ObjectMeta {
+/// A resource as plain YAML: maps, lists and quoted scalars only. Serialized through JSON so
+/// that enum variants become keys (`target: {kinesis: …}`), as the API server and kubectl read
+/// them; serde_yaml would write them as YAML tags (`!kinesis`), which kubectl refuses.
+fn to_yaml(resource: &impl serde::Serialize) -> String {
+    serde_json::to_value(resource)
+        .and_then(|value| serde_yaml::to_string(&value).map_err(serde::ser::Error::custom))
+        .expect("a resource of plain strings, lists and maps always serializes")
+}
+
+/// `# <id> (created <time>)`, from what ngrok returned, kept to one harmless comment line.
+fn origin_comment(id: &str, created_at: &str) -> String {
+    format!(
+        "# {} (created {})\n",
+        comment_safe(id),
+        comment_safe(created_at)
+    )
+}
+
+/// Text from ngrok (or the command line) fit for a comment line that a person may also paste
+/// into a shell: only characters of ids, timestamps and names survive; anything else (a line
+/// break that would end the comment, quotes, `$`, spaces) becomes `_`.
+fn comment_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '+') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// An AWS access key id as AWS issues them (`AKIA…`: 16 to 128 letters and digits), the only
+/// value ngrok shows that `import` copies into the `kubectl create secret` hint. Anything else
+/// is left for the user to fill in rather than printed into a shell command.
+fn is_access_key_id(value: &str) -> bool {
+    (16..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// The metadata of a resource that adopts ngrok object `id` (only observes it with `observe`).
+fn adopting(name: &str, namespace: &str, id: &str, observe: bool) -> ObjectMeta {
+    let mut annotations =
+        std::collections::BTreeMap::from([(ADOPT_ID_ANNOTATION.to_string(), id.to_string())]);
+    if observe {
+        annotations.insert(MANAGEMENT_ANNOTATION.to_string(), "observe".to_string());
+    }
     ObjectMeta {
         name: Some(name.to_string()),
         namespace: Some(namespace.to_string()),
-        annotations: Some([(ADOPT_ID_ANNOTATION.to_string(), id.to_string())].into()),
+        annotations: Some(annotations),
         ..Default::default()
     }
 }
@@ -135,7 +189,7 @@ mod tests {
             target: EventTarget::Kinesis(EventTargetKinesis {
                 stream_arn: "arn:aws:kinesis:us-east-2:1:stream/s".into(),
                 auth: AwsAuth::Creds(AwsCredentials {
-                    aws_access_key_id: "AKIAEXAMPLE".into(),
+                    aws_access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
                     aws_secret_access_key: None,
                 }),
             }),
@@ -152,12 +206,9 @@ mod tests {
             ],
             &[],
             "platform",
+            false,
         );
-        let resources: Vec<EventDestination> = yaml
-            .split("\n---\n")
-            .skip(1)
-            .map(|doc| serde_yaml::from_str(doc).unwrap())
-            .collect();
+        let resources: Vec<EventDestination> = typed(&yaml);
         let names: Vec<_> = resources
             .iter()
             .map(|r| r.metadata.name.clone().unwrap())
@@ -172,9 +223,120 @@ mod tests {
         );
         assert_eq!(resources[0].metadata.namespace.as_deref(), Some("platform"));
         assert!(yaml.contains(
-            "# kubectl create secret generic audit-kinesis-prod-credentials -n platform --from-literal=aws-access-key-id=AKIAEXAMPLE --from-literal=aws-secret-access-key=<fill in>"
+            "# kubectl create secret generic audit-kinesis-prod-credentials -n platform --from-literal=aws-access-key-id=AKIAIOSFODNN7EXAMPLE --from-literal=aws-secret-access-key=<fill in>"
+        ));
+        assert!(yaml.contains(
+            "# kubectl label secret audit-kinesis-prod-credentials -n platform events.ngrok.io/credentials=true"
         ));
         assert!(!yaml.contains("status"));
+    }
+
+    /// Every document of a YAML stream, as plain values (comments alone are no document).
+    fn documents(yaml: &str) -> Vec<serde_yaml::Value> {
+        serde_yaml::Deserializer::from_str(yaml)
+            .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
+            .filter(|doc: &serde_yaml::Value| !doc.is_null())
+            .collect()
+    }
+
+    /// The documents as resources, read as the API server reads them: enum variants are keys
+    /// (serde_yaml would want YAML tags).
+    fn typed<T: serde::de::DeserializeOwned>(yaml: &str) -> Vec<T> {
+        documents(yaml)
+            .into_iter()
+            .map(|doc| serde_json::from_value(serde_json::to_value(doc).unwrap()).unwrap())
+            .collect()
+    }
+
+    fn assert_untagged(value: &serde_yaml::Value) {
+        match value {
+            serde_yaml::Value::Tagged(tagged) => panic!("YAML tag {}", tagged.tag),
+            serde_yaml::Value::Sequence(items) => items.iter().for_each(assert_untagged),
+            serde_yaml::Value::Mapping(map) => map.values().for_each(assert_untagged),
+            _ => {}
+        }
+    }
+
+    /// kubectl and the API server know no YAML tags: enum variants must be plain keys.
+    #[test]
+    fn targets_are_plain_keys_not_yaml_tags() {
+        let yaml = render(&[remote("ed_1", "audit")], &[], "platform", false);
+        let docs = documents(&yaml);
+        assert_eq!(docs.len(), 1);
+        assert_untagged(&docs[0]);
+        assert_eq!(
+            docs[0]["spec"]["target"]["kinesis"]["auth"]["creds"]["accessKeyIdRef"]["name"],
+            "audit-credentials"
+        );
+    }
+
+    /// Whatever ngrok returns, the output parses to exactly the expected documents: no value
+    /// ends a comment, opens a document or becomes a key; the shell hint stays harmless.
+    #[test]
+    fn output_is_safe_whatever_ngrok_returns() {
+        let evil = "x\n---\napiVersion: v1\nkind: Secret # \"quoted\" 'single' $(id) `id`";
+        let mut destination = remote(&format!("ed_1{evil}"), evil);
+        destination.created_at = format!("2024-08-02T07:15:39Z{evil}");
+        destination.metadata = evil.into();
+        if let EventTarget::Kinesis(kinesis) = &mut destination.target {
+            kinesis.auth = AwsAuth::Creds(AwsCredentials {
+                aws_access_key_id: format!("AKIAIOSFODNN7EXAMPLE{evil}"),
+                aws_secret_access_key: None,
+            });
+        }
+        let subscription: RemoteSubscription = serde_json::from_value(serde_json::json!({
+            "id": format!("esb_1{evil}"),
+            "uri": "u",
+            "created_at": evil,
+            "description": evil,
+            "metadata": evil,
+            "sources": [{"type": "http_request_complete.v0"}],
+            "destinations": [{"id": format!("ed_1{evil}")}, {"id": evil}]
+        }))
+        .unwrap();
+        let yaml = render(
+            std::slice::from_ref(&destination),
+            std::slice::from_ref(&subscription),
+            "platform",
+            false,
+        );
+
+        let docs = documents(&yaml);
+        let name = unique_name(evil, "", &mut HashSet::new());
+        assert_eq!(name, "x-apiversion-v1-kind-secret-quoted-single-id-id");
+        let (spec, _) = desired::spec_from_remote(&destination, &format!("{name}-credentials"));
+        let mut expected_destination = EventDestination::new(&name, spec);
+        expected_destination.metadata = adopting(&name, "platform", &destination.id, false);
+        let mut expected_subscription = EventSubscription::new(
+            &name,
+            desired::subscription::spec_from_remote(
+                &subscription,
+                &[(destination.id.clone(), name.clone())].into(),
+            ),
+        );
+        expected_subscription.metadata = adopting(&name, "platform", &subscription.id, false);
+        let expected: Vec<serde_yaml::Value> = [
+            serde_json::to_value(&expected_destination).unwrap(),
+            serde_json::to_value(&expected_subscription).unwrap(),
+        ]
+        .iter()
+        .map(|v| serde_yaml::to_value(v).unwrap())
+        .collect();
+        assert_eq!(docs, expected, "{yaml}");
+        assert_eq!(docs[0]["spec"]["metadata"].as_str(), Some(evil));
+
+        // Comments are single lines of harmless characters; the key id is not printed.
+        let comments: Vec<&str> = yaml.lines().filter(|l| l.starts_with('#')).collect();
+        assert_eq!(comments.len(), 4 + 1 + 1 + 1, "{yaml}");
+        let hint = comments
+            .iter()
+            .find(|l| l.starts_with("# kubectl create secret"))
+            .unwrap();
+        assert!(hint.ends_with("--from-literal=aws-access-key-id=<fill in> --from-literal=aws-secret-access-key=<fill in>"), "{hint}");
+        for comment in &comments[4..] {
+            assert!(!comment.contains(['"', '\'', '$', '`']), "{comment}");
+        }
+        assert!(comments.contains(&"# ed_1x_---_apiVersion:_v1_kind:_Secret____quoted___single____id___id_ (created 2024-08-02T07:15:39Zx_---_apiVersion:_v1_kind:_Secret____quoted___single____id___id_)"), "{comments:#?}");
     }
 
     #[test]
@@ -188,18 +350,27 @@ mod tests {
             "destinations": [{"id": "ed_1"}, {"id": "ed_elsewhere"}]
         }))
         .unwrap();
-        let yaml = render(&[remote("ed_1", "audit")], &[subscription], "platform");
-        let documents: Vec<serde_yaml::Value> = yaml
-            .split("\n---\n")
-            .skip(1)
-            .map(|doc| serde_yaml::from_str(doc).unwrap())
-            .collect();
-        let imported: EventSubscription = serde_yaml::from_value(documents[1].clone()).unwrap();
+        let yaml = render(
+            &[remote("ed_1", "audit")],
+            &[subscription],
+            "platform",
+            true,
+        );
+        let documents = documents(&yaml);
+        let imported: EventSubscription =
+            serde_json::from_value(serde_json::to_value(&documents[1]).unwrap()).unwrap();
         assert_eq!(imported.metadata.name.as_deref(), Some("http-traffic"));
         assert_eq!(
             imported.metadata.annotations.as_ref().unwrap()[ADOPT_ID_ANNOTATION],
             "esb_1"
         );
+        // Imported with --observe: every resource observes.
+        for document in &documents {
+            assert_eq!(
+                document["metadata"]["annotations"][MANAGEMENT_ANNOTATION],
+                "observe"
+            );
+        }
         assert_eq!(
             imported.spec.destination_names().collect::<Vec<_>>(),
             ["audit"]

@@ -52,6 +52,10 @@ struct ImportArgs {
     /// File holding the ngrok API key (else env NGROK_API_KEY).
     #[arg(long, env = "NGROK_API_KEY_FILE")]
     api_key_file: Option<PathBuf>,
+    /// Print resources in observe mode (annotation events.ngrok.io/management: observe): once
+    /// applied, they report what managing would change and write nothing to ngrok.
+    #[arg(long)]
+    observe: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -127,12 +131,14 @@ async fn main() -> anyhow::Result<()> {
             let api_key = operator_api_key(args.api_key_file.as_deref())?
                 .context("import needs NGROK_API_KEY or --api-key-file")?;
             let config = ngrok_api::ClientConfig::new(api_key)
+                .with_product(ngrok_events_operator::PRODUCT)
                 .with_base_url(&args.api_url)
                 .context("--api-url")?;
             let client = ngrok_api::Client::new(config)?;
             print!(
                 "{}",
-                ngrok_events_operator::import::import(&client, &args.namespace).await?
+                ngrok_events_operator::import::import(&client, &args.namespace, args.observe)
+                    .await?
             );
         }
     }
@@ -168,6 +174,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // Every account's client is this configuration with its own key (and its own rate limiter).
     let mut template = ngrok_api::ClientConfig::new(Secret::default())
+        .with_product(ngrok_events_operator::PRODUCT)
         .with_base_url(&args.api_url)
         .context("--api-url")?;
     template.rate_limit_per_minute = args.api_rate_limit;

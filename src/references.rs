@@ -107,6 +107,7 @@ mod tests {
                 metadata: None,
                 sources: vec![EventSource {
                     type_: "http_request_complete.v0".into(),
+                    fields: Vec::new(),
                 }],
                 destination_refs: refs
                     .iter()

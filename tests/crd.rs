@@ -282,9 +282,14 @@ async fn invalid_subscriptions_are_rejected_naming_the_field() {
             with(
                 valid.clone(),
                 "/spec/description",
-                Some(json!("x".repeat(256))),
+                Some(json!("é".repeat(256))),
             ),
             "spec.description",
+        ),
+        (
+            "an empty source field",
+            with(valid.clone(), "/spec/sources/0/fields", Some(json!([""]))),
+            "spec.sources.fields",
         ),
         (
             "unknown deletion policy",
@@ -309,13 +314,35 @@ async fn invalid_subscriptions_are_rejected_naming_the_field() {
     )
     .await
     .expect("destinationIds alone are valid");
+    // ngrok counts a subscription's limits in characters: 255 two-byte characters (510 bytes)
+    // and 4096 three-byte ones pass, as do source fields.
+    let at_limits = with(
+        with(
+            with(
+                valid.clone(),
+                "/spec/description",
+                Some(json!("é".repeat(255))),
+            ),
+            "/spec/metadata",
+            Some(json!("€".repeat(4096))),
+        ),
+        "/spec/sources/0/fields",
+        Some(json!(["conn.client_ip", "http.request.method"])),
+    );
+    testbed::create_dynamic(
+        &client,
+        &namespace,
+        &with(at_limits, "/metadata/name", Some(json!("at-limits"))),
+    )
+    .await
+    .expect("limits in characters, multi-byte text at the limit is valid");
     let failures = rejections(&client, &namespace, cases).await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     let stored = Api::<EventSubscription>::namespaced(client.clone(), &namespace)
         .list(&Default::default())
         .await
         .unwrap();
-    assert_eq!(stored.items.len(), 2);
+    assert_eq!(stored.items.len(), 3);
     testbed::delete_namespace(&client, &namespace).await;
 }
 

@@ -152,6 +152,43 @@ async fn status_fixtures_come_from_real_runs() {
     let paused = op.wait_ready_status("paused", "False", "Paused").await;
     fixtures.insert("paused", serde_json::to_value(paused).unwrap());
 
+    // Observe mode with a difference: a destination made by hand, observed by a resource that
+    // wants another description.
+    let by_hand = op
+        .ngrok()
+        .create_event_destination(&ngrok_api::types::EventDestinationCreate {
+            description: Some("made by hand".into()),
+            ..ngrok_api::types::EventDestinationCreate::new(ngrok_api::types::EventTarget::Kinesis(
+                ngrok_api::types::EventTargetKinesis {
+                    stream_arn: "arn:aws:kinesis:us-east-2:123456789012:stream/observing".into(),
+                    auth: ngrok_api::types::AwsAuth::Role(ngrok_api::types::AwsRole {
+                        role_arn: "arn:aws:iam::123456789012:role/ngrok".into(),
+                    }),
+                },
+            ))
+        })
+        .await
+        .unwrap();
+    let mut observing = destination(
+        "observing",
+        json!({"description": "as written", "target": kinesis_role("observing")}),
+    );
+    observing.metadata.annotations = Some(
+        [
+            (
+                "events.ngrok.io/management".to_string(),
+                "observe".to_string(),
+            ),
+            ("events.ngrok.io/adopt-id".to_string(), by_hand.id),
+        ]
+        .into(),
+    );
+    op.create(&observing).await;
+    let observing = op
+        .wait_ready_status("observing", "False", "Observing")
+        .await;
+    fixtures.insert("observing", serde_json::to_value(observing).unwrap());
+
     // A spec change the operator has not seen yet: the API server's answer to the patch is
     // the object with the new generation and the status of the old one.
     settle(&op, "ready").await;

@@ -278,50 +278,126 @@ async fn retain_lets_a_namespace_go_even_while_ngrok_fails() {
     op.stop().await;
 }
 
+/// What users copy from the README: `ngrok-events-operator import | kubectl apply -f -`, with the
+/// real binary and the real kubectl. The objects were made by other clients, so their `format`
+/// reads back as `JSON`, `""` and `json`: adopting them sends only the secrets (which ngrok never
+/// shows), and drift passes send nothing at all.
 #[tokio::test]
-async fn imported_yaml_adopts_the_same_destinations_when_applied() {
-    let op = Operator::start("import").await;
+async fn imported_yaml_applied_with_kubectl_adopts_the_same_objects() {
+    let op = Operator::start_with(
+        "import",
+        Options::with_drift_interval(Duration::from_secs(2)),
+    )
+    .await;
     let ngrok = op.ngrok();
     use ngrok_api::types::{
-        AwsAuth, AwsCredentials, AwsRole, EventDestinationCreate, EventTarget, EventTargetDatadog,
+        AwsAuth, AwsCredentials, AwsRole, EventDestinationCreate, EventTarget,
+        EventTargetAzureLogsIngestion, EventTargetCloudwatchLogs, EventTargetDatadog,
         EventTargetFirehose, EventTargetKinesis,
     };
     let role = AwsAuth::Role(AwsRole {
         role_arn: "arn:aws:iam::1:role/r".into(),
     });
     let targets = [
-        EventTarget::Kinesis(EventTargetKinesis {
-            stream_arn: "arn:aws:kinesis:us-east-2:1:stream/a".into(),
-            auth: role.clone(),
-        }),
-        EventTarget::Firehose(EventTargetFirehose {
-            delivery_stream_arn: "arn:aws:firehose:us-east-2:1:deliverystream/b".into(),
-            auth: AwsAuth::Creds(AwsCredentials {
-                aws_access_key_id: "AKIAIMPORT".into(),
-                aws_secret_access_key: Some("s".into()),
+        (
+            "JSON",
+            EventTarget::Kinesis(EventTargetKinesis {
+                stream_arn: "arn:aws:kinesis:us-east-2:1:stream/a".into(),
+                auth: role.clone(),
             }),
-        }),
-        EventTarget::Datadog(EventTargetDatadog {
-            api_key: Some("k".into()),
-            ddsite: Some("datadoghq.eu".into()),
-            ddtags: None,
-            service: None,
-        }),
+        ),
+        (
+            "",
+            EventTarget::Firehose(EventTargetFirehose {
+                delivery_stream_arn: "arn:aws:firehose:us-east-2:1:deliverystream/b".into(),
+                auth: AwsAuth::Creds(AwsCredentials {
+                    aws_access_key_id: "AKIAIOSFODNN7IMPORT".into(),
+                    aws_secret_access_key: Some("s".into()),
+                }),
+            }),
+        ),
+        (
+            "json",
+            EventTarget::Datadog(EventTargetDatadog {
+                api_key: Some("k".into()),
+                ddsite: Some("datadoghq.eu".into()),
+                ddtags: None,
+                service: None,
+            }),
+        ),
+        (
+            "JSON",
+            EventTarget::CloudwatchLogs(EventTargetCloudwatchLogs {
+                log_group_arn: "arn:aws:logs:us-east-2:1:log-group:g".into(),
+                auth: role.clone(),
+            }),
+        ),
+        (
+            "",
+            EventTarget::AzureLogsIngestion(EventTargetAzureLogsIngestion {
+                tenant_id: "t".into(),
+                client_id: "c".into(),
+                client_secret: Some("cs".into()),
+                logs_ingestion_uri: "https://x.ingest.monitor.azure.com".into(),
+                data_collection_rule_id: "dcr-1".into(),
+                data_collection_stream_name: "Custom-X".into(),
+            }),
+        ),
     ];
     let mut ids = Vec::new();
-    for (i, target) in targets.into_iter().enumerate() {
+    for (i, (format, target)) in targets.into_iter().enumerate() {
         let create = EventDestinationCreate {
             description: Some(format!("team {i} audit")),
             metadata: Some("{\"team\":1}".into()),
+            format: format.into(),
             ..EventDestinationCreate::new(target)
         };
         ids.push(ngrok.create_event_destination(&create).await.unwrap().id);
     }
-    op.emulator.clear_requests();
-
-    let yaml = ngrok_events_operator::import::import(&ngrok, &op.namespace)
+    let subscription = ngrok
+        .create_event_subscription(
+            &serde_json::from_value(json!({
+                "description": "http traffic",
+                "sources": [{"type": "http_request_complete.v0"}],
+                "destination_ids": [ids[0], ids[1]],
+            }))
+            .unwrap(),
+        )
         .await
         .unwrap();
+    op.emulator.clear_requests();
+
+    let import = tokio::process::Command::new(common::process::BINARY)
+        .args(["import", "--namespace", &op.namespace])
+        .args(["--api-url", &op.emulator.base_url()])
+        .env("NGROK_API_KEY", common::API_KEY)
+        .env_remove("NGROK_API_KEY_FILE")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    let yaml = String::from_utf8(import.stdout).unwrap();
+    // ngrok and its audit log see who asked.
+    let requests = op.emulator.requests();
+    assert!(!requests.is_empty());
+    for request in requests {
+        assert_eq!(
+            request.user_agent.as_deref(),
+            Some(
+                format!(
+                    "ngrok-events-operator/{} ngrok-api/{}",
+                    env!("CARGO_PKG_VERSION"),
+                    env!("CARGO_PKG_VERSION")
+                )
+                .as_str()
+            )
+        );
+    }
+
     // Create the Secrets exactly as the comments say (secret values are the user's to fill in).
     for line in yaml
         .lines()
@@ -342,30 +418,72 @@ async fn imported_yaml_adopts_the_same_destinations_when_applied() {
             .collect();
         op.create_secret(name, &refs).await;
     }
-    let resources: Vec<EventDestination> = testbed::parse_documents(&yaml).unwrap();
-    assert_eq!(resources.len(), 3);
-    for resource in &resources {
-        op.create(resource).await;
+    let mut kubectl = tokio::process::Command::new("kubectl")
+        .args(["apply", "-f", "-"])
+        .env("KUBECONFIG", common::process::kubeconfig().await)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl (installed by testbed/install.sh)");
+    {
+        use tokio::io::AsyncWriteExt as _;
+        let mut stdin = kubectl.stdin.take().unwrap();
+        stdin.write_all(yaml.as_bytes()).await.unwrap();
     }
+    let applied = kubectl.wait_with_output().await.unwrap();
+    assert!(
+        applied.status.success(),
+        "kubectl apply refused the import:\n{}\n{yaml}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+
+    let destinations = op.destinations().list(&Default::default()).await.unwrap();
+    assert_eq!(destinations.items.len(), 5, "{yaml}");
     let mut adopted = Vec::new();
-    for resource in &resources {
+    for resource in &destinations.items {
         let ready = op
             .wait_ready(resource.metadata.name.as_deref().unwrap())
             .await;
         adopted.push(ready.status.unwrap().id.unwrap());
     }
+    let subscriptions = op.subscriptions().list(&Default::default()).await.unwrap();
+    assert_eq!(subscriptions.items.len(), 1);
+    let imported = op
+        .wait_subscription_ready(subscriptions.items[0].metadata.name.as_deref().unwrap())
+        .await;
+    assert_eq!(
+        imported.status.unwrap().id.as_deref(),
+        Some(subscription.id.as_str())
+    );
+    assert_eq!(imported.spec.destination_names().count(), 2);
     adopted.sort();
     ids.sort();
     assert_eq!(adopted, ids, "the same remote objects");
+    let mut remote = op.emulator.destination_ids();
+    remote.sort();
+    assert_eq!(remote, ids);
+
+    // A few drift passes later: content round-trips, only the secrets (unknown to import) were
+    // sent, once, and never the format.
+    let reconciles = op.successful_reconciles();
+    op.wait_reconciles(reconciles, 10.0).await;
     assert!(
         op.requests("POST", "/event_destinations").is_empty(),
         "nothing created"
     );
-    let mut remote = op.emulator.destination_ids();
-    remote.sort();
-    assert_eq!(remote, ids);
-    // Content round-trips: only the secrets (unknown to import) were sent again.
-    for patch in op.requests("PATCH", "/event_destinations/{id}") {
+    assert!(
+        op.requests("POST", "/event_subscriptions").is_empty(),
+        "nothing created"
+    );
+    assert!(op.requests("PATCH", "/event_subscriptions/{id}").is_empty());
+    let patches = op.requests("PATCH", "/event_destinations/{id}");
+    assert_eq!(
+        patches.len(),
+        3,
+        "the three targets with secrets: {patches:#?}"
+    );
+    for patch in patches {
         assert_eq!(
             patch
                 .body
@@ -379,9 +497,105 @@ async fn imported_yaml_adopts_the_same_destinations_when_applied() {
             "{patch:?}"
         );
     }
+    for id in &ids {
+        assert_eq!(op.emulator.object(id).unwrap()["metadata"], "{\"team\":1}");
+    }
+    op.stop().await;
+}
+
+/// The documented migration: import with `--observe`, apply, read the differences, then let
+/// the operator manage. Observing writes nothing to ngrok; managing sends exactly the one
+/// difference reported.
+#[tokio::test]
+async fn observe_mode_reports_differences_and_writes_nothing_until_managed() {
+    let op = Operator::start_with(
+        "observe",
+        Options::with_drift_interval(Duration::from_secs(2)),
+    )
+    .await;
+    let ngrok = op.ngrok();
+    // Made by hand (dashboard, SDK): format as ngrok's docs spell it.
+    let made = ngrok
+        .create_event_destination(&ngrok_api::types::EventDestinationCreate {
+            description: Some("made by hand".into()),
+            format: "JSON".into(),
+            ..ngrok_api::types::EventDestinationCreate::new(ngrok_api::types::EventTarget::Kinesis(
+                ngrok_api::types::EventTargetKinesis {
+                    stream_arn: "arn:aws:kinesis:us-east-2:1:stream/by-hand".into(),
+                    auth: ngrok_api::types::AwsAuth::Role(ngrok_api::types::AwsRole {
+                        role_arn: "arn:aws:iam::1:role/r".into(),
+                    }),
+                },
+            ))
+        })
+        .await
+        .unwrap();
+    let yaml = ngrok_events_operator::import::import(&ngrok, &op.namespace, true)
+        .await
+        .unwrap();
+    let [resource]: [serde_json::Value; 1] =
+        testbed::parse_documents(&yaml).unwrap().try_into().unwrap();
+    let resource: EventDestination = serde_json::from_value(resource).unwrap();
+    let name = resource.metadata.name.clone().unwrap();
+    op.emulator.clear_requests();
+    op.create(&resource).await;
+
+    // Nothing differs: Ready, still observing.
+    let observed = op.wait_ready_status(&name, "True", "Observing").await;
+    let status = observed.status.unwrap();
+    assert_eq!(status.id.as_deref(), Some(made.id.as_str()));
+    assert!(status.drift.is_empty(), "{:?}", status.drift);
+
+    // One field edited in the resource: exactly that field is reported, nothing is written.
+    op.patch(
+        &name,
+        json!({"spec": {"description": "edited in Kubernetes"}}),
+    )
+    .await;
+    let observed = op.wait_ready_status(&name, "False", "Observing").await;
+    let status = observed.status.unwrap();
     assert_eq!(
-        op.emulator.object(&ids[0]).unwrap()["metadata"],
-        "{\"team\":1}"
+        status.drift,
+        [ngrok_events_operator::drift::FieldDifference {
+            path: "description".into(),
+            wanted: Some("edited in Kubernetes".into()),
+            actual: Some("made by hand".into()),
+            secret: None,
+        }]
+    );
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert!(ready.message.contains("description"), "{}", ready.message);
+    // Drift passes go by: still no write.
+    let reconciles = op.successful_reconciles();
+    op.wait_reconciles(reconciles, 2.0).await;
+    assert_eq!(op.writes(), 0, "{:#?}", op.emulator.requests());
+    assert_eq!(
+        op.emulator.object(&made.id).unwrap()["description"],
+        "made by hand"
+    );
+
+    // Managed: one PATCH of exactly that field, and the report is gone.
+    op.patch(
+        &name,
+        json!({"metadata": {"annotations": {"events.ngrok.io/management": "manage"}}}),
+    )
+    .await;
+    let managed = op.wait_ready(&name).await;
+    assert!(managed.status.unwrap().drift.is_empty());
+    let patches = op.requests("PATCH", "/event_destinations/{id}");
+    assert_eq!(patches.len(), 1, "{patches:#?}");
+    assert_eq!(
+        patches[0].body,
+        Some(json!({"description": "edited in Kubernetes"}))
+    );
+    assert_eq!(op.writes(), 1);
+    assert_eq!(
+        op.emulator.object(&made.id).unwrap()["description"],
+        "edited in Kubernetes"
     );
     op.stop().await;
 }

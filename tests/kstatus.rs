@@ -78,6 +78,8 @@ fn operator_status_maps_to_the_kstatus_states() {
         // its Ready rule and reports InProgress. A Flux Kustomization with `wait: true` or a
         // health check on a paused resource therefore waits until its timeout (README).
         ("paused", Status::InProgress),
+        // Observe mode with differences is the same: Ready=False, nothing under way.
+        ("observing", Status::InProgress),
     ];
     for (name, status) in expected {
         assert_eq!(compute(&fixture(name)), status, "fixture {name}");

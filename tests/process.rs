@@ -216,6 +216,14 @@ async fn run_serves_metrics_health_and_stops_cleanly_on_sigterm() {
     let id = id_of(&ready);
     assert!(id.starts_with("ed_"), "{id}");
     assert!(bed.emulator.object(&id).is_some(), "{id} exists in ngrok");
+    // ngrok, and its audit log, can tell the operator made the requests.
+    let user_agent = format!(
+        "ngrok-events-operator/{0} ngrok-api/{0}",
+        env!("CARGO_PKG_VERSION")
+    );
+    for request in bed.emulator.requests() {
+        assert_eq!(request.user_agent.as_deref(), Some(user_agent.as_str()));
+    }
 
     let kubectl_wait = kubectl_wait.wait_with_output().await.expect("run kubectl");
     let stdout = String::from_utf8_lossy(&kubectl_wait.stdout);

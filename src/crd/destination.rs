@@ -264,4 +264,8 @@ pub struct EventDestinationStatus {
     /// or a lost response the operator looks for the destination instead of creating a twin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_create: Option<PendingCreate>,
+    /// In observe mode (annotation `events.ngrok.io/management: observe`): each field a
+    /// managing reconcile would change in ngrok, without secret values. Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<crate::drift::FieldDifference>,
 }

@@ -24,12 +24,18 @@ pub const GROUP: &str = "events.ngrok.io";
 pub const ADOPT_ID_ANNOTATION: &str = "events.ngrok.io/adopt-id";
 /// Annotation: `"true"` stops every write to ngrok for this resource.
 pub const PAUSED_ANNOTATION: &str = "events.ngrok.io/paused";
+/// Annotation: `observe` reads the ngrok object and reports in `status.drift` what managing it
+/// would change, writing nothing to ngrok; `manage` (the default) manages it.
+pub const MANAGEMENT_ANNOTATION: &str = "events.ngrok.io/management";
 /// Annotation: this resource's drift-check interval (`30s`, `5m`), instead of `--drift-interval`.
 pub const DRIFT_INTERVAL_ANNOTATION: &str = "events.ngrok.io/drift-interval";
 
 /// Byte limits of ngrok's API, shared with the operator's own checks.
 pub const MAX_DESCRIPTION_BYTES: usize = 255;
 pub const MAX_METADATA_BYTES: usize = 4096;
+/// A subscription's limits, in characters (ngrok's spec for `EventSubscription`).
+pub const MAX_SUBSCRIPTION_DESCRIPTION_CHARS: usize = 255;
+pub const MAX_SUBSCRIPTION_METADATA_CHARS: usize = 4096;
 
 /// What happens to the object in ngrok when the resource is deleted.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -52,12 +52,14 @@ use super::{DeletionPolicy, PendingCreate, SecretKeyRef};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct EventSubscriptionSpec {
-    /// Human-readable description, shown in the ngrok dashboard. At most 255 bytes.
+    /// Human-readable description, shown in the ngrok dashboard. At most 255 characters
+    /// (ngrok counts a subscription's limits in characters, a destination's in bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 255))]
     pub description: Option<String>,
 
-    /// Arbitrary machine-readable data, sent to ngrok verbatim (often JSON). At most 4096 bytes.
+    /// Arbitrary machine-readable data, sent to ngrok verbatim (often JSON). At most 4096
+    /// characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 4096))]
     pub metadata: Option<String>,
@@ -100,6 +102,18 @@ pub struct EventSource {
         regex(pattern = r"^[a-z][a-z0-9_]*\.v[0-9]+$")
     )]
     pub type_: String,
+
+    /// For traffic event types (`http_request_complete.v0`, `tcp_connection_closed.v0`, …): the
+    /// event fields ngrok records, e.g. `conn.client_ip`, `http.request.method`. Sent to ngrok
+    /// as written, compared as a set. ngrok refuses fields on other event types
+    /// (`ERR_NGROK_5401`) and fields unknown to the event type (`ERR_NGROK_5403`). At most 64.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        extend("x-kubernetes-list-type" = "set"),
+        inner(length(min = 1, max = 255))
+    )]
+    pub fields: Vec<String>,
 }
 
 /// An EventDestination in the subscription's namespace.
@@ -145,6 +159,10 @@ pub struct EventSubscriptionStatus {
     /// or a lost response the operator looks for the subscription instead of creating a twin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_create: Option<PendingCreate>,
+    /// In observe mode (annotation `events.ngrok.io/management: observe`): each field a
+    /// managing reconcile would change in ngrok, without secret values. Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<crate::drift::FieldDifference>,
 }
 
 /// The CRD, with the one rule derive cannot express: at least one destination, in

@@ -3,28 +3,28 @@
 //! Sources and destinations are sets to ngrok: compared without order or repeats, sent in the
 //! spec's order.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ngrok_api::types::{
     EventSourceReplace, EventSubscription as Observed, EventSubscriptionCreate as Desired,
     EventSubscriptionUpdate,
 };
 
-use super::{check_bytes, hash};
+use super::{check_chars, hash};
 use crate::crd::{self, DestinationRef, EventSource, EventSubscriptionSpec};
 use crate::error::Result;
 
 /// The create request for a spec, given the ids its `destinationRefs` resolved to (in order).
 pub fn desired(spec: &EventSubscriptionSpec, resolved_refs: &[String]) -> Result<Desired> {
-    check_bytes(
+    check_chars(
         "description",
         spec.description.as_deref(),
-        crd::MAX_DESCRIPTION_BYTES,
+        crd::MAX_SUBSCRIPTION_DESCRIPTION_CHARS,
     )?;
-    check_bytes(
+    check_chars(
         "metadata",
         spec.metadata.as_deref(),
-        crd::MAX_METADATA_BYTES,
+        crd::MAX_SUBSCRIPTION_METADATA_CHARS,
     )?;
     // In spec order without repeats; a set keeps this linear in the number of ids.
     let mut seen = std::collections::HashSet::new();
@@ -40,7 +40,10 @@ pub fn desired(spec: &EventSubscriptionSpec, resolved_refs: &[String]) -> Result
         sources: spec
             .sources
             .iter()
-            .map(|s| EventSourceReplace::new(s.type_.clone()))
+            .map(|s| EventSourceReplace {
+                fields: s.fields.clone(),
+                ..EventSourceReplace::new(s.type_.clone())
+            })
             .collect(),
         destination_ids,
     })
@@ -53,7 +56,21 @@ struct Visible {
     description: String,
     metadata: String,
     sources: BTreeSet<String>,
+    /// The fields of each source that has some, as sets. Left out of the fingerprint when no
+    /// source has fields, so fingerprints recorded before fields existed still match.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    fields: BTreeMap<String, BTreeSet<String>>,
     destination_ids: BTreeSet<String>,
+}
+
+/// Each source type with fields, and its fields as a set.
+fn fields_of<'a>(
+    sources: impl Iterator<Item = (&'a String, &'a Vec<String>)>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    sources
+        .filter(|(_, fields)| !fields.is_empty())
+        .map(|(type_, fields)| (type_.clone(), fields.iter().cloned().collect()))
+        .collect()
 }
 
 impl Visible {
@@ -62,6 +79,7 @@ impl Visible {
             description: desired.description.clone().unwrap_or_default(),
             metadata: desired.metadata.clone().unwrap_or_default(),
             sources: desired.sources.iter().map(|s| s.type_.clone()).collect(),
+            fields: fields_of(desired.sources.iter().map(|s| (&s.type_, &s.fields))),
             destination_ids: desired.destination_ids.iter().cloned().collect(),
         }
     }
@@ -71,6 +89,7 @@ impl Visible {
             description: observed.description.clone(),
             metadata: observed.metadata.clone(),
             sources: observed.source_types().into_iter().collect(),
+            fields: fields_of(observed.sources.iter().map(|s| (&s.type_, &s.fields))),
             destination_ids: observed.destination_ids().into_iter().collect(),
         }
     }
@@ -83,10 +102,23 @@ pub fn changes(desired: &Desired, observed: &Observed) -> EventSubscriptionUpdat
     EventSubscriptionUpdate {
         description: (want.description != have.description).then(|| want.description.clone()),
         metadata: (want.metadata != have.metadata).then(|| want.metadata.clone()),
-        sources: (want.sources != have.sources).then(|| desired.sources.clone()),
+        sources: (want.sources != have.sources || want.fields != have.fields)
+            .then(|| desired.sources.clone()),
         destination_ids: (want.destination_ids != have.destination_ids)
             .then(|| desired.destination_ids.clone()),
     }
+}
+
+/// What a managing reconcile would change in `observed` to match `desired`, field by field
+/// (observe mode). A subscription has no secrets.
+pub fn drift(desired: &Desired, observed: &Observed) -> Vec<crate::drift::FieldDifference> {
+    let value = |v: &Visible| serde_json::to_value(v).unwrap_or_default();
+    crate::drift::differences(
+        &value(&Visible::of_desired(desired)),
+        &value(&Visible::of_observed(observed)),
+        &[],
+        crate::drift::SecretState::Sent,
+    )
 }
 
 /// Hash of what a listing shows of a subscription, to recognise one whose create response was
@@ -119,9 +151,12 @@ pub fn spec_from_remote(
         description: non_empty(&remote.description),
         metadata: non_empty(&remote.metadata),
         sources: remote
-            .source_types()
-            .into_iter()
-            .map(|type_| EventSource { type_ })
+            .sources
+            .iter()
+            .map(|s| EventSource {
+                type_: s.type_.clone(),
+                fields: s.fields.clone(),
+            })
             .collect(),
         destination_refs: refs,
         destination_ids: ids,
@@ -143,6 +178,7 @@ mod tests {
                 .iter()
                 .map(|t| EventSource {
                     type_: t.to_string(),
+                    fields: Vec::new(),
                 })
                 .collect(),
             destination_refs: refs
@@ -172,6 +208,8 @@ mod tests {
                 .map(|s| ObservedSource {
                     type_: s.type_.clone(),
                     uri: String::new(),
+                    // ngrok may answer fields in another order too.
+                    fields: s.fields.iter().rev().cloned().collect(),
                 })
                 .collect(),
             destinations: desired
@@ -224,13 +262,103 @@ mod tests {
         );
     }
 
+    /// ngrok's spec counts a subscription's limits in characters (a destination's in bytes).
     #[test]
-    fn description_over_255_bytes_is_refused_before_any_call() {
-        let mut long = spec(&[], &["ed_1"]);
-        long.description = Some("é".repeat(128));
-        let err = desired(&long, &[]).unwrap_err();
-        assert_eq!(err.reason(), "InvalidSpec");
-        assert!(err.to_string().contains("spec.description"), "{err}");
+    fn limits_are_counted_in_characters() {
+        let mut at_limit = spec(&[], &["ed_1"]);
+        at_limit.description = Some("é".repeat(255)); // 255 characters, 510 bytes
+        at_limit.metadata = Some("€".repeat(4096)); // 4096 characters, 12288 bytes
+        assert!(desired(&at_limit, &[]).is_ok());
+        for (field, over) in [("description", 256), ("metadata", 4097)] {
+            let mut long = spec(&[], &["ed_1"]);
+            let text = Some("é".repeat(over));
+            match field {
+                "description" => long.description = text,
+                _ => long.metadata = text,
+            }
+            let err = desired(&long, &[]).unwrap_err();
+            assert_eq!(err.reason(), "InvalidSpec");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "spec.{field} is {over} characters long; ngrok allows at most {} characters",
+                    over - 1
+                )
+            );
+        }
+    }
+
+    fn with_fields(fields: &[&str]) -> EventSubscriptionSpec {
+        let mut spec = spec(&[], &["ed_1"]);
+        spec.sources[0].fields = fields.iter().map(|f| f.to_string()).collect();
+        spec
+    }
+
+    #[test]
+    fn fields_are_sent_as_written_and_compared_as_a_set() {
+        let want = desired(
+            &with_fields(&["conn.client_ip", "http.request.method"]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&want).unwrap()["sources"],
+            serde_json::json!([
+                {"type": "http_request_complete.v0", "fields": ["conn.client_ip", "http.request.method"]},
+                {"type": "ip_policy_created.v0"}
+            ])
+        );
+        let remote = observed(&want);
+        assert!(changes(&want, &remote).is_empty(), "order is no difference");
+        assert_eq!(fingerprint(&want), observed_fingerprint(&remote));
+
+        // A changed, a removed or a new field sends the sources again, fields included.
+        for other in [
+            &["conn.client_ip"][..],
+            &[],
+            &["conn.client_ip", "http.request.method", "conn.ts"],
+        ] {
+            let other = desired(&with_fields(other), &[]).unwrap();
+            let update = changes(&other, &remote);
+            assert_eq!(update.sources.as_ref(), Some(&other.sources), "{other:?}");
+            assert_eq!(update.destination_ids, None);
+            assert_ne!(fingerprint(&other), observed_fingerprint(&remote));
+        }
+        // Import and adoption carry them.
+        let imported = spec_from_remote(&remote, &HashMap::new());
+        assert_eq!(
+            imported
+                .sources
+                .iter()
+                .find(|s| !s.fields.is_empty())
+                .unwrap()
+                .fields,
+            ["http.request.method", "conn.client_ip"]
+        );
+    }
+
+    /// Subscriptions without fields keep the fingerprint they had before fields existed, so a
+    /// pending create recorded by an older operator is still recognised.
+    #[test]
+    fn fingerprints_without_fields_are_unchanged() {
+        /// `Visible` as it was before fields existed.
+        #[derive(serde::Serialize)]
+        struct Before {
+            description: &'static str,
+            metadata: &'static str,
+            sources: [&'static str; 2],
+            destination_ids: [&'static str; 1],
+        }
+        let want = desired(&spec(&[], &["ed_1"]), &[]).unwrap();
+        assert_eq!(
+            fingerprint(&want),
+            hash(&Before {
+                description: "all HTTP traffic",
+                metadata: "",
+                sources: ["http_request_complete.v0", "ip_policy_created.v0"],
+                destination_ids: ["ed_1"],
+            })
+        );
     }
 
     #[test]

@@ -129,6 +129,14 @@ impl Managed for EventDestination {
         })
     }
 
+    fn drift(
+        desired: &Self::Desired,
+        remote: &Remote,
+        secrets: crate::drift::SecretState,
+    ) -> Vec<crate::drift::FieldDifference> {
+        desired::drift(desired, remote, secrets)
+    }
+
     fn fingerprint(desired: &Self::Desired) -> String {
         desired::fingerprint(desired)
     }

@@ -9,6 +9,7 @@
 //! - spec or inputs changed: one GET, then one PATCH carrying only what differs.
 
 mod destination;
+mod observe;
 mod subscription;
 
 use std::collections::{HashMap, HashSet};
@@ -131,6 +132,12 @@ pub trait Managed:
     /// What a listing shows of `desired` (see `desired::fingerprint`).
     fn fingerprint(desired: &Self::Desired) -> String;
     fn observed_fingerprint(remote: &Self::Remote) -> String;
+    /// Observe mode's report: each field a managing reconcile would change.
+    fn drift(
+        desired: &Self::Desired,
+        remote: &Self::Remote,
+        secrets: crate::drift::SecretState,
+    ) -> Vec<crate::drift::FieldDifference>;
 
     /// Whether the ngrok object may be deleted now (a destination still in use may not).
     fn check_deletable(&self, _ctx: &Context) -> Result<()> {
@@ -157,6 +164,7 @@ pub trait ManagedStatus: Clone + Default + PartialEq + Serialize + Send + Sync +
     fn conditions(&self) -> &[Condition];
     fn observed_generation(&self) -> Option<i64>;
     fn set_conditions(&mut self, generation: Option<i64>, conditions: Vec<Condition>);
+    fn set_drift(&mut self, drift: Vec<crate::drift::FieldDifference>);
 }
 
 /// What every ngrok object has.
@@ -193,6 +201,9 @@ macro_rules! managed_status {
             fn set_conditions(&mut self, generation: Option<i64>, conditions: Vec<Condition>) {
                 self.observed_generation = generation;
                 self.conditions = conditions;
+            }
+            fn set_drift(&mut self, drift: Vec<crate::drift::FieldDifference>) {
+                self.drift = drift;
             }
         }
     )*};
@@ -565,6 +576,11 @@ enum Synced {
     Paused,
     /// ngrok already refused exactly this input: leave the Stalled status as it is.
     StillRefused,
+    /// Observe mode: these fields differ (see `observe`).
+    Observed {
+        differences: Vec<String>,
+        requeue: Duration,
+    },
 }
 
 async fn apply<K: Managed>(resource: &K, ctx: &Context) -> Result<Action> {
@@ -574,6 +590,9 @@ async fn apply<K: Managed>(resource: &K, ctx: &Context) -> Result<Action> {
         Ok(Synced::Ready { .. }) => Phase::Ready,
         Ok(Synced::Paused) => Phase::Paused,
         Ok(Synced::StillRefused) => return Ok(Action::await_change()),
+        Ok(Synced::Observed { differences, .. }) => Phase::Observing {
+            differences: differences.clone(),
+        },
         Err(error) => Phase::Failed(error),
     };
     if let (Err(Error::NgrokRejected(_) | Error::NgrokAuthentication(_)), Some(hash)) =
@@ -598,6 +617,7 @@ async fn apply<K: Managed>(resource: &K, ctx: &Context) -> Result<Action> {
                 .remove(&reconciliation.object_ref());
             Ok(Action::requeue(requeue))
         }
+        Synced::Observed { requeue, .. } => Ok(Action::requeue(requeue)),
         Synced::Paused | Synced::StillRefused => Ok(Action::await_change()),
     }
 }
@@ -644,6 +664,10 @@ async fn sync<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<Synced> {
         refused.remove(&r.object_ref());
     }
 
+    if annotations::is_observing(resource.annotations())? {
+        return observe::observe(r, &account, &prepared, adopt_id, interval).await;
+    }
+    r.status.set_drift(Vec::new());
     if annotations::is_paused(resource.annotations()) {
         return Ok(Synced::Paused);
     }
@@ -939,6 +963,9 @@ async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> 
     ) {
         (DeletionPolicy::Retain, _) => Some("deletionPolicy is Retain"),
         (DeletionPolicy::Delete, true) => Some("the resource is paused"),
+        _ if annotations::is_observing(resource.annotations()).unwrap_or(true) => {
+            Some("the resource only observes")
+        }
         (DeletionPolicy::Delete, false) => None,
     };
     if let Some(why) = keep {

@@ -163,6 +163,14 @@ impl Managed for EventSubscription {
         })
     }
 
+    fn drift(
+        desired: &Self::Desired,
+        remote: &Remote,
+        _secrets: crate::drift::SecretState,
+    ) -> Vec<crate::drift::FieldDifference> {
+        desired::drift(desired, remote)
+    }
+
     fn fingerprint(desired: &Self::Desired) -> String {
         desired::fingerprint(desired)
     }

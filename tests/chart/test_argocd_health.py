@@ -16,6 +16,7 @@ EXPECTED = {
     "ready": "Healthy",
     "stalled": "Degraded",
     "paused": "Suspended",
+    "observing": "Suspended",
     "creating": "Progressing",
     "ngrok-unavailable": "Progressing",
     "generation-behind": "Progressing",

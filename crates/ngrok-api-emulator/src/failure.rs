@@ -83,4 +83,6 @@ pub mod codes {
     pub const INVALID_FORMAT: &str = "ERR_NGROK_7801";
     pub const DESTINATION_IN_USE: &str = "ERR_NGROK_7802";
     pub const UNKNOWN_DESTINATION: &str = "ERR_NGROK_7803";
+    pub const SOURCE_FIELDS_NOT_ALLOWED: &str = "ERR_NGROK_5401";
+    pub const INVALID_EVENT_FIELD: &str = "ERR_NGROK_5405";
 }

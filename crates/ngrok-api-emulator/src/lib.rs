@@ -31,8 +31,9 @@
 //!   5xx, then the handler.
 //! - Bodies are validated as raw JSON (see `resources`): unknown fields and top-level `null`s
 //!   are refused; exactly one target; exactly one of `role`/`creds`; required fields present
-//!   and non-empty; description ≤ 255 bytes; metadata ≤ 4096 bytes; `format` is `json` (and
-//!   defaults to `json` on create when omitted).
+//!   and non-empty; description ≤ 255 and metadata ≤ 4096, in bytes for a destination and in
+//!   characters for a subscription (as ngrok's spec says for each); `format` is `json` in any case, or
+//!   empty (ngrok's SDKs send `""` by default), stored as sent, and `json` on create when omitted.
 //! - Ids are `ed_`/`esb_` + 27 alphanumerics that sort by creation time; lists are newest
 //!   first, paged with `before_id` and `limit` (1..=100, default 100); `next_page_uri` is set
 //!   only when more objects remain. `uri` fields use the request's `Host`.
@@ -44,12 +45,13 @@
 //! # Error codes
 //!
 //! Only `ERR_NGROK_226` (rate limit) is named by ngrok's API docs and `ERR_NGROK_100`
-//! ("Invalid metadata length") by ngrok's error list; the others are chosen by the emulator.
+//! ("Invalid metadata length"), `ERR_NGROK_5401` and `ERR_NGROK_5405` by ngrok's error list;
+//! the others are chosen by the emulator.
 //!
 //! | Status | Code            | When                                                           |
 //! |--------|-----------------|----------------------------------------------------------------|
-//! | 400    | `ERR_NGROK_100` | `metadata` longer than 4096 bytes                              |
-//! | 400    | `ERR_NGROK_101` | `description` longer than 255 bytes                            |
+//! | 400    | `ERR_NGROK_100` | `metadata` longer than 4096 bytes (characters on a subscription) |
+//! | 400    | `ERR_NGROK_101` | `description` longer than 255 bytes (characters on a subscription) |
 //! | 401    | `ERR_NGROK_205` | no `Authorization` header                                      |
 //! | 401    | `ERR_NGROK_206` | API key of no account                                          |
 //! | 400    | `ERR_NGROK_218` | `Ngrok-Version` missing or not `2`                             |
@@ -61,9 +63,16 @@
 //! | 502    | `ERR_NGROK_502` | injected fault (`--error-rate`)                                |
 //! | 503    | `ERR_NGROK_503` | injected fault (`--error-rate`)                                |
 //! | 400    | `ERR_NGROK_7800`| invalid target: not exactly one target, not exactly one of role/creds, required field missing or empty |
-//! | 400    | `ERR_NGROK_7801`| `format` other than `json`                                     |
+//! | 400    | `ERR_NGROK_7801`| `format` neither `json` (in any case) nor empty                |
 //! | 400    | `ERR_NGROK_7802`| deleting a destination still referenced by a subscription      |
 //! | 400    | `ERR_NGROK_7803`| subscription names a destination that does not exist in the caller's account |
+//! | 400    | `ERR_NGROK_5401`| `sources[].fields` on an event type other than `http_request_complete`/`tcp_connection_closed` (which types take fields is a guess) |
+//! | 400    | `ERR_NGROK_5405`| a `sources[].fields` entry that is not a dotted name |
+//!
+//! `ERR_NGROK_5401` and `ERR_NGROK_5405` are ngrok's documented codes and messages for these
+//! misuses; `ERR_NGROK_5400` (a traffic source without fields) is documented too but not
+//! enforced. Sources store and return `fields` (an extension the published spec lacks, sent by
+//! ngrok's Terraform provider); a source without fields is returned without the key.
 
 mod admin;
 mod api;

@@ -487,6 +487,183 @@ async fn invalid_bodies_are_rejected_with_ngrok_errors() {
     );
 }
 
+/// ngrok's docs spell the format `JSON`, its Python SDK sends `""` by default, the operator
+/// sends `json`: all are accepted, stored and read back as sent.
+#[tokio::test]
+async fn format_is_accepted_in_any_case_or_empty() {
+    let api = Api::start().await;
+    for format in ["", "json", "JSON", "Json"] {
+        let (status, created) = api
+            .call(
+                Method::POST,
+                "/event_destinations",
+                Some(json!({"format": format, "target": kinesis_role()})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{format:?}: {created}");
+        assert_eq!(created["format"], format);
+        let path = format!("/event_destinations/{}", created["id"].as_str().unwrap());
+        let (status, updated) = api
+            .call(Method::PATCH, &path, Some(json!({"format": "JSON"})))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{updated}");
+        assert_eq!(updated["format"], "JSON");
+    }
+    let (_, omitted) = api
+        .call(
+            Method::POST,
+            "/event_destinations",
+            Some(json!({"target": kinesis_role()})),
+        )
+        .await;
+    assert_eq!(omitted["format"], "json");
+}
+
+/// ngrok's spec: a destination's description and metadata are limited in bytes, a
+/// subscription's in characters. Each side of each boundary, with multi-byte text.
+#[tokio::test]
+async fn limits_are_bytes_for_destinations_and_characters_for_subscriptions() {
+    let api = Api::start().await;
+    let (_, destination) = api
+        .call(
+            Method::POST,
+            "/event_destinations",
+            Some(json!({"target": kinesis_role()})),
+        )
+        .await;
+    let destination_id = destination["id"].as_str().unwrap().to_owned();
+    let subscription = |field: &str, text: String| json!({field: text, "sources": [{"type": "ip_policy_created.v0"}], "destination_ids": [destination_id]});
+    let destination = |field: &str, text: String| json!({field: text, "target": kinesis_role()});
+    // (path, body, accepted, code when refused)
+    let cases = [
+        (
+            "/event_destinations",
+            destination("description", "é".repeat(127) + "d"),
+            true,
+            "",
+        ),
+        (
+            "/event_destinations",
+            destination("description", "é".repeat(128)),
+            false,
+            codes::DESCRIPTION_TOO_LONG,
+        ),
+        (
+            "/event_destinations",
+            destination("metadata", "€".repeat(1365) + "m"),
+            true,
+            "",
+        ),
+        (
+            "/event_destinations",
+            destination("metadata", "€".repeat(1366)),
+            false,
+            codes::METADATA_TOO_LONG,
+        ),
+        (
+            "/event_subscriptions",
+            subscription("description", "é".repeat(255)),
+            true,
+            "",
+        ),
+        (
+            "/event_subscriptions",
+            subscription("description", "é".repeat(256)),
+            false,
+            codes::DESCRIPTION_TOO_LONG,
+        ),
+        (
+            "/event_subscriptions",
+            subscription("metadata", "€".repeat(4096)),
+            true,
+            "",
+        ),
+        (
+            "/event_subscriptions",
+            subscription("metadata", "€".repeat(4097)),
+            false,
+            codes::METADATA_TOO_LONG,
+        ),
+    ];
+    for (path, body, accepted, code) in cases {
+        let (status, answer) = api.call(Method::POST, path, Some(body.clone())).await;
+        if accepted {
+            assert_eq!(status, StatusCode::CREATED, "{path} {answer}");
+        } else {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+            assert_error_body(&answer, status, code);
+        }
+    }
+}
+
+/// `sources[].fields`, as ngrok's Terraform provider sends them: stored, returned, replaced by
+/// a PATCH, and refused with ngrok's documented codes where misused.
+#[tokio::test]
+async fn source_fields_are_stored_returned_and_checked() {
+    let api = Api::start().await;
+    let (_, destination) = api
+        .call(
+            Method::POST,
+            "/event_destinations",
+            Some(json!({"target": kinesis_role()})),
+        )
+        .await;
+    let destination_id = destination["id"].as_str().unwrap();
+    let sources = json!([
+        {"type": "http_request_complete.v0", "fields": ["conn.client_ip", "http.request.method"]},
+        {"type": "ip_policy_created.v0"}
+    ]);
+    let (status, created) = api
+        .call(
+            Method::POST,
+            "/event_subscriptions",
+            Some(json!({"sources": sources, "destination_ids": [destination_id]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["sources"][0]["fields"],
+        json!(["conn.client_ip", "http.request.method"])
+    );
+    assert!(created["sources"][1].get("fields").is_none());
+    let path = format!("/event_subscriptions/{}", created["id"].as_str().unwrap());
+    let (_, fetched) = api.call(Method::GET, &path, None).await;
+    assert_eq!(fetched["sources"], created["sources"]);
+    let (_, patched) = api
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"sources": [{"type": "tcp_connection_closed.v0", "fields": ["conn.bytes_in"]}]})),
+        )
+        .await;
+    assert_eq!(patched["sources"][0]["fields"], json!(["conn.bytes_in"]));
+
+    for (source, code) in [
+        (
+            json!({"type": "ip_policy_created.v0", "fields": ["conn.client_ip"]}),
+            codes::SOURCE_FIELDS_NOT_ALLOWED,
+        ),
+        (
+            json!({"type": "http_request_complete.v0", "fields": [""]}),
+            codes::INVALID_EVENT_FIELD,
+        ),
+        (
+            json!({"type": "http_request_complete.v0", "fields": ["conn client ip"]}),
+            codes::INVALID_EVENT_FIELD,
+        ),
+        (
+            json!({"type": "http_request_complete.v0", "fields": "conn.client_ip"}),
+            codes::INVALID_REQUEST,
+        ),
+    ] {
+        let (status, answer) = api
+            .call(Method::PATCH, &path, Some(json!({"sources": [source]})))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{source}");
+        assert_error_body(&answer, status, code);
+    }
+}
+
 #[tokio::test]
 async fn subscriptions_match_the_spec_and_pin_their_destinations() {
     let api = Api::start().await;

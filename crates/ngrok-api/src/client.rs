@@ -27,7 +27,8 @@ use crate::types::{
 pub const DEFAULT_BASE_URL: &str = "https://api.ngrok.com";
 /// The API version this client speaks (`Ngrok-Version` header).
 pub const NGROK_VERSION: &str = "2";
-/// `User-Agent` of every request: this crate's name and version.
+/// `User-Agent` of every request: this crate's name and version, after the product using it
+/// when one is set ([`ClientConfig::with_product`]), as ngrok's own SDKs do.
 pub const CLIENT_USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
 /// Page size of list calls; ngrok's maximum.
 pub const LIST_PAGE_LIMIT: u32 = 100;
@@ -70,6 +71,10 @@ pub struct ClientConfig {
     pub max_retry_after: Duration,
     /// Told of every attempt (for metrics).
     pub observer: Option<Arc<dyn RequestObserver>>,
+    /// The `User-Agent` header: [`CLIENT_USER_AGENT`], after the product's own name and
+    /// version when set with [`with_product`](Self::with_product), so that ngrok (and a
+    /// person reading the account's audit log) can tell which program made a request.
+    pub user_agent: String,
 }
 
 /// Told of every HTTP attempt the client makes, retries included: method, status (`None`
@@ -88,6 +93,7 @@ impl fmt::Debug for ClientConfig {
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("max_retries", &self.max_retries)
             .field("observer", &self.observer.as_ref().map(|_| "set"))
+            .field("user_agent", &self.user_agent)
             .finish_non_exhaustive()
     }
 }
@@ -107,7 +113,15 @@ impl ClientConfig {
             max_backoff: Duration::from_secs(10),
             max_retry_after: Duration::from_secs(60),
             observer: None,
+            user_agent: CLIENT_USER_AGENT.to_owned(),
         }
+    }
+
+    /// Names the program using this client first in the `User-Agent`: `product` is
+    /// `name/version`, e.g. `ngrok-events-operator/0.1.0`.
+    pub fn with_product(mut self, product: &str) -> Self {
+        self.user_agent = format!("{product} {CLIENT_USER_AGENT}");
+        self
     }
 
     /// Sets the API root, e.g. an emulator's `http://127.0.0.1:port`.
@@ -154,7 +168,9 @@ impl Client {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, authorization);
         headers.insert("ngrok-version", HeaderValue::from_static(NGROK_VERSION));
-        headers.insert(USER_AGENT, HeaderValue::from_static(CLIENT_USER_AGENT));
+        let user_agent = HeaderValue::try_from(config.user_agent.as_str())
+            .map_err(|_| Error::Config("the User-Agent is not a valid header value".into()))?;
+        headers.insert(USER_AGENT, user_agent);
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(config.timeout)

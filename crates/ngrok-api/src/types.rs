@@ -174,13 +174,20 @@ pub struct EventSourceReplace {
     /// The event type, e.g. `ip_policy_created.v0`.
     #[serde(rename = "type")]
     pub type_: String,
+    /// The fields to record for each event of a traffic event type (`http_request_complete.v0`,
+    /// `tcp_connection_closed.v0`, …), e.g. `conn.client_ip`. Missing from ngrok's published
+    /// OpenAPI spec, but sent by ngrok's own Terraform provider (`sources[].fields`) and
+    /// named by ngrok's error catalogue (`ERR_NGROK_5400`…`5405`); not sent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
 }
 
 impl EventSourceReplace {
-    /// A source of event type `type_`.
+    /// A source of event type `type_`, without fields.
     pub fn new(type_: impl Into<String>) -> Self {
         Self {
             type_: type_.into(),
+            fields: Vec::new(),
         }
     }
 }
@@ -229,6 +236,10 @@ pub struct EventSource {
     /// URI of the source in the API; empty when unset.
     #[serde(default, deserialize_with = "null_as_default")]
     pub uri: String,
+    /// The fields recorded for each event (see [`EventSourceReplace::fields`]); empty when
+    /// `null` or missing.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub fields: Vec<String>,
 }
 
 /// A reference to another API resource (`Ref`).

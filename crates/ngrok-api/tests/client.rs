@@ -140,6 +140,19 @@ async fn every_operation_on_every_target() {
     assert!(CLIENT_USER_AGENT.starts_with("ngrok-api/"));
 }
 
+/// A program using the client names itself first, as ngrok's SDKs do.
+#[tokio::test]
+async fn the_product_comes_first_in_the_user_agent() {
+    let emulator = emulator().await;
+    let client =
+        Client::new(config(&emulator).with_product("ngrok-events-operator/1.2.3")).unwrap();
+    client.list_event_destinations().await.unwrap();
+    assert_eq!(
+        emulator.requests()[0].user_agent.as_deref(),
+        Some(format!("ngrok-events-operator/1.2.3 {CLIENT_USER_AGENT}").as_str())
+    );
+}
+
 #[tokio::test]
 async fn list_follows_next_page_uri_over_250_objects() {
     let emulator = emulator().await;
