@@ -327,7 +327,8 @@ mod tests {
 
         // Comments are single lines of harmless characters; the key id is not printed.
         let comments: Vec<&str> = yaml.lines().filter(|l| l.starts_with('#')).collect();
-        assert_eq!(comments.len(), 4 + 1 + 1 + 1, "{yaml}");
+        // The header, one id line per resource, and the Secret hint (create, then label).
+        assert_eq!(comments.len(), 4 + 1 + 1 + 2, "{yaml}");
         let hint = comments
             .iter()
             .find(|l| l.starts_with("# kubectl create secret"))
