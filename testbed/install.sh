@@ -13,6 +13,58 @@ BIN="$CACHE/bin"
 K8S_VERSION_WANTED="1.20"
 log() { echo "testbed: $*" >&2; }
 
+# The URI of the machine's main Debian archive: the first enabled `deb`/`deb-src` source, in
+# /etc/apt/sources.list.d/*.sources (deb822) or in sources.list / *.list (one-line style), whose
+# suite is a release (`bookworm`, not `bookworm-security`). NGROK_TESTBED_DEBIAN_ARCHIVE overrides.
+debian_archive() {
+  if [[ -n "${NGROK_TESTBED_DEBIAN_ARCHIVE:-}" ]]; then
+    echo "${NGROK_TESTBED_DEBIAN_ARCHIVE%/}"
+    return
+  fi
+  local release='^(buster|bullseye|bookworm|trixie|forky|sid|unstable|testing|stable|oldstable)$'
+  local uri
+  uri=$(
+    {
+      for f in /etc/apt/sources.list.d/*.sources; do
+        [[ -r "$f" ]] || continue
+        awk -v release="$release" '
+          BEGIN { RS = ""; FS = "\n" }
+          {
+            types = ""; uris = ""; suites = ""; enabled = "yes"
+            for (i = 1; i <= NF; i++) {
+              line = $i
+              if (line ~ /^[ \t]*#/) continue
+              key = tolower(line); sub(/:.*/, "", key)
+              value = line; sub(/^[^:]*:[ \t]*/, "", value)
+              if (key == "types") types = value
+              else if (key == "uris") uris = value
+              else if (key == "suites") suites = value
+              else if (key == "enabled") enabled = tolower(value)
+            }
+            if (enabled == "no" || types !~ /(^|[ \t])deb(-src)?([ \t]|$)/) next
+            n = split(suites, s, /[ \t]+/)
+            for (j = 1; j <= n; j++) if (s[j] ~ release) { split(uris, u, /[ \t]+/); print u[1]; next }
+          }' "$f"
+      done
+      for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [[ -r "$f" ]] || continue
+        awk -v release="$release" '
+          $1 == "deb" || $1 == "deb-src" {
+            i = 2
+            if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+            if ($(i + 1) ~ release) print $i
+          }' "$f"
+      done
+    } | head -1
+  )
+  if [[ -z "$uri" ]]; then
+    log "no Debian archive found in the machine's apt sources; set NGROK_TESTBED_DEBIAN_ARCHIVE (e.g. https://mirror.example/debian)"
+    return 1
+  fi
+  echo "${uri%/}"
+}
+[[ "${1:-}" == --print-debian-archive ]] && { debian_archive; exit; }
+
 if [[ -n "${KUBEBUILDER_ASSETS:-}" || ( -n "${KUBE_APISERVER:-}" && -n "${ETCD:-}" ) ]]; then
   log "using binaries given by the environment; nothing to build"
   echo "${KUBEBUILDER_ASSETS:-$(dirname "$KUBE_APISERVER")}"
@@ -41,11 +93,14 @@ if [[ -x "$BIN/kube-apiserver" && -x "$BIN/kube-controller-manager" ]]; then
 fi
 
 mkdir -p "$CACHE/apt/lists/partial" "$CACHE/apt/archives/partial" "$CACHE/src" "$BIN"
-# A private apt configuration: bullseye for Go 1.15, bookworm deb-src for the kubernetes source.
-# The machine's own package sources are left as they are.
+# A private apt configuration: bullseye for Go 1.15, bookworm deb-src for the kubernetes source,
+# from the Debian archive the machine already uses (a corporate mirror too). The machine's own
+# package sources are left as they are.
+ARCHIVE=$(debian_archive) || exit 1
+log "Debian archive: $ARCHIVE"
 cat >"$CACHE/apt/sources.list" <<SRC
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bullseye main
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $ARCHIVE bullseye main
+deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $ARCHIVE bookworm main
 SRC
 APT=(apt-get -qq -o "Dir::Etc::SourceList=$CACHE/apt/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
      -o "Dir::State::Lists=$CACHE/apt/lists" -o "Dir::Cache::Archives=$CACHE/apt/archives"
