@@ -6,6 +6,7 @@
 #
 #   scripts/test-chart.sh                  run the tests (KUBECONFIG when set, else its own test bed)
 #   scripts/test-chart.sh render-deploy    regenerate deploy/ from the chart (scripts/generate.sh)
+#   scripts/test-chart.sh node             the node tier's tests (scripts/test-node.sh runs them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -50,8 +51,15 @@ if [[ -z "${KUBECONFIG:-}" ]]; then
   start_testbed "$(mktemp -d)/kubeconfig"
 fi
 
+# The node tier's tests (test_node_*.py) need a node test bed and the test image: only
+# scripts/test-node.sh runs them, with `node` as the first argument.
+tests=(. --ignore-glob='test_node_*')
+if [[ "${1:-}" == node ]]; then
+  shift
+  tests=(test_node_*.py)
+fi
 step "chart, manifests, RBAC, image and Argo CD health tests"
 cd tests/chart
-"$VENV/bin/python" -m pytest -p no:cacheprovider -W ignore::urllib3.exceptions.InsecureRequestWarning -q -rA "$@" . \
+"$VENV/bin/python" -m pytest -p no:cacheprovider -W ignore::urllib3.exceptions.InsecureRequestWarning -q -rA "$@" "${tests[@]}" \
   | grep -v '^PASSED '
 exit "${PIPESTATUS[0]}"
