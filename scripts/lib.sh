@@ -15,18 +15,20 @@ ensure_rust_tools() {
 }
 
 # Starts `testbed up` in the background, waits until its kubeconfig appears (it is written once
-# the API server is ready), exports KUBECONFIG, and stops the test bed when the script exits.
+# the API server is ready, and the node too with --with-node), exports KUBECONFIG, and stops the
+# test bed when the script exits. Further arguments go to `testbed up`.
 start_testbed() {
   local kubeconfig=$1
+  shift
   cargo build -q --locked -p testbed
-  "$TARGET_DIR/debug/testbed" up --kubeconfig "$kubeconfig" &
+  "$TARGET_DIR/debug/testbed" up --kubeconfig "$kubeconfig" "$@" &
   TESTBED_PID=$!
   trap 'kill $TESTBED_PID 2>/dev/null; wait $TESTBED_PID 2>/dev/null || true' EXIT
-  for _ in $(seq 1 240); do
+  for _ in $(seq 1 480); do
     [[ -f "$kubeconfig" ]] && break
     kill -0 "$TESTBED_PID" 2>/dev/null || { echo "the test bed failed to start" >&2; return 1; }
     sleep 0.5
   done
-  [[ -f "$kubeconfig" ]] || { echo "the test bed was not ready within 120s" >&2; return 1; }
+  [[ -f "$kubeconfig" ]] || { echo "the test bed was not ready within 240s" >&2; return 1; }
   export KUBECONFIG=$kubeconfig
 }

@@ -6,6 +6,7 @@
 #
 #   scripts/test-chart.sh                  run the tests (KUBECONFIG when set, else its own test bed)
 #   scripts/test-chart.sh render-deploy    regenerate deploy/ from the chart (scripts/generate.sh)
+#   scripts/test-chart.sh node             the node tier's tests (scripts/test-node.sh runs them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -38,6 +39,13 @@ ensure_venv
 if [[ "${1:-}" == render-deploy ]]; then
   exec "$VENV/bin/python" tests/chart/render_deploy.py deploy
 fi
+# The node tier's tests (test_node_*.py) need a node test bed, the test image and the emulator:
+# only scripts/test-node.sh runs them, with `node` as the first argument, and KUBECONFIG set.
+if [[ "${1:-}" == node ]]; then
+  shift
+  cd tests/chart
+  exec "$VENV/bin/python" -m pytest -p no:cacheprovider -W ignore::urllib3.exceptions.InsecureRequestWarning -q -rA "$@" test_node_*.py
+fi
 ensure_lua
 
 step "building the operator and the ngrok API emulator"
@@ -52,6 +60,6 @@ fi
 
 step "chart, manifests, RBAC, image and Argo CD health tests"
 cd tests/chart
-"$VENV/bin/python" -m pytest -p no:cacheprovider -W ignore::urllib3.exceptions.InsecureRequestWarning -q -rA "$@" . \
+"$VENV/bin/python" -m pytest -p no:cacheprovider -W ignore::urllib3.exceptions.InsecureRequestWarning -q -rA "$@" --ignore-glob='test_node_*.py' . \
   | grep -v '^PASSED '
 exit "${PIPESTATUS[0]}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test, on a fresh machine too: installs what the tests need (the test bed's API
 # server build is cached outside the repository), checks formatting and lints, starts one real
-# kube-apiserver for the whole run, runs all tests, then runs the demo once as a smoke test.
+# kube-apiserver for the whole run, runs all tests, runs the demo once as a smoke test, then the
+# node tier (scripts/test-node.sh: the operator's image on a one-node cluster, through Helm).
 #
 # Uses an existing cluster instead when USE_EXISTING_CLUSTER=1 (with KUBECONFIG).
 set -euo pipefail
@@ -33,3 +34,7 @@ scripts/test-chart.sh
 
 step "demo smoke run"
 scripts/demo.sh --once
+
+# Last, with its own node test bed (one per machine): the operator's image in a pod, through Helm.
+step "node tier: the image on a real node, installed by Helm"
+scripts/test-node.sh

@@ -142,6 +142,7 @@ impl TestBed {
                 testbed::servers::remove_stale_dirs();
                 let options = testbed::servers::Options {
                     audit_operator: true,
+                    ..Default::default()
                 };
                 match testbed::Binaries::locate()
                     .and_then(|b| testbed::Servers::start_with(&b, &options))

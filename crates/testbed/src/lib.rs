@@ -6,6 +6,7 @@
 //! shared by a whole test run (`testbed up`, as `scripts/test.sh` does), kind, or a real cluster.
 //! Every test works in its own namespace ([`namespace`]), so tests run in parallel on one server.
 
+pub mod node;
 pub mod servers;
 
 use std::path::{Path, PathBuf};

@@ -5,12 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use testbed::servers::Options;
 use testbed::{Binaries, Servers};
 
 #[derive(Parser)]
 #[command(
     name = "testbed",
-    about = "A local kube-apiserver, kube-controller-manager and etcd"
+    about = "A local kube-apiserver, kube-controller-manager and etcd, optionally with a node"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -27,6 +28,13 @@ enum Command {
         /// Keep the servers' data and logs after they stop.
         #[arg(long)]
         keep: bool,
+        /// Also run a node (containerd, kube-scheduler, kube-proxy, kubelet) so that pods run;
+        /// needs root and `testbed/install.sh --with-node`.
+        #[arg(long)]
+        with_node: bool,
+        /// Image archives (`docker save` format) to import into the node's containerd.
+        #[arg(long = "image", requires = "with_node")]
+        images: Vec<PathBuf>,
     },
     /// Print where the server binaries are found (fails if they are missing).
     Locate,
@@ -35,12 +43,24 @@ enum Command {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Locate => println!("{:#?}", Binaries::locate()?),
-        Command::Up { kubeconfig, keep } => {
+        Command::Up {
+            kubeconfig,
+            keep,
+            with_node,
+            images,
+        } => {
             testbed::servers::remove_stale_dirs();
             let binaries = Binaries::locate()?;
             // Started from the main thread: the servers die with the thread that started them,
             // and only this one lives as long as the process.
-            let servers = Servers::start(&binaries)?;
+            let options = Options {
+                node: with_node,
+                ..Options::default()
+            };
+            let servers = Servers::start_with(&binaries, &options)?;
+            for image in &images {
+                servers.import_image(image)?;
+            }
             // Written atomically: whoever waits for the file finds a ready server behind it.
             let tmp = kubeconfig.with_extension("tmp");
             std::fs::copy(servers.kubeconfig(), &tmp)?;

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::node::{self, NODE_NAME, Node, NodeBinaries, PAUSE_IMAGE, POD_CIDR, SERVICE_CIDR};
+
 /// Where the server binaries are. See [`Binaries::locate`].
 #[derive(Debug, Clone)]
 pub struct Binaries {
@@ -68,7 +70,7 @@ pub fn cache_bin_dir() -> PathBuf {
     base.join("ngrok-events-operator/testbed/bin")
 }
 
-fn which(program: &str) -> Option<PathBuf> {
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(program))
@@ -84,6 +86,9 @@ pub struct Options {
     /// request of the `operator` user (see [`Servers::operator_kubeconfig`]), so that a benchmark
     /// can count the requests an operator makes by verb and resource. Nothing else is logged.
     pub audit_operator: bool,
+    /// Also run a node (see [`crate::node`]): containerd, kube-scheduler, kube-proxy and a
+    /// kubelet; the API server then listens on the machine's address so that pods reach it.
+    pub node: bool,
 }
 
 /// Name of the second static-token user (group `system:masters`), for an operator whose
@@ -98,6 +103,7 @@ pub struct Servers {
     operator_kubeconfig: PathBuf,
     audit_log: Option<PathBuf>,
     api_url: String,
+    node: Option<(NodeBinaries, Node)>,
     dir: tempfile::TempDir,
 }
 
@@ -128,9 +134,17 @@ impl Servers {
             operator_kubeconfig: dir.path().join("kubeconfig-operator"),
             audit_log: options.audit_operator.then(|| dir.path().join("audit.log")),
             api_url: String::new(),
+            node: None,
             dir,
         };
+        if options.node {
+            let node = Node::new(servers.dir.path(), node::host_ip()?)?;
+            servers.node = Some((NodeBinaries::locate()?, node));
+        }
         servers.start_all(binaries)?;
+        if servers.node.is_some() {
+            servers.start_node()?;
+        }
         Ok(servers)
     }
 
@@ -185,13 +199,19 @@ impl Servers {
         if !status.success() {
             bail!("openssl genrsa failed");
         }
+        // With a node, pods reach the API server through the `kubernetes` Service, whose
+        // endpoint is the advertised address: the machine's, not loopback.
+        let (bind, advertise) = match &self.node {
+            Some((_, node)) => ("0.0.0.0".to_string(), node.ip.to_string()),
+            None => ("127.0.0.1".to_string(), "127.0.0.1".to_string()),
+        };
         self.spawn(
             "kube-apiserver",
             Command::new(&binaries.kube_apiserver)
                 .args([
                     &format!("--etcd-servers={etcd_url}"),
-                    "--bind-address=127.0.0.1",
-                    "--advertise-address=127.0.0.1",
+                    &format!("--bind-address={bind}"),
+                    &format!("--advertise-address={advertise}"),
                     &format!("--secure-port={api_port}"),
                     "--insecure-port=0",
                     &format!("--cert-dir={}", dir.join("certs").display()),
@@ -200,7 +220,8 @@ impl Servers {
                     &format!("--service-account-key-file={}", sa_key.display()),
                     &format!("--service-account-signing-key-file={}", sa_key.display()),
                     "--service-account-issuer=https://testbed.local",
-                    "--service-cluster-ip-range=10.0.0.0/24",
+                    &format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+                    "--kubelet-preferred-address-types=InternalIP",
                 ])
                 .args(&audit_args),
         )?;
@@ -213,16 +234,153 @@ impl Servers {
         self.wait_ready(Duration::from_secs(90))?;
 
         if let Some(kcm) = &binaries.kube_controller_manager {
-            self.spawn(
-                "kube-controller-manager",
-                Command::new(kcm).args([
-                    &format!("--kubeconfig={}", self.kubeconfig.display()),
-                    "--controllers=namespace,garbagecollector",
-                    "--leader-elect=false",
-                    "--secure-port=0",
-                    "--port=0",
-                ]),
-            )?;
+            let mut command = Command::new(kcm);
+            command.args([
+                &format!("--kubeconfig={}", self.kubeconfig.display()),
+                "--leader-elect=false",
+                "--secure-port=0",
+                "--port=0",
+            ]);
+            if self.node.is_some() {
+                // What pods need: ServiceAccounts and their tokens' CA (root-ca publisher),
+                // Deployments, the node's not-ready taint lifted, Service endpoints.
+                command.args([
+                    "--controllers=namespace,garbagecollector,serviceaccount,serviceaccount-token,\
+                     deployment,replicaset,nodelifecycle,root-ca-cert-publisher,endpoint,\
+                     endpointslice,podgc",
+                    &format!("--service-account-private-key-file={}", sa_key.display()),
+                    &format!("--root-ca-file={}", self.api_ca().display()),
+                ]);
+            } else {
+                command.arg("--controllers=namespace,garbagecollector");
+            }
+            self.spawn("kube-controller-manager", &mut command)?;
+        }
+        Ok(())
+    }
+
+    /// The CA of the API server's self-signed certificate (which names the machine's address
+    /// and the `kubernetes` Service's): the chain the API server writes, leaf then CA.
+    fn api_ca(&self) -> PathBuf {
+        self.dir.path().join("certs/apiserver.crt")
+    }
+
+    /// Starts containerd (and imports the images), kube-scheduler, kube-proxy and the kubelet,
+    /// and returns once the node is Ready and schedulable.
+    fn start_node(&mut self) -> Result<()> {
+        let Some((binaries, node)) = &self.node else {
+            return Ok(());
+        };
+        let (binaries, containerd_config) = (binaries.clone(), node.containerd_config()?);
+        let (kubelet_config, _) = node.kubelet_config()?;
+        let (socket, node_dir, ip) = (node.containerd_socket(), node.dir.clone(), node.ip);
+        let kubeconfig = format!("--kubeconfig={}", self.kubeconfig.display());
+        self.spawn(
+            "containerd",
+            Command::new(&binaries.containerd)
+                .arg("--config")
+                .arg(&containerd_config),
+        )?;
+        let mut images: Vec<PathBuf> = fs::read_dir(&binaries.images)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+            .collect();
+        images.sort();
+        if let Some((_, node)) = &self.node {
+            node.import_images(&binaries.ctr, &images)?;
+        }
+        self.spawn(
+            "kube-scheduler",
+            Command::new(&binaries.kube_scheduler).args([
+                kubeconfig.as_str(),
+                "--leader-elect=false",
+                "--port=0",
+                "--secure-port=0",
+            ]),
+        )?;
+        // oom-score-adj 0 and no conntrack sysctls: this machine refuses the former, and a
+        // test node needs neither.
+        self.spawn(
+            "kube-proxy",
+            Command::new(&binaries.kube_proxy).args([
+                kubeconfig.as_str(),
+                &format!("--hostname-override={NODE_NAME}"),
+                "--proxy-mode=iptables",
+                &format!("--cluster-cidr={POD_CIDR}"),
+                "--oom-score-adj=0",
+                "--conntrack-max-per-core=0",
+                "--conntrack-tcp-timeout-established=0",
+                "--conntrack-tcp-timeout-close-wait=0",
+                &format!("--metrics-bind-address=127.0.0.1:{}", free_port()?),
+                &format!("--healthz-bind-address=127.0.0.1:{}", free_port()?),
+            ]),
+        )?;
+        self.spawn(
+            "kubelet",
+            Command::new(&binaries.kubelet).args([
+                kubeconfig.as_str(),
+                &format!("--config={}", kubelet_config.display()),
+                "--container-runtime=remote",
+                &format!("--container-runtime-endpoint=unix://{}", socket.display()),
+                &format!("--root-dir={}", node_dir.join("kubelet").display()),
+                &format!("--cert-dir={}", node_dir.join("kubelet-pki").display()),
+                &format!("--hostname-override={NODE_NAME}"),
+                &format!("--node-ip={ip}"),
+                &format!("--pod-infra-container-image={PAUSE_IMAGE}"),
+                "--oom-score-adj=0",
+            ]),
+        )?;
+        self.wait_node_ready(Duration::from_secs(120))
+    }
+
+    /// Polls until the node is Ready and no longer carries a NoSchedule/NoExecute taint.
+    fn wait_node_ready(&mut self, timeout: Duration) -> Result<()> {
+        use k8s_openapi::api::core::v1::Node as KubeNode;
+        let deadline = Instant::now() + timeout;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let kubeconfig = self.kubeconfig.clone();
+        loop {
+            self.check_children()?;
+            let node = runtime.block_on(async {
+                let client = crate::client_from_kubeconfig(&kubeconfig).await.ok()?;
+                kube::Api::<KubeNode>::all(client)
+                    .get_opt(NODE_NAME)
+                    .await
+                    .ok()
+                    .flatten()
+            });
+            let ready = node.as_ref().is_some_and(|n| {
+                let conditions = n.status.as_ref().and_then(|s| s.conditions.as_ref());
+                let taints = n.spec.as_ref().and_then(|s| s.taints.as_ref());
+                conditions
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                    && taints.is_none_or(|ts| ts.iter().all(|t| t.effect == "PreferNoSchedule"))
+            });
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "node {NODE_NAME} not Ready after {timeout:?} (last state: {:?}); logs in {}",
+                    node.and_then(|n| n.status).and_then(|s| s.conditions),
+                    self.dir.path().display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn check_children(&mut self) -> Result<()> {
+        for (name, child) in &mut self.children {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "{name} exited with {status}; see its log: {}",
+                    self.dir.path().join(format!("{name}.log")).display()
+                );
+            }
         }
         Ok(())
     }
@@ -249,14 +407,7 @@ impl Servers {
             .build()?;
         let kubeconfig = self.kubeconfig.clone();
         loop {
-            for (name, child) in &mut self.children {
-                if let Some(status) = child.try_wait()? {
-                    bail!(
-                        "{name} exited with {status}; see its log: {}",
-                        self.dir.path().join(format!("{name}.log")).display()
-                    );
-                }
-            }
+            self.check_children()?;
             let ready = runtime.block_on(async {
                 let client = crate::client_from_kubeconfig(&kubeconfig).await.ok()?;
                 let req = http::Request::get("/readyz").body(Vec::new()).ok()?;
@@ -301,17 +452,49 @@ impl Servers {
         self.dir.path()
     }
 
+    /// The machine's address, where pods reach the API server and the host (with a node).
+    pub fn node_ip(&self) -> Option<std::net::IpAddr> {
+        self.node.as_ref().map(|(_, node)| node.ip)
+    }
+
+    /// Imports an image archive (`docker save` format) into the node's containerd, for pods
+    /// with `imagePullPolicy: IfNotPresent` or `Never`.
+    pub fn import_image(&self, archive: &Path) -> Result<()> {
+        let (binaries, node) = self
+            .node
+            .as_ref()
+            .context("this test bed has no node (start it with Options::node)")?;
+        node::import_image(&binaries.ctr, &node.containerd_socket(), archive)
+    }
+
     /// Keeps the data directory after the servers stop (for a person to read the logs).
     pub fn keep_dir(mut self) -> PathBuf {
-        stop(std::mem::take(&mut self.children));
+        self.shutdown();
         self.dir.disable_cleanup(true);
         self.dir.path().to_path_buf()
+    }
+
+    /// Stops the node's programs first, then what containerd runs, then the rest; finally
+    /// unmounts what the node mounted below the data directory.
+    fn shutdown(&mut self) {
+        let mut children = std::mem::take(&mut self.children);
+        if let Some((binaries, node)) = &self.node {
+            let containerd = children.iter().position(|(name, _)| *name == "containerd");
+            if let Some(at) = containerd {
+                stop(children.split_off(at + 1));
+                node::remove_workloads(binaries, &node.containerd_socket());
+            }
+        }
+        stop(children);
+        if self.node.is_some() {
+            node::unmount_below(self.dir.path());
+        }
     }
 }
 
 impl Drop for Servers {
     fn drop(&mut self) {
-        stop(std::mem::take(&mut self.children));
+        self.shutdown();
     }
 }
 
@@ -369,7 +552,7 @@ pub fn remove_stale_dirs() {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
