@@ -391,12 +391,12 @@ async fn rotating_a_huge_api_key_ref_leaves_memory_flat() {
     .unwrap();
     operator.wait_http_ok("/readyz", WAIT).await.unwrap();
     let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
-    let secret = |value: &str| -> Secret {
-        serde_json::from_value(json!({
-            "metadata": {"name": "team-key", "labels": {CREDENTIALS_LABEL: "true"}},
-            "stringData": {"api-key": value}
-        }))
-        .unwrap()
+    let secret = |value: &str| {
+        common::secret(
+            "team-key",
+            &[("api-key", value)],
+            &[(CREDENTIALS_LABEL, "true")],
+        )
     };
     secrets
         .create(&Default::default(), &secret(API_KEY))
@@ -702,12 +702,7 @@ async fn binary_serving_datadog(
     extra_args: &[&str],
     labels: &[(&str, &str)],
 ) -> (OperatorProcess, ngrok_api_emulator::EmulatorHandle) {
-    let emulator = ngrok_api_emulator::Emulator::builder()
-        .api_key(API_KEY)
-        .rate_limit_per_minute(0)
-        .spawn()
-        .await
-        .expect("emulator");
+    let emulator = Options::default().emulator.spawn().await.expect("emulator");
     let operator = OperatorProcess::spawn(&Spec {
         label: "operator".into(),
         log_dir: process::log_dir(test),
@@ -719,22 +714,11 @@ async fn binary_serving_datadog(
         extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
     })
     .expect("start the operator");
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some("dd".into()),
-            labels: Some(
-                labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
-            ..Default::default()
-        },
-        string_data: Some([("api-key".to_string(), "dd-value-1".to_string())].into()),
-        ..Default::default()
-    };
     kube::Api::<Secret>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &secret)
+        .create(
+            &PostParams::default(),
+            &common::secret("dd", &[("api-key", "dd-value-1")], labels),
+        )
         .await
         .unwrap();
     let destinations: kube::Api<EventDestination> =

@@ -214,26 +214,8 @@ impl Operator {
         data: &[(&str, &str)],
         labels: &[(&str, &str)],
     ) {
-        let secret = k8s_openapi::api::core::v1::Secret {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.into()),
-                labels: Some(
-                    labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                ),
-                ..Default::default()
-            },
-            string_data: Some(
-                data.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
-            ..Default::default()
-        };
         self.secrets()
-            .create(&Default::default(), &secret)
+            .create(&Default::default(), &secret(name, data, labels))
             .await
             .expect("create Secret");
     }
@@ -469,6 +451,29 @@ pub fn ready_message<K: Managed>(resource: &K) -> String {
         .and_then(|s| s.conditions().iter().find(|c| c.type_ == "Ready"))
         .map(|c| c.message.clone())
         .unwrap_or_default()
+}
+
+/// A Secret with `data` (as `stringData`) and exactly `labels`.
+pub fn secret(
+    name: &str,
+    data: &[(&str, &str)],
+    labels: &[(&str, &str)],
+) -> k8s_openapi::api::core::v1::Secret {
+    let map = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(map(labels)),
+            ..Default::default()
+        },
+        string_data: Some(map(data)),
+        ..Default::default()
+    }
 }
 
 /// How long a test waits for the operator to get somewhere.

@@ -337,6 +337,44 @@ impl Servers {
     /// Polls until the node is Ready and no longer carries a NoSchedule/NoExecute taint.
     fn wait_node_ready(&mut self, timeout: Duration) -> Result<()> {
         use k8s_openapi::api::core::v1::Node as KubeNode;
+        let (ready, node) = self.poll(
+            timeout,
+            Duration::from_millis(500),
+            async |client| {
+                kube::Api::<KubeNode>::all(client)
+                    .get_opt(NODE_NAME)
+                    .await
+                    .ok()
+                    .flatten()
+            },
+            |node| {
+                let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref());
+                let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref());
+                conditions
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                    && taints.is_none_or(|ts| ts.iter().all(|t| t.effect == "PreferNoSchedule"))
+            },
+        )?;
+        if !ready {
+            bail!(
+                "node {NODE_NAME} not Ready after {timeout:?} (last state: {:?}); logs in {}",
+                node.and_then(|n| n.status).and_then(|s| s.conditions),
+                self.dir.path().display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Asks `probe` every `every`, with a fresh client of the test bed, until `done` holds for
+    /// its answer or `timeout` passed; fails at once when a server exits. Returns whether `done`
+    /// held, and the last answer.
+    fn poll<T>(
+        &mut self,
+        timeout: Duration,
+        every: Duration,
+        probe: impl AsyncFn(kube::Client) -> Option<T>,
+        done: impl Fn(&T) -> bool,
+    ) -> Result<(bool, Option<T>)> {
         let deadline = Instant::now() + timeout;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -344,32 +382,17 @@ impl Servers {
         let kubeconfig = self.kubeconfig.clone();
         loop {
             self.check_children()?;
-            let node = runtime.block_on(async {
+            let answer = runtime.block_on(async {
                 let client = crate::client_from_kubeconfig(&kubeconfig).await.ok()?;
-                kube::Api::<KubeNode>::all(client)
-                    .get_opt(NODE_NAME)
-                    .await
-                    .ok()
-                    .flatten()
+                probe(client).await
             });
-            let ready = node.as_ref().is_some_and(|n| {
-                let conditions = n.status.as_ref().and_then(|s| s.conditions.as_ref());
-                let taints = n.spec.as_ref().and_then(|s| s.taints.as_ref());
-                conditions
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-                    && taints.is_none_or(|ts| ts.iter().all(|t| t.effect == "PreferNoSchedule"))
-            });
-            if ready {
-                return Ok(());
+            if answer.as_ref().is_some_and(&done) {
+                return Ok((true, answer));
             }
             if Instant::now() > deadline {
-                bail!(
-                    "node {NODE_NAME} not Ready after {timeout:?} (last state: {:?}); logs in {}",
-                    node.and_then(|n| n.status).and_then(|s| s.conditions),
-                    self.dir.path().display()
-                );
+                return Ok((false, answer));
             }
-            std::thread::sleep(Duration::from_millis(500));
+            std::thread::sleep(every);
         }
     }
 
@@ -401,29 +424,22 @@ impl Servers {
 
     /// Polls `/readyz` until the API server, its RBAC bootstrap and its CRD handling are up.
     fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let kubeconfig = self.kubeconfig.clone();
-        loop {
-            self.check_children()?;
-            let ready = runtime.block_on(async {
-                let client = crate::client_from_kubeconfig(&kubeconfig).await.ok()?;
+        let (ready, _) = self.poll(
+            timeout,
+            Duration::from_millis(200),
+            async |client| {
                 let req = http::Request::get("/readyz").body(Vec::new()).ok()?;
                 client.request_text(req).await.ok()
-            });
-            if ready.as_deref() == Some("ok") {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "kube-apiserver not ready after {timeout:?}; logs in {}",
-                    self.dir.path().display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
+            },
+            |text| text == "ok",
+        )?;
+        if !ready {
+            bail!(
+                "kube-apiserver not ready after {timeout:?}; logs in {}",
+                self.dir.path().display()
+            );
         }
+        Ok(())
     }
 
     /// The kubeconfig of the test bed's administrator.
