@@ -74,6 +74,17 @@ fn normalize(mut object: Value) -> Value {
     ] {
         metadata.remove(key);
     }
+    // An adopt-id names an object of this run.
+    if let Some(annotations) = metadata
+        .get_mut("annotations")
+        .and_then(Value::as_object_mut)
+    {
+        for value in annotations.values_mut() {
+            if let Some(text) = value.as_str() {
+                *value = json!(regex_free_replace_ids(text));
+            }
+        }
+    }
     if metadata.contains_key("deletionTimestamp") {
         metadata.insert("deletionTimestamp".into(), json!("2000-01-01T00:00:00Z"));
     }
