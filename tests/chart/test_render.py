@@ -127,7 +127,7 @@ NAMESPACE_CALLS = {("", "namespaces", "list"), ("", "namespaces", "watch")}
 
 def test_an_operator_key_namespace_selector_watches_namespaces():
     docs = render({"operatorKeyNamespaceSelector": "ngrok.io/operator-key=allowed"})
-    assert rules_of(find(docs, "ClusterRole")) == OPERATOR_CALLS | NAMESPACE_CALLS
+    assert rules_of(find(docs, "ClusterRole", "ngrok-events-operator")) == OPERATOR_CALLS | NAMESPACE_CALLS
     env = {e["name"]: e.get("value") for e in find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["OPERATOR_KEY_NAMESPACE_SELECTOR"] == "ngrok.io/operator-key=allowed"
     with pytest.raises(Exception, match="needs a ClusterRole"):
