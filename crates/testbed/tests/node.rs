@@ -35,11 +35,16 @@ fn a_node_registers_ready_and_runs_a_pod() -> anyhow::Result<()> {
         );
 
         let ns = testbed::namespace(&client, "node").await?;
-        // The serviceaccount controller runs: a pod can be admitted.
+        // The serviceaccount and token controllers run: a pod can be admitted once the
+        // namespace's default ServiceAccount has its token (Kubernetes 1.20 refuses the pod
+        // until then).
         testbed::wait_for(
             &Api::<ServiceAccount>::namespaced(client.clone(), &ns),
             "default",
-            |sa: Option<&ServiceAccount>| sa.is_some(),
+            |sa: Option<&ServiceAccount>| {
+                sa.and_then(|sa| sa.secrets.as_ref())
+                    .is_some_and(|secrets| !secrets.is_empty())
+            },
             Duration::from_secs(60),
         )
         .await?;
