@@ -162,6 +162,19 @@ impl Api {
             .header("Ngrok-Version", "2")
     }
 
+    /// Creates a role-authenticated Kinesis destination and returns its id.
+    async fn create_destination(&self) -> String {
+        let (status, destination) = self
+            .call(
+                Method::POST,
+                "/event_destinations",
+                Some(json!({"target": kinesis_role()})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{destination}");
+        destination["id"].as_str().unwrap().to_owned()
+    }
+
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         self.call_as(KEY, method, path, body).await
     }
@@ -524,14 +537,7 @@ async fn format_is_accepted_in_any_case_or_empty() {
 #[tokio::test]
 async fn limits_are_bytes_for_destinations_and_characters_for_subscriptions() {
     let api = Api::start().await;
-    let (_, destination) = api
-        .call(
-            Method::POST,
-            "/event_destinations",
-            Some(json!({"target": kinesis_role()})),
-        )
-        .await;
-    let destination_id = destination["id"].as_str().unwrap().to_owned();
+    let destination_id = api.create_destination().await;
     let subscription = |field: &str, text: String| json!({field: text, "sources": [{"type": "ip_policy_created.v0"}], "destination_ids": [destination_id]});
     let destination = |field: &str, text: String| json!({field: text, "target": kinesis_role()});
     // (path, body, accepted, code when refused)
@@ -601,14 +607,7 @@ async fn limits_are_bytes_for_destinations_and_characters_for_subscriptions() {
 #[tokio::test]
 async fn source_fields_are_stored_returned_and_checked() {
     let api = Api::start().await;
-    let (_, destination) = api
-        .call(
-            Method::POST,
-            "/event_destinations",
-            Some(json!({"target": kinesis_role()})),
-        )
-        .await;
-    let destination_id = destination["id"].as_str().unwrap();
+    let destination_id = api.create_destination().await;
     let sources = json!([
         {"type": "http_request_complete.v0", "fields": ["conn.client_ip", "http.request.method"]},
         {"type": "ip_policy_created.v0"}
@@ -667,14 +666,7 @@ async fn source_fields_are_stored_returned_and_checked() {
 #[tokio::test]
 async fn subscriptions_match_the_spec_and_pin_their_destinations() {
     let api = Api::start().await;
-    let (_, destination) = api
-        .call(
-            Method::POST,
-            "/event_destinations",
-            Some(json!({"target": kinesis_role()})),
-        )
-        .await;
-    let destination_id = destination["id"].as_str().unwrap();
+    let destination_id = api.create_destination().await;
     let body = json!({"description": "s", "sources": [{"type": "ip_policy_created.v0"}], "destination_ids": [destination_id]});
     let (status, subscription) = api
         .call(Method::POST, "/event_subscriptions", Some(body))
