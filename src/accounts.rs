@@ -153,6 +153,8 @@ pub struct Snapshot<T> {
     /// When the listing started: it reflects every write that finished before this.
     pub started: Instant,
     pub objects: HashMap<String, T>,
+    /// Objects the client could not read, by id, with why.
+    pub unreadable: HashMap<String, String>,
 }
 
 /// The latest listing of one kind. Single flight: concurrent callers wait for one listing
@@ -188,6 +190,7 @@ impl<T> Listing<T> {
         let snapshot = Arc::new(Snapshot {
             started,
             objects: objects.into_iter().map(|o| (id(&o), o)).collect(),
+            unreadable: HashMap::new(),
         });
         *latest = Some(snapshot.clone());
         Ok(snapshot)
@@ -306,4 +309,9 @@ impl Drop for CreateGuard {
             .expect("creating lock")
             .remove(&self.fingerprint);
     }
+}
+
+/// Whether two accounts are one ngrok account (`None`: cannot tell).
+pub async fn same_account(_a: &Account, _b: &Account) -> ngrok_api::Result<Option<bool>> {
+    Ok(None)
 }

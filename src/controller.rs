@@ -117,7 +117,9 @@ pub async fn run(
     // controller's memory.
     let destination_events = reflector(destination_writer, watch(destinations)).inspect({
         let (subscriptions, triggers) = (subscription_store.clone(), subscription_triggers.clone());
+        let ctx = ctx.clone();
         move |event| {
+            forget_deleted(&ctx.destination_memory, event);
             if let Some(destination) = changed(event) {
                 for subscription in
                     references::subscriptions_using(&subscriptions.state(), destination)
@@ -131,7 +133,9 @@ pub async fn run(
     });
     let subscription_events = reflector(subscription_writer, watch(subscriptions)).inspect({
         let (destinations, triggers) = (destination_store.clone(), destination_triggers.clone());
+        let ctx = ctx.clone();
         move |event| {
+            forget_deleted(&ctx.subscription_memory, event);
             if let Some(subscription) = changed(event) {
                 for destination in
                     references::destinations_to_notify(&destinations.state(), subscription)
@@ -356,6 +360,17 @@ fn watch<K: Managed>(
 }
 
 /// The objects a watch event adds, changes or deletes.
+/// A resource gone from Kubernetes is gone from the operator's memory too, whichever way it
+/// went (its finalizer removed by hand, its namespace no longer watched).
+fn forget_deleted<K: Managed>(
+    memory: &reconcile::Memory<K>,
+    event: &Result<watcher::Event<K>, watcher::Error>,
+) {
+    if let Ok(watcher::Event::Delete(object)) = event {
+        memory.forget(&ObjectRef::from_obj(object));
+    }
+}
+
 fn changed<K>(event: &Result<watcher::Event<K>, watcher::Error>) -> Option<&K> {
     match event {
         Ok(
@@ -421,7 +436,7 @@ fn resource_states<K: Managed>(resources: &[Arc<K>]) -> Vec<(String, i64)> {
     for resource in resources {
         let conditions = resource
             .status()
-            .map(|s| s.conditions())
+            .map(|s| s.common().conditions.as_slice())
             .unwrap_or_default();
         let state = if annotations::is_paused(resource.annotations()) {
             3

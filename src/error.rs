@@ -115,6 +115,21 @@ pub enum Error {
     #[error("waiting for another resource with identical content to finish creating")]
     CreateQueued,
 
+    /// The resource's API key changed to one of another ngrok account, which does not hold
+    /// its object, and the old key can no longer reach the old one: moving it could leave it
+    /// behind unowned, so a person decides.
+    #[error(
+        "the API key now belongs to another ngrok account, which does not hold {id}, and the previous key can no longer reach it: if {id} still exists in the previous account, delete it there (or put the previous key back, and the operator moves it); then delete and re-apply this resource to create it in the new account"
+    )]
+    AccountChanged { id: String },
+
+    /// ngrok holds the object but this version of the operator cannot read it (a target type
+    /// or a field it does not know): it is neither compared nor changed.
+    #[error(
+        "{id} in ngrok cannot be read by this version of the operator ({problem}); it is left as it is and checked again later"
+    )]
+    RemoteUnreadable { id: String, problem: String },
+
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 
@@ -146,6 +161,8 @@ impl Error {
             Error::DestinationOfAnotherNamespace { .. } => "DestinationOfAnotherNamespace",
             Error::OperatorKeyNotAllowed => "OperatorKeyNotAllowed",
             Error::CreateQueued => "CreateQueued",
+            Error::AccountChanged { .. } => "AccountChanged",
+            Error::RemoteUnreadable { .. } => "RemoteUnreadable",
             Error::Kube(_) => "KubernetesError",
             Error::Finalizer(_) => "FinalizerError",
         }
@@ -175,12 +192,14 @@ impl Error {
             | Error::AdoptTargetInUse { .. }
             | Error::AccountMismatch { .. }
             | Error::DestinationOfAnotherNamespace { .. }
-            | Error::OperatorKeyNotAllowed => true,
+            | Error::OperatorKeyNotAllowed
+            | Error::AccountChanged { .. } => true,
             // Each waits for another resource, whose change triggers this one.
             Error::DestinationNotReady { .. } | Error::DestinationInUse { .. } => false,
             Error::NgrokUnavailable(_)
             | Error::NgrokUnknownOutcome(_)
             | Error::CreateQueued
+            | Error::RemoteUnreadable { .. }
             | Error::Kube(_)
             | Error::Finalizer(_) => false,
         }
@@ -195,6 +214,11 @@ impl Error {
                 | Error::DestinationInUse { .. }
                 | Error::CreateQueued
         )
+    }
+
+    /// True when ngrok refused the API key.
+    pub fn is_ngrok_authentication(&self) -> bool {
+        matches!(self, Error::NgrokAuthentication(_))
     }
 
     /// Sorts a client error by what the reconciler should do about it.

@@ -29,7 +29,7 @@ pub fn uses(subscription: &EventSubscription, destination: &EventDestination) ->
     let by_id = destination
         .status
         .as_ref()
-        .and_then(|s| s.id.as_ref())
+        .and_then(|s| s.common.id.as_ref())
         .is_some_and(|id| {
             subscription.spec.destination_ids.contains(id)
                 || subscription
@@ -88,7 +88,10 @@ mod tests {
         }))
         .unwrap();
         destination.status = Some(EventDestinationStatus {
-            id: id.map(String::from),
+            common: crate::crd::CommonStatus {
+                id: id.map(String::from),
+                ..Default::default()
+            },
             ..Default::default()
         });
         destination

@@ -26,8 +26,8 @@ async fn dashboard_deletes_and_edits_are_repaired_within_one_interval() {
         json!({"description": "as written", "target": kinesis_role("b")}),
     ))
     .await;
-    let old_id = op.wait_ready("deleted").await.status.unwrap().id.unwrap();
-    let edited_id = op.wait_ready("edited").await.status.unwrap().id.unwrap();
+    let old_id = op.wait_ready("deleted").await.status.unwrap().common.id.unwrap();
+    let edited_id = op.wait_ready("edited").await.status.unwrap().common.id.unwrap();
 
     // What a person does in the dashboard.
     let started = Instant::now();
@@ -45,7 +45,7 @@ async fn dashboard_deletes_and_edits_are_repaired_within_one_interval() {
         "deleted",
         |d: Option<&EventDestination>| {
             d.and_then(|d| d.status.as_ref())
-                .is_some_and(|s| s.id.is_some() && s.pending_create.is_none())
+                .is_some_and(|s| s.common.id.is_some() && s.common.pending_create.is_none())
         },
         WAIT,
     )
@@ -53,7 +53,7 @@ async fn dashboard_deletes_and_edits_are_repaired_within_one_interval() {
     .unwrap()
     .status
     .unwrap()
-    .id
+    .common.id
     .unwrap();
     assert_ne!(new_id, old_id);
     assert_eq!(
@@ -97,7 +97,7 @@ async fn an_idle_drift_pass_over_250_resources_costs_three_list_calls() {
     }
     let ready = |d: &EventDestination| {
         d.status.as_ref().is_some_and(|s| {
-            s.conditions
+            s.common.conditions
                 .iter()
                 .any(|c| c.type_ == "Ready" && c.status == "True")
         })
@@ -162,7 +162,7 @@ async fn adoption_takes_over_an_existing_destination_without_creating() {
     op.create(&adopting).await;
     let ready = op.wait_ready("adopter").await;
     assert_eq!(
-        ready.status.unwrap().id.as_deref(),
+        ready.status.unwrap().common.id.as_deref(),
         Some(existing.id.as_str())
     );
     assert!(
@@ -191,7 +191,7 @@ async fn adoption_takes_over_an_existing_destination_without_creating() {
         .wait_condition("twin", "Stalled", "AdoptTargetInUse")
         .await;
     assert!(
-        stalled.status.unwrap().conditions[0]
+        stalled.status.unwrap().common.conditions[0]
             .message
             .ends_with("is already managed by EventDestination adopter")
     );
@@ -218,7 +218,7 @@ async fn a_paused_resource_writes_nothing_until_resumed() {
         json!({"description": "v1", "target": kinesis_role("s")}),
     ))
     .await;
-    let id = op.wait_ready("d").await.status.unwrap().id.unwrap();
+    let id = op.wait_ready("d").await.status.unwrap().common.id.unwrap();
     let writes = op.writes();
 
     let paused = json!({"metadata": {"annotations": {"events.ngrok.io/paused": "true"}}, "spec": {"description": "v2"}});
@@ -229,7 +229,7 @@ async fn a_paused_resource_writes_nothing_until_resumed() {
         .status
         .unwrap();
     assert!(
-        !status.conditions.iter().any(|c| c.status == "True"),
+        !status.common.conditions.iter().any(|c| c.status == "True"),
         "neither Stalled nor Reconciling"
     );
     assert_eq!(op.writes(), writes, "no write to ngrok while paused");
@@ -251,7 +251,7 @@ async fn retain_lets_a_namespace_go_even_while_ngrok_fails() {
         json!({"deletionPolicy": "Retain", "target": kinesis_role("s")}),
     ))
     .await;
-    let id = op.wait_ready("kept").await.status.unwrap().id.unwrap();
+    let id = op.wait_ready("kept").await.status.unwrap().common.id.unwrap();
     op.emulator
         .set_faults(&FaultsUpdate {
             error_rate: Some(1.0),
@@ -445,7 +445,7 @@ async fn imported_yaml_applied_with_kubectl_adopts_the_same_objects() {
         let ready = op
             .wait_ready(resource.metadata.name.as_deref().unwrap())
             .await;
-        adopted.push(ready.status.unwrap().id.unwrap());
+        adopted.push(ready.status.unwrap().common.id.unwrap());
     }
     let subscriptions = op.subscriptions().list(&Default::default()).await.unwrap();
     assert_eq!(subscriptions.items.len(), 1);
@@ -453,7 +453,7 @@ async fn imported_yaml_applied_with_kubectl_adopts_the_same_objects() {
         .wait_subscription_ready(subscriptions.items[0].metadata.name.as_deref().unwrap())
         .await;
     assert_eq!(
-        imported.status.unwrap().id.as_deref(),
+        imported.status.unwrap().common.id.as_deref(),
         Some(subscription.id.as_str())
     );
     assert_eq!(imported.spec.destination_names().count(), 2);
@@ -543,8 +543,8 @@ async fn observe_mode_reports_differences_and_writes_nothing_until_managed() {
     // Nothing differs: Ready, still observing.
     let observed = op.wait_ready_status(&name, "True", "Observing").await;
     let status = observed.status.unwrap();
-    assert_eq!(status.id.as_deref(), Some(made.id.as_str()));
-    assert!(status.drift.is_empty(), "{:?}", status.drift);
+    assert_eq!(status.common.id.as_deref(), Some(made.id.as_str()));
+    assert!(status.common.drift.is_empty(), "{:?}", status.common.drift);
 
     // One field edited in the resource: exactly that field is reported, nothing is written.
     op.patch(
@@ -555,7 +555,7 @@ async fn observe_mode_reports_differences_and_writes_nothing_until_managed() {
     let observed = op.wait_ready_status(&name, "False", "Observing").await;
     let status = observed.status.unwrap();
     assert_eq!(
-        status.drift,
+        status.common.drift,
         [ngrok_events_operator::drift::FieldDifference {
             path: "description".into(),
             wanted: Some("edited in Kubernetes".into()),
@@ -564,7 +564,7 @@ async fn observe_mode_reports_differences_and_writes_nothing_until_managed() {
         }]
     );
     let ready = status
-        .conditions
+        .common.conditions
         .iter()
         .find(|c| c.type_ == "Ready")
         .unwrap();
@@ -585,7 +585,7 @@ async fn observe_mode_reports_differences_and_writes_nothing_until_managed() {
     )
     .await;
     let managed = op.wait_ready(&name).await;
-    assert!(managed.status.unwrap().drift.is_empty());
+    assert!(managed.status.unwrap().common.drift.is_empty());
     let patches = op.requests("PATCH", "/event_destinations/{id}");
     assert_eq!(patches.len(), 1, "{patches:#?}");
     assert_eq!(

@@ -161,7 +161,7 @@ async fn namespaces_cannot_use_or_hold_each_others_destinations() {
 
     op.create(&destination("a-sink", json!({"target": kinesis_role("a")})))
         .await;
-    let a_id = op.wait_ready("a-sink").await.status.unwrap().id.unwrap();
+    let a_id = op.wait_ready("a-sink").await.status.unwrap().common.id.unwrap();
 
     // B names A's destination by id: refused before any call, without naming A's resources.
     let subscription = subscription(
@@ -328,7 +328,7 @@ async fn a_rotated_operator_key_file_is_used_without_a_restart() {
         .await
         .unwrap();
     let updated = common::wait_ready_reason(&destinations, "audit", "True", "Synced").await;
-    let id = updated.status.unwrap().id.unwrap();
+    let id = updated.status.unwrap().common.id.unwrap();
     let config = ngrok_api::ClientConfig::new(ROTATED)
         .with_base_url(&emulator.base_url())
         .unwrap();
@@ -531,7 +531,7 @@ async fn credentials_an_unlabelled_secret_stalls_both_kinds_without_calling_ngro
     assert!(op.emulator.requests().is_empty(), "no call to ngrok");
 
     op.patch_secret("dd", labelled()).await;
-    assert!(op.wait_ready("d").await.status.unwrap().id.is_some());
+    assert!(op.wait_ready("d").await.status.unwrap().common.id.is_some());
     op.wait_subscription_ready("s").await;
     assert_eq!(op.requests("POST", "/event_destinations").len(), 1);
     assert_eq!(op.requests("POST", "/event_subscriptions").len(), 1);
@@ -733,7 +733,7 @@ async fn binary_serving_datadog(
     let ready = |d: Option<&EventDestination>| {
         d.is_some_and(|d| {
             d.status.as_ref().is_some_and(|s| {
-                s.conditions
+                s.common.conditions
                     .iter()
                     .any(|c| c.type_ == "Ready" && c.status == "True")
             })

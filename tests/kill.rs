@@ -74,7 +74,7 @@ fn summary<K: Managed>(d: &K) -> String {
         "{}: id={:?} pending={:?} conditions={:?}",
         d.meta().name.as_deref().unwrap_or_default(),
         status.and_then(|s| s.id()),
-        status.and_then(|s| s.pending_create()),
+        status.and_then(|s| s.common().pending_create.as_ref()),
         status.map(|s| {
             s.conditions()
                 .iter()
@@ -191,11 +191,11 @@ async fn creates_survive_sigkills_at_random_moments_and_dropped_responses() {
     for d in &items {
         let status = d.status.as_ref().unwrap();
         let id = status
-            .id
+            .common.id
             .clone()
             .unwrap_or_else(|| panic!("Ready without an id: {}", summary(d)));
         assert!(
-            status.pending_create.is_none(),
+            status.common.pending_create.is_none(),
             "Ready with an intent left: {}",
             summary(d)
         );
@@ -440,7 +440,7 @@ async fn subscription_creates_survive_sigkills_and_dropped_responses() {
         .map(|d| {
             (
                 d.metadata.name.clone().unwrap(),
-                d.status.unwrap().id.unwrap(),
+                d.status.unwrap().common.id.unwrap(),
             )
         })
         .collect();
@@ -451,7 +451,7 @@ async fn subscription_creates_survive_sigkills_and_dropped_responses() {
     let mut claimed = BTreeSet::new();
     for s in &items {
         let name = s.metadata.name.as_deref().unwrap();
-        let id = s.status.as_ref().and_then(|st| st.id.clone()).unwrap();
+        let id = s.status.as_ref().and_then(|st| st.common.id.clone()).unwrap();
         assert!(
             claimed.insert(id.clone()),
             "{id} is the id of two subscriptions"

@@ -109,8 +109,8 @@ impl Bed {
 fn is_ready(d: Option<&EventDestination>) -> bool {
     d.is_some_and(|d| {
         d.status.as_ref().is_some_and(|s| {
-            s.observed_generation == d.metadata.generation
-                && s.conditions
+            s.common.observed_generation == d.metadata.generation
+                && s.common.conditions
                     .iter()
                     .any(|c| c.type_ == "Ready" && c.status == "True")
         })
@@ -129,7 +129,7 @@ fn id_of(destination: &EventDestination) -> String {
     destination
         .status
         .as_ref()
-        .and_then(|s| s.id.clone())
+        .and_then(|s| s.common.id.clone())
         .expect("a Ready resource has an id")
 }
 

@@ -66,14 +66,14 @@ async fn each_target_is_created_with_exactly_the_resolved_request_body() {
     for (name, _, expected) in &cases {
         let ready = op.wait_ready(name).await;
         let status = ready.status.unwrap();
-        let id = status.id.clone().expect("an id in status");
+        let id = status.common.id.clone().expect("an id in status");
         assert!(id.starts_with("ed_"), "{id}");
         assert_eq!(
-            status.uri.as_deref(),
+            status.common.uri.as_deref(),
             Some(format!("{}/event_destinations/{id}", op.emulator.base_url()).as_str())
         );
-        assert!(status.created_at.is_some());
-        assert!(status.pending_create.is_none());
+        assert!(status.common.created_at.is_some());
+        assert!(status.common.pending_create.is_none());
         assert!(
             op.emulator.object(&id).is_some(),
             "{id} exists in the emulator"
@@ -116,13 +116,13 @@ async fn an_update_is_one_patch_carrying_only_the_change() {
     ))
     .await;
     let created = op.wait_ready("d").await;
-    let id = created.status.as_ref().unwrap().id.clone().unwrap();
+    let id = created.status.as_ref().unwrap().common.id.clone().unwrap();
 
     op.patch("d", json!({"spec": {"description": "after"}}))
         .await;
     let updated = op.wait_ready("d").await;
     assert_eq!(
-        updated.status.as_ref().unwrap().id.as_deref(),
+        updated.status.as_ref().unwrap().common.id.as_deref(),
         Some(id.as_str()),
         "same destination"
     );
@@ -166,7 +166,7 @@ async fn an_outside_edit_of_the_status_is_repaired() {
 
     let mut tampered = op.destinations().get_status("d").await.unwrap();
     let status = tampered.status.as_mut().unwrap();
-    for condition in &mut status.conditions {
+    for condition in &mut status.common.conditions {
         condition.message = "edited by hand".into();
     }
     op.destinations()
@@ -179,7 +179,7 @@ async fn an_outside_edit_of_the_status_is_repaired() {
         "d",
         |d: Option<&EventDestination>| {
             d.and_then(|d| d.status.as_ref())
-                .is_some_and(|s| s.conditions.iter().all(|c| c.message != "edited by hand"))
+                .is_some_and(|s| s.common.conditions.iter().all(|c| c.message != "edited by hand"))
         },
         common::WAIT,
     )
@@ -198,7 +198,7 @@ async fn delete_removes_the_destination_then_the_finalizer() {
         ready.metadata.finalizers.as_deref(),
         Some(&["events.ngrok.io/cleanup".to_string()][..])
     );
-    let id = ready.status.unwrap().id.unwrap();
+    let id = ready.status.unwrap().common.id.unwrap();
 
     op.destinations()
         .delete("d", &Default::default())
@@ -222,7 +222,7 @@ async fn retain_leaves_the_destination_in_ngrok() {
         json!({"deletionPolicy": "Retain", "target": kinesis_role("s")}),
     ))
     .await;
-    let id = op.wait_ready("d").await.status.unwrap().id.unwrap();
+    let id = op.wait_ready("d").await.status.unwrap().common.id.unwrap();
     op.destinations()
         .delete("d", &Default::default())
         .await
@@ -292,7 +292,7 @@ async fn a_missing_secret_stalls_without_calling_ngrok_and_converges_when_it_app
         .status
         .as_ref()
         .unwrap()
-        .conditions
+        .common.conditions
         .iter()
         .find(|c| c.type_ == "Ready")
         .unwrap()
@@ -307,14 +307,14 @@ async fn a_missing_secret_stalls_without_calling_ngrok_and_converges_when_it_app
     // The wrong key first: the message names Secret and key.
     op.create_secret("aws", &[("id", "AKIA")]).await;
     let stalled = op.wait_condition("d", "Stalled", "SecretKeyNotFound").await;
-    let message = &stalled.status.unwrap().conditions[0].message;
+    let message = &stalled.status.unwrap().common.conditions[0].message;
     assert_eq!(message, r#"Secret "aws" has no key "secret""#);
     assert!(op.emulator.requests().is_empty());
 
     op.patch_secret("aws", json!({"stringData": {"secret": "s3cr3t"}}))
         .await;
     let ready = op.wait_ready("d").await;
-    assert!(ready.status.unwrap().id.is_some());
+    assert!(ready.status.unwrap().common.id.is_some());
     assert_eq!(op.requests("POST", "/event_destinations").len(), 1);
     assert_eq!(
         op.wait_event("d", "SecretNotFound").await,
@@ -339,7 +339,7 @@ async fn a_spec_over_ngrok_byte_limits_stalls_before_any_call() {
     .await;
     let stalled = op.wait_condition("d", "Stalled", "InvalidSpec").await;
     assert_eq!(
-        stalled.status.unwrap().conditions[0].message,
+        stalled.status.unwrap().common.conditions[0].message,
         "spec.description is 256 bytes long; ngrok allows at most 255 bytes"
     );
     assert!(op.emulator.requests().is_empty());
@@ -358,7 +358,7 @@ async fn a_wrong_api_key_stalls_naming_authentication_without_retrying() {
     let stalled = op
         .wait_condition("d", "Stalled", "NgrokAuthenticationFailed")
         .await;
-    let message = stalled.status.unwrap().conditions[0].message.clone();
+    let message = stalled.status.unwrap().common.conditions[0].message.clone();
     assert!(
         message.starts_with("the ngrok API key was refused"),
         "{message}"
@@ -398,7 +398,7 @@ async fn resources_converge_through_a_storm_of_server_errors() {
     }
     let mut ids = Vec::new();
     for name in &names {
-        ids.push(op.wait_ready(name).await.status.unwrap().id.unwrap());
+        ids.push(op.wait_ready(name).await.status.unwrap().common.id.unwrap());
     }
     ids.sort();
     ids.dedup();
@@ -437,7 +437,7 @@ async fn a_spec_ngrok_refuses_stalls_without_retrying_until_it_changes() {
     op.create(&destination("d", json!({"target": kinesis_role(marker)})))
         .await;
     let stalled = op.wait_condition("d", "Stalled", "NgrokRejected").await;
-    let message = stalled.status.as_ref().unwrap().conditions[0]
+    let message = stalled.status.as_ref().unwrap().common.conditions[0]
         .message
         .clone();
     assert!(
@@ -447,7 +447,7 @@ async fn a_spec_ngrok_refuses_stalls_without_retrying_until_it_changes() {
     assert!(message.contains("(operation op_"), "{message}");
     assert_eq!(op.requests("POST", "/event_destinations").len(), 1);
     assert!(
-        stalled.status.unwrap().pending_create.is_none(),
+        stalled.status.unwrap().common.pending_create.is_none(),
         "a refusal proves nothing was created"
     );
 

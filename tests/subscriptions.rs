@@ -20,7 +20,7 @@ const DESTINATION: &str = "/event_destinations/{id}";
 async fn ready_destination(op: &Operator, name: &str) -> String {
     op.create(&destination(name, json!({"target": kinesis_role(name)})))
         .await;
-    op.wait_ready(name).await.status.unwrap().id.unwrap()
+    op.wait_ready(name).await.status.unwrap().common.id.unwrap()
 }
 
 fn traffic(refs: &[&str]) -> EventSubscription {
@@ -46,7 +46,7 @@ fn sent_ids(op: &Operator, id: &str) -> Vec<String> {
 
 fn ready_message(subscription: &EventSubscription) -> String {
     let status = subscription.status.as_ref().unwrap();
-    let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
+    let ready = status.common.conditions.iter().find(|c| c.type_ == "Ready");
     ready.unwrap().message.clone()
 }
 
@@ -57,10 +57,10 @@ async fn a_subscription_is_created_updated_and_deleted() {
     op.create_subscription(&traffic(&["audit"])).await;
     let ready = op.wait_subscription_ready("traffic").await;
     let status = ready.status.unwrap();
-    let id = status.id.unwrap();
+    let id = status.common.id.unwrap();
     assert!(id.starts_with("esb_"), "{id}");
     assert_eq!(
-        status.uri.as_deref(),
+        status.common.uri.as_deref(),
         Some(format!("{}/event_subscriptions/{id}", op.emulator.base_url()).as_str())
     );
     assert_eq!(status.destination_ids, std::slice::from_ref(&audit));
@@ -113,7 +113,7 @@ async fn a_subscription_is_created_updated_and_deleted() {
     .await;
     let updated = op.wait_subscription_ready("traffic").await;
     assert_eq!(
-        updated.status.as_ref().unwrap().id.as_deref(),
+        updated.status.as_ref().unwrap().common.id.as_deref(),
         Some(id.as_str())
     );
     let remote = op.emulator.object(&id).unwrap();
@@ -153,7 +153,7 @@ async fn a_subscription_waits_for_its_destination_to_exist_and_be_ready() {
         ready_message(&waiting),
         r#"waiting for EventDestination "later", which does not exist"#
     );
-    let reconciling = waiting.status.as_ref().unwrap().conditions.iter();
+    let reconciling = waiting.status.as_ref().unwrap().common.conditions.iter();
     assert!(
         reconciling
             .clone()
@@ -192,7 +192,7 @@ async fn a_destination_in_use_is_deleted_only_once_its_subscription_is_gone() {
         .status
         .as_ref()
         .unwrap()
-        .conditions
+        .common.conditions
         .iter()
         .find(|c| c.type_ == "Ready")
         .unwrap()
@@ -295,7 +295,7 @@ async fn a_destination_re_created_by_drift_repair_is_followed() {
         .await
         .status
         .unwrap()
-        .id
+        .common.id
         .unwrap();
 
     // Deleted in ngrok behind the operator's back (ngrok itself would refuse while the
@@ -303,7 +303,7 @@ async fn a_destination_re_created_by_drift_repair_is_followed() {
     assert!(op.emulator.delete_object(&old));
     let new = testbed::eventually("the destination re-created", common::WAIT, || async {
         let d = op.destinations().get("audit").await.ok()?;
-        d.status.and_then(|s| s.id).filter(|id| *id != old)
+        d.status.and_then(|s| s.common.id).filter(|id| *id != old)
     })
     .await
     .unwrap();
@@ -343,7 +343,7 @@ async fn a_subscription_is_adopted_and_paused_like_a_destination() {
         Some([("events.ngrok.io/adopt-id".to_string(), existing.clone())].into());
     op.create_subscription(&adopter).await;
     let ready = op.wait_subscription_ready("traffic").await;
-    assert_eq!(ready.status.unwrap().id.as_deref(), Some(existing.as_str()));
+    assert_eq!(ready.status.unwrap().common.id.as_deref(), Some(existing.as_str()));
     assert_eq!(
         op.requests("POST", SUBSCRIPTIONS).len(),
         posts,
@@ -417,7 +417,7 @@ async fn a_destination_of_another_ngrok_account_stalls_the_subscription() {
         .await
         .status
         .unwrap()
-        .id
+        .common.id
         .unwrap();
     assert_eq!(
         op.emulator.account_of(&id).as_deref(),

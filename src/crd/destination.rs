@@ -1,11 +1,10 @@
 //! `EventDestination`: where ngrok sends events, and how it authenticates there.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{DeletionPolicy, PendingCreate, SecretKeyRef};
+use super::{CommonStatus, DeletionPolicy, SecretKeyRef};
 
 /// An ngrok Event Destination: where ngrok sends events, and how it authenticates there.
 ///
@@ -237,35 +236,15 @@ pub struct AzureLogsIngestionTarget {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventDestinationStatus {
-    /// ngrok's id of the destination (`ed_…`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// ngrok's API URI of the destination.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-    /// When ngrok created the destination (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<String>,
+    /// What every resource mirroring an ngrok object records: id, conditions, pending create.
+    #[serde(flatten)]
+    pub common: CommonStatus,
     /// Which target the destination has (`kinesis`, `firehose`, …), for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
-    /// The generation of the spec this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// kstatus conditions: `Ready`, `Reconciling`, `Stalled`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
     /// A keyed hash (HMAC-SHA256 under the account's API key) of the secret values last sent to
     /// ngrok, never the values: ngrok does not return secrets, so this tells when to send them
     /// again, and the key stops anyone who can read this status from guessing them offline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_hash: Option<String>,
-    /// Recorded before a create is sent and cleared once the id is known, so that after a crash
-    /// or a lost response the operator looks for the destination instead of creating a twin.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_create: Option<PendingCreate>,
-    /// In observe mode (annotation `events.ngrok.io/management: observe`): each field a
-    /// managing reconcile would change in ngrok, without secret values. Empty otherwise.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub drift: Vec<crate::drift::FieldDifference>,
 }

@@ -74,6 +74,36 @@ pub struct PendingCreate {
     pub fingerprint: String,
 }
 
+/// The status every resource that mirrors one ngrok object has; each kind's status flattens it
+/// in beside its own fields, so the generic reconcile reads and writes these in one place.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommonStatus {
+    /// ngrok's id of the object (`ed_…`, `esb_…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// ngrok's API URI of the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// When ngrok created the object (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// kstatus conditions: `Ready`, `Reconciling`, `Stalled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    /// Recorded before a create is sent and cleared once the id is known, so that after a crash
+    /// or a lost response the operator looks for the object instead of creating a twin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_create: Option<PendingCreate>,
+    /// In observe mode (annotation `events.ngrok.io/management: observe`): each field a
+    /// managing reconcile would change in ngrok, without secret values. Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<crate::drift::FieldDifference>,
+}
+
 /// Every CRD of the operator, in the order they are installed.
 pub fn all()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>

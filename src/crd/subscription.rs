@@ -3,12 +3,11 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{DeletionPolicy, PendingCreate, SecretKeyRef};
+use super::{CommonStatus, DeletionPolicy, SecretKeyRef};
 
 /// An ngrok Event Subscription: the events of the listed sources go to every listed destination.
 ///
@@ -131,15 +130,9 @@ pub struct DestinationRef {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventSubscriptionStatus {
-    /// ngrok's id of the subscription (`esb_…`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// ngrok's API URI of the subscription.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-    /// When ngrok created the subscription (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<String>,
+    /// What every resource mirroring an ngrok object records: id, conditions, pending create.
+    #[serde(flatten)]
+    pub common: CommonStatus,
     /// The destination ids last sent to ngrok: `destinationRefs` resolved, then `destinationIds`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destination_ids: Vec<String>,
@@ -149,20 +142,6 @@ pub struct EventSubscriptionStatus {
     /// How many destinations the spec lists (refs and ids), for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_count: Option<i32>,
-    /// The generation of the spec this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// kstatus conditions: `Ready`, `Reconciling`, `Stalled`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-    /// Recorded before a create is sent and cleared once the id is known, so that after a crash
-    /// or a lost response the operator looks for the subscription instead of creating a twin.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_create: Option<PendingCreate>,
-    /// In observe mode (annotation `events.ngrok.io/management: observe`): each field a
-    /// managing reconcile would change in ngrok, without secret values. Empty otherwise.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub drift: Vec<crate::drift::FieldDifference>,
 }
 
 /// The CRD, with the one rule derive cannot express: at least one destination, in

@@ -1,64 +1,238 @@
-//! Observe mode (annotation `events.ngrok.io/management: observe`): read the ngrok object the
-//! resource names (its `status.id`, else its `adopt-id`) and report in `status.drift` what a
-//! managing reconcile would change, without one write to ngrok. What differs is computed by
-//! `Managed::drift` (pure, [`crate::drift`]); this module only reads and records.
+//! The first step of a reconcile: gather everything a decision needs. Reads the annotations,
+//! the account, the Secrets and referenced resources the request depends on, what this
+//! process remembers, and then from ngrok exactly what [`plan::read`] asks for.
 
-use super::{Managed, ManagedStatus, Prepared, Reconciliation, Synced, adopt};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::ResourceExt;
+use kube::api::Api;
+
+use super::managed::{Managed, ManagedStatus, Prepared};
+use super::plan::{self, Elsewhere, Facts, Mode, Read, Seen};
+use super::{Context, Reconciliation};
 use crate::accounts::Account;
-use crate::crd::{ADOPT_ID_ANNOTATION, MANAGEMENT_ANNOTATION};
-use crate::drift::{FieldDifference, SecretState};
+use crate::annotations;
 use crate::error::{Error, Result};
+use crate::secrets;
 
-/// Reads the ngrok object and records what managing it would change.
-pub(super) async fn observe<K: Managed>(
-    r: &mut Reconciliation<'_, K>,
-    account: &Account,
-    prepared: &Prepared<K::Desired>,
-    adopt_id: Option<&str>,
-    interval: std::time::Duration,
-) -> Result<Synced> {
-    let remote = match r.status.id().cloned() {
-        Some(id) => match K::get(account, &id).await {
-            Ok(remote) => Some(remote),
-            Err(e) if e.is_not_found() => None,
+/// What a reconcile knows before it reads ngrok.
+pub struct Observation<K: Managed> {
+    pub account: Arc<Account>,
+    pub prepared: Prepared<K::Desired>,
+    /// How long until the next drift check.
+    pub interval: Duration,
+    pub mode: Mode,
+    pub adopt_id: Option<String>,
+    pub adopt_owner: Option<String>,
+    pub refused_before: bool,
+    pub verified_recently: bool,
+    pub created_unrecorded: Option<K::Remote>,
+    pub leftover: Option<(String, Arc<Account>)>,
+    /// The account that holds the object, when the resource's key has changed since.
+    pub previous_account: Option<Arc<Account>>,
+}
+
+impl<K: Managed> Observation<K> {
+    pub fn facts<'a>(&'a self, resource: &K, status: &'a K::Status) -> Facts<'a, K> {
+        Facts {
+            generation: resource.meta().generation,
+            status,
+            mode: self.mode,
+            adopt_id: self.adopt_id.as_deref(),
+            adopt_owner: self.adopt_owner.clone(),
+            prepared: &self.prepared,
+            refused_before: self.refused_before,
+            verified_recently: self.verified_recently,
+            created_unrecorded: self.created_unrecorded.as_ref(),
+            leftover: self.leftover.as_ref(),
+            previous_account: self.previous_account.as_ref(),
+        }
+    }
+}
+
+/// Reads everything but ngrok. An error here is the outcome of the reconcile (a missing
+/// Secret, a bad annotation, a destination not Ready …).
+pub async fn inputs<K: Managed>(r: &Reconciliation<'_, K>) -> Result<Observation<K>> {
+    let (resource, ctx) = (r.resource, r.ctx);
+    let memory = K::memory(ctx);
+    let object_ref = r.object_ref();
+    memory.secrets.record(resource, resource.secret_refs());
+    // Annotations first: a bad one stalls the resource before anything is read or sent.
+    let interval = annotations::drift_interval(resource.annotations(), ctx.drift_interval)?;
+    let adopt_id = annotations::adopt_id(resource.annotations(), K::ID_PREFIX)?;
+    let mode = if annotations::is_observing(resource.annotations())? {
+        Mode::Observe
+    } else if annotations::is_paused(resource.annotations()) {
+        Mode::Paused
+    } else {
+        Mode::Manage
+    };
+    let namespace = resource.namespace().unwrap_or_default();
+    // Cleanup may still use the operator's key for what was created with it; new work may not.
+    if resource.api_key_ref().is_none() && !ctx.operator_key_allowed(&namespace) {
+        return Err(Error::OperatorKeyNotAllowed);
+    }
+    let secrets_api = Api::<KubeSecret>::namespaced(ctx.client.clone(), &namespace);
+    let account = account_for(ctx, resource, &secrets_api).await?;
+    let previous_account = memory
+        .get(&object_ref, |entry| entry.account.clone())
+        .flatten()
+        .filter(|previous| !Arc::ptr_eq(previous, &account));
+    if memory.get(&object_ref, |e| e.account.is_none()).unwrap_or(true) {
+        // The first account this process sees the resource with (kept until the object is
+        // known to be elsewhere; see `act`).
+        memory.with(&object_ref, |entry| entry.account = Some(account.clone()));
+    }
+    let prepared = resource.prepare(ctx, &account, &secrets_api).await?;
+    let refused_before = memory
+        .get(&object_ref, |entry| {
+            entry.refused.as_ref()
+                == Some(&(resource.meta().generation, prepared.inputs_hash.clone()))
+        })
+        .unwrap_or(false);
+    let status = &r.status;
+    let verified_recently = status
+        .common()
+        .id
+        .as_deref()
+        .and_then(|id| account.verified_at(id))
+        // Checked recently: this reconcile comes from a status write or a label change, not
+        // from the drift schedule, which is an interval ±10% after the last check.
+        .is_some_and(|at| at.elapsed() < interval / 2);
+    let created_unrecorded = match status.common().id {
+        Some(_) => None,
+        None => memory.get(&object_ref, |e| e.created.clone()).flatten(),
+    };
+    let leftover = memory.get(&object_ref, |e| e.leftover.clone()).flatten();
+    let adopt_owner = adopt_id.and_then(|id| owner_of(ctx, resource, id));
+    Ok(Observation {
+        account,
+        prepared,
+        interval,
+        mode,
+        adopt_id: adopt_id.map(String::from),
+        adopt_owner,
+        refused_before,
+        verified_recently,
+        created_unrecorded,
+        leftover,
+        previous_account,
+    })
+}
+
+/// Reads from ngrok what `read` asks for.
+pub async fn remote<K: Managed>(
+    r: &Reconciliation<'_, K>,
+    observation: &Observation<K>,
+    read: Read,
+) -> Result<Seen<K::Remote>> {
+    let account = &observation.account;
+    let seen = match read {
+        Read::Nothing => return Ok(Seen::NotRead),
+        Read::Object(id) => match K::get(account, &id).await {
+            Ok(remote) => Seen::Found(remote),
+            Err(e) if e.is_not_found() => Seen::Gone { elsewhere: None },
+            Err(e) if e.is_unparsable() => Seen::Unreadable(e.to_string()),
             Err(e) => return Err(e.into()),
         },
-        None => match adopt_id {
-            // Records the id (no write to ngrok), so that switching to manage updates this
-            // object in place and a subscription can name it.
-            Some(adopt_id) => Some(adopt(r, account, adopt_id).await?),
-            None => {
-                return Err(Error::InvalidAnnotation {
-                    annotation: MANAGEMENT_ANNOTATION,
-                    problem: format!(
-                        "observe needs an ngrok object to observe: set {ADOPT_ID_ANNOTATION} (ngrok-events-operator import --observe does)"
-                    ),
-                });
+        Read::Listing(id) => {
+            // A listing shared by the whole account, newer than the last time this object was
+            // written or checked.
+            let snapshot = K::listing(account, account.verified_at(&id)).await?;
+            match (snapshot.objects.get(&id), snapshot.unreadable.get(&id)) {
+                (Some(remote), _) => Seen::Found(remote.clone()),
+                (None, Some(problem)) => Seen::Unreadable(problem.clone()),
+                (None, None) => Seen::Gone { elsewhere: None },
             }
-        },
-    };
-    let drift = match &remote {
-        Some(remote) => {
-            let secrets = match K::recorded_inputs(&r.status) {
-                _ if !prepared.has_secrets => SecretState::Sent,
-                Some(sent) if sent == prepared.inputs_hash => SecretState::Sent,
-                Some(_) => SecretState::Changed,
-                None => SecretState::Unknown,
-            };
-            K::drift(&prepared.desired, remote, secrets)
         }
-        // Deleted in ngrok: managing would create it again.
-        None => vec![FieldDifference {
-            path: "id".into(),
-            wanted: r.status.id().cloned(),
-            actual: None,
-            secret: None,
-        }],
+        Read::LostCreate(pending) => {
+            let snapshot = K::listing(account, Some(std::time::Instant::now())).await?;
+            let claimed = claimed_by_others(r);
+            Seen::Candidates(plan::lost_create_candidates::<K>(
+                snapshot.objects.values(),
+                &pending,
+                &claimed,
+            ))
+        }
     };
-    let differences = drift.iter().map(|d| d.path.clone()).collect();
-    r.status.set_drift(drift);
-    Ok(Synced::Observed {
-        differences,
-        requeue: interval,
+    match (seen, r.status.common().id.as_deref()) {
+        (Seen::Gone { .. }, Some(id)) => Ok(Seen::Gone {
+            elsewhere: elsewhere::<K>(observation, id).await?,
+        }),
+        (seen, _) => Ok(seen),
+    }
+}
+
+/// Where an object the resource's key does not see is, when the key changed since the object
+/// was last seen: still in the previous account (a move), or deleted.
+async fn elsewhere<K: Managed>(
+    observation: &Observation<K>,
+    id: &str,
+) -> Result<Option<Elsewhere<K::Remote>>> {
+    let Some(previous) = &observation.previous_account else {
+        return Ok(None);
+    };
+    match K::get(previous, id).await {
+        Ok(remote) => return Ok(Some(Elsewhere::InOldAccount(remote))),
+        Err(e) if e.is_not_found() => return Ok(Some(Elsewhere::GoneFromBoth)),
+        Err(e) if e.status().is_some_and(|s| s == 401 || s == 403) => {}
+        Err(e) => return Err(e.into()),
+    }
+    // The previous key no longer works: the same account (a rotation whose old key was
+    // revoked) or another, as the accounts' API keys tell.
+    let same = crate::accounts::same_account(previous, &observation.account).await?;
+    Ok(Some(match same {
+        Some(true) => Elsewhere::SameAccount,
+        _ => Elsewhere::OldAccountUnreachable,
+    }))
+}
+
+/// The ids other resources of this kind hold: in their statuses, or created by this process
+/// and not yet recorded. Never this resource's own, so that the outcome of its own lost
+/// create (a failed status write) is found, not created again.
+fn claimed_by_others<K: Managed>(r: &Reconciliation<'_, K>) -> HashSet<String> {
+    let uid = r.resource.uid();
+    let mut claimed = K::memory(r.ctx).created_by_others(&r.object_ref());
+    claimed.extend(
+        K::store(r.ctx)
+            .state()
+            .iter()
+            .filter(|other| other.uid() != uid)
+            .filter_map(|other| other.status().and_then(|s| s.common().id.clone())),
+    );
+    claimed
+}
+
+/// Which other resource already manages `id`, as a message may name it: another namespace's
+/// resources are never named to this one.
+fn owner_of<K: Managed>(ctx: &Context, resource: &K, id: &str) -> Option<String> {
+    let (uid, namespace) = (resource.uid(), resource.namespace());
+    K::store(ctx).state().iter().find_map(|other| {
+        let claims = other.uid() != uid
+            && other.status().and_then(|s| s.common().id.as_deref()) == Some(id);
+        claims.then(|| match other.namespace() == namespace {
+            true => format!("{} {}", K::KIND, other.name_any()),
+            false => format!("an {} in another namespace", K::KIND),
+        })
     })
+}
+
+/// The account a resource uses: its own API key from `spec.apiKeyRef`, or the operator's.
+pub async fn account_for<K: Managed>(
+    ctx: &Context,
+    resource: &K,
+    secrets_api: &Api<KubeSecret>,
+) -> Result<Arc<Account>> {
+    let key = match resource.api_key_ref() {
+        Some(reference) => secrets::api_key_from(
+            secrets::resolve(secrets_api, &[reference], ctx.require_credentials_label)
+                .await?
+                .get(reference)?,
+        ),
+        None => ctx.accounts.operator_key().ok_or(Error::ApiKeyMissing)?,
+    };
+    Ok(ctx.accounts.get(&key)?)
 }

@@ -192,12 +192,12 @@ fn usable_id(
         return Err(format!("EventDestination {name:?}, which does not exist"));
     };
     let status = destination.status.as_ref();
-    let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let conditions = status.map(|s| s.common.conditions.as_slice()).unwrap_or_default();
     let not_ready = || match conditions::reason(conditions, conditions::READY) {
         Some(reason) => format!("EventDestination {name:?}, which is not Ready ({reason})"),
         None => format!("EventDestination {name:?}, which is not Ready yet"),
     };
-    match status.and_then(|s| s.id.clone()) {
+    match status.and_then(|s| s.common.id.clone()) {
         Some(id) if conditions::is_true(conditions, conditions::READY) || sent.contains(&id) => {
             Ok(id)
         }
@@ -214,7 +214,7 @@ fn foreign_destination_id(ids: &[String], namespace: &str, ctx: &Context) -> Opt
     }
     let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
     ctx.destinations.state().iter().find_map(|destination| {
-        let id = destination.status.as_ref()?.id.as_deref()?;
+        let id = destination.status.as_ref()?.common.id.as_deref()?;
         (ids.contains(id) && destination.namespace().as_deref() != Some(namespace))
             .then(|| id.to_string())
     })
@@ -234,7 +234,7 @@ async fn check_same_account(
     if destination.spec.api_key_ref == subscription.spec.api_key_ref {
         return Ok(());
     }
-    let destination_account = super::account_for(ctx, destination, secrets_api).await?;
+    let destination_account = super::observe::account_for(ctx, destination, secrets_api).await?;
     if std::ptr::eq(destination_account.as_ref(), account) {
         return Ok(());
     }
@@ -262,8 +262,9 @@ mod tests {
         }))
         .unwrap();
         destination.status = Some(EventDestinationStatus {
-            id: id.map(String::from),
-            conditions: ready
+            common: crate::crd::CommonStatus {
+                id: id.map(String::from),
+                conditions: ready
                 .map(|(status, reason)| Condition {
                     type_: "Ready".into(),
                     status: status.into(),
@@ -274,6 +275,8 @@ mod tests {
                 })
                 .into_iter()
                 .collect(),
+                ..Default::default()
+            },
             ..Default::default()
         });
         destination

@@ -151,6 +151,11 @@ impl Error {
         self.class() == ErrorClass::NotFound
     }
 
+    /// A 2xx whose body the client cannot read (stub until the listing-resilience work lands).
+    pub fn is_unparsable(&self) -> bool {
+        false
+    }
+
     /// A create whose result is unknown.
     pub fn is_unknown_outcome(&self) -> bool {
         self.class() == ErrorClass::UnknownOutcome

@@ -1,0 +1,225 @@
+//! The last step of a reconcile: carry out a plan's steps, in order, recording in the status
+//! what each did and queueing the events that tell it.
+
+use std::sync::Arc;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::events::EventType;
+use tracing::{debug, info};
+
+use super::managed::{Managed, ManagedStatus, RemoteObject, record_remote};
+use super::observe::Observation;
+use super::plan::{Cause, Step};
+use super::Reconciliation;
+use crate::accounts::Account;
+use crate::conditions::Phase;
+use crate::crd::PendingCreate;
+use crate::error::{Error, Result};
+
+pub async fn act<K: Managed>(
+    r: &mut Reconciliation<'_, K>,
+    observation: &Observation<K>,
+    steps: Vec<Step<K>>,
+) -> Result<()> {
+    let moving = steps
+        .iter()
+        .any(|step| matches!(step, Step::DeleteFromOldAccount { .. }));
+    let mut replaced: Option<String> = None;
+    for step in steps {
+        match step {
+            Step::Adopt(remote) => {
+                record_remote(r.status.common_mut(), Some(&remote));
+                // What it was created from is unknown: the update that follows sends what
+                // differs.
+                K::forget_inputs(&mut r.status);
+                let id = remote.id().to_string();
+                r.event(EventType::Normal, "Adopted", format!("took over {id} from ngrok"));
+            }
+            Step::RecordLostCreate {
+                remote,
+                content_changed,
+            } => {
+                info!(id = %remote.id(), "found the {} of an earlier create whose outcome was lost", K::NOUN);
+                record_created(r, &observation.account, &remote);
+                // It was created from the intent's content; the next pass updates any change.
+                if content_changed {
+                    K::forget_inputs(&mut r.status);
+                }
+            }
+            Step::RecordCreated(remote) => {
+                info!(id = %remote.id(), "recording the {} created by an earlier pass", K::NOUN);
+                K::record_inputs(&mut r.status, &observation.prepared);
+                record_created(r, &observation.account, &remote);
+            }
+            Step::ForgetGone(id) => {
+                if !moving {
+                    info!(old_id = %id, "{} is gone from ngrok; creating it again", K::NOUN);
+                }
+                observation.account.forget(&id);
+                record_remote(r.status.common_mut(), None);
+                replaced = Some(id);
+            }
+            Step::Create => {
+                create(r, observation).await?;
+                if let (Some(old), false) = (&replaced, moving) {
+                    let new = r.status.common().id.clone().unwrap_or_default();
+                    r.event(
+                        EventType::Normal,
+                        "DriftCorrected",
+                        format!("{old} was deleted in ngrok; created {new}"),
+                    );
+                }
+            }
+            Step::DeleteFromOldAccount { id, from } => {
+                delete_from_old_account(r, &id, &from).await?;
+            }
+            Step::Update {
+                id,
+                update,
+                fields,
+                cause,
+            } => {
+                K::update(&observation.account, &id, &update).await?;
+                let (reason, note) = match cause {
+                    Cause::Drift => {
+                        info!(%id, fields, "reverted changes made outside Kubernetes");
+                        ("DriftCorrected", format!("reverted changes to {fields} made outside Kubernetes in {id}"))
+                    }
+                    Cause::Spec => {
+                        info!(%id, fields, "updated {}", K::NOUN);
+                        ("Updated", format!("updated {fields} of {id}"))
+                    }
+                };
+                r.event(EventType::Normal, reason, note);
+            }
+            Step::Record(remote) => {
+                K::record_inputs(&mut r.status, &observation.prepared);
+                record_remote(r.status.common_mut(), Some(&remote));
+                observation.account.mark_verified(remote.id());
+            }
+        }
+    }
+    // The account now holds the resource's object.
+    K::memory(r.ctx).with(&r.object_ref(), |entry| {
+        entry.account = Some(observation.account.clone());
+    });
+    Ok(())
+}
+
+/// Creates the ngrok object without ever leaving a twin: the intent is recorded in the status
+/// before the POST, so that a create whose outcome was lost is looked for in a listing before
+/// another is sent (see `plan::lost_create`).
+async fn create<K: Managed>(
+    r: &mut Reconciliation<'_, K>,
+    observation: &Observation<K>,
+) -> Result<()> {
+    let (account, prepared) = (&observation.account, &observation.prepared);
+    let fingerprint = K::fingerprint(&prepared.desired);
+    // One create of a given content at a time per account: a lost create is then
+    // recognisable by its content alone, however alike the resources are.
+    let Some(_guard) = account.begin_create(&fingerprint) else {
+        return Err(Error::CreateQueued);
+    };
+    if pending_elsewhere(r, account, &fingerprint) {
+        return Err(Error::CreateQueued);
+    }
+    r.status.common_mut().pending_create = Some(PendingCreate {
+        started_at: Timestamp::now().to_string(),
+        fingerprint,
+    });
+    K::record_inputs(&mut r.status, prepared);
+    r.write_status(&Phase::Progressing {
+        reason: "Creating",
+        message: format!("Creating the {} in ngrok", K::NOUN),
+    })
+    .await?;
+
+    match K::create(account, &prepared.desired).await {
+        Ok(created) => {
+            info!(id = %created.id(), "created {}", K::NOUN);
+            // Until the status records it: if that write fails, the next pass takes this
+            // object rather than look for it or make another.
+            K::memory(r.ctx).with(&r.object_ref(), |entry| entry.created = Some(created.clone()));
+            record_created(r, account, &created);
+            r.event(
+                EventType::Normal,
+                "Created",
+                format!("created {} in ngrok", created.id()),
+            );
+            Ok(())
+        }
+        Err(e) => {
+            // Only a refusal (4xx) proves nothing was created; after anything else the create
+            // may have happened, and the intent stays for the next pass to look for it.
+            if e.status().is_some_and(|s| (400..500).contains(&s)) {
+                r.status.common_mut().pending_create = None;
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Whether another resource of this account has a create of the same content whose outcome
+/// is not known yet. Resources of other accounts (or not reconciled by this process) do not
+/// hold this one up.
+fn pending_elsewhere<K: Managed>(
+    r: &Reconciliation<'_, K>,
+    account: &Arc<Account>,
+    fingerprint: &str,
+) -> bool {
+    let uid = r.resource.uid();
+    let memory = K::memory(r.ctx);
+    K::store(r.ctx).state().iter().any(|other| {
+        other.uid() != uid
+            && other.status().is_some_and(|s| {
+                let common = s.common();
+                common.id.is_none()
+                    && common
+                        .pending_create
+                        .as_ref()
+                        .is_some_and(|p| p.fingerprint == fingerprint)
+            })
+            && memory.uses_account(&kube::runtime::reflector::ObjectRef::from_obj(other.as_ref()), account)
+    })
+}
+
+fn record_created<K: Managed>(
+    r: &mut Reconciliation<'_, K>,
+    account: &Account,
+    created: &K::Remote,
+) {
+    let common = r.status.common_mut();
+    record_remote(common, Some(created));
+    common.pending_create = None;
+    account.mark_verified(created.id());
+}
+
+/// The second half of a move to another account: the old object goes, with the old key.
+async fn delete_from_old_account<K: Managed>(
+    r: &mut Reconciliation<'_, K>,
+    id: &str,
+    from: &Arc<Account>,
+) -> Result<()> {
+    let memory = K::memory(r.ctx);
+    match K::delete(from, id).await {
+        Ok(()) => info!(%id, "deleted the {} from the previous ngrok account", K::NOUN),
+        Err(e) if e.is_not_found() => debug!(%id, "{} was already gone", K::NOUN),
+        Err(e) => {
+            // Kept until a later pass deletes it (the object in the new account is recorded).
+            memory.with(&r.object_ref(), |entry| {
+                entry.leftover = Some((id.to_string(), from.clone()));
+            });
+            return Err(e.into());
+        }
+    }
+    memory.with(&r.object_ref(), |entry| entry.leftover = None);
+    from.forget(id);
+    let new = r.status.common().id.clone().unwrap_or_default();
+    r.event(
+        EventType::Normal,
+        "Moved",
+        format!("the API key now belongs to another ngrok account: created {new} there and deleted {id} from the previous account"),
+    );
+    Ok(())
+}
