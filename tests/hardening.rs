@@ -26,8 +26,22 @@ async fn dashboard_deletes_and_edits_are_repaired_within_one_interval() {
         json!({"description": "as written", "target": kinesis_role("b")}),
     ))
     .await;
-    let old_id = op.wait_ready("deleted").await.status.unwrap().common.id.unwrap();
-    let edited_id = op.wait_ready("edited").await.status.unwrap().common.id.unwrap();
+    let old_id = op
+        .wait_ready("deleted")
+        .await
+        .status
+        .unwrap()
+        .common
+        .id
+        .unwrap();
+    let edited_id = op
+        .wait_ready("edited")
+        .await
+        .status
+        .unwrap()
+        .common
+        .id
+        .unwrap();
 
     // What a person does in the dashboard.
     let started = Instant::now();
@@ -53,7 +67,8 @@ async fn dashboard_deletes_and_edits_are_repaired_within_one_interval() {
     .unwrap()
     .status
     .unwrap()
-    .common.id
+    .common
+    .id
     .unwrap();
     assert_ne!(new_id, old_id);
     assert_eq!(
@@ -97,7 +112,8 @@ async fn an_idle_drift_pass_over_250_resources_costs_three_list_calls() {
     }
     let ready = |d: &EventDestination| {
         d.status.as_ref().is_some_and(|s| {
-            s.common.conditions
+            s.common
+                .conditions
                 .iter()
                 .any(|c| c.type_ == "Ready" && c.status == "True")
         })
@@ -251,7 +267,14 @@ async fn retain_lets_a_namespace_go_even_while_ngrok_fails() {
         json!({"deletionPolicy": "Retain", "target": kinesis_role("s")}),
     ))
     .await;
-    let id = op.wait_ready("kept").await.status.unwrap().common.id.unwrap();
+    let id = op
+        .wait_ready("kept")
+        .await
+        .status
+        .unwrap()
+        .common
+        .id
+        .unwrap();
     op.emulator
         .set_faults(&FaultsUpdate {
             error_rate: Some(1.0),
@@ -564,7 +587,8 @@ async fn observe_mode_reports_differences_and_writes_nothing_until_managed() {
         }]
     );
     let ready = status
-        .common.conditions
+        .common
+        .conditions
         .iter()
         .find(|c| c.type_ == "Ready")
         .unwrap();

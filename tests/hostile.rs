@@ -161,7 +161,14 @@ async fn namespaces_cannot_use_or_hold_each_others_destinations() {
 
     op.create(&destination("a-sink", json!({"target": kinesis_role("a")})))
         .await;
-    let a_id = op.wait_ready("a-sink").await.status.unwrap().common.id.unwrap();
+    let a_id = op
+        .wait_ready("a-sink")
+        .await
+        .status
+        .unwrap()
+        .common
+        .id
+        .unwrap();
 
     // B names A's destination by id: refused before any call, without naming A's resources.
     let subscription = subscription(
@@ -733,7 +740,8 @@ async fn binary_serving_datadog(
     let ready = |d: Option<&EventDestination>| {
         d.is_some_and(|d| {
             d.status.as_ref().is_some_and(|s| {
-                s.common.conditions
+                s.common
+                    .conditions
                     .iter()
                     .any(|c| c.type_ == "Ready" && c.status == "True")
             })

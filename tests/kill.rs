@@ -191,7 +191,8 @@ async fn creates_survive_sigkills_at_random_moments_and_dropped_responses() {
     for d in &items {
         let status = d.status.as_ref().unwrap();
         let id = status
-            .common.id
+            .common
+            .id
             .clone()
             .unwrap_or_else(|| panic!("Ready without an id: {}", summary(d)));
         assert!(
@@ -451,7 +452,11 @@ async fn subscription_creates_survive_sigkills_and_dropped_responses() {
     let mut claimed = BTreeSet::new();
     for s in &items {
         let name = s.metadata.name.as_deref().unwrap();
-        let id = s.status.as_ref().and_then(|st| st.common.id.clone()).unwrap();
+        let id = s
+            .status
+            .as_ref()
+            .and_then(|st| st.common.id.clone())
+            .unwrap();
         assert!(
             claimed.insert(id.clone()),
             "{id} is the id of two subscriptions"

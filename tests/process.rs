@@ -110,7 +110,8 @@ fn is_ready(d: Option<&EventDestination>) -> bool {
     d.is_some_and(|d| {
         d.status.as_ref().is_some_and(|s| {
             s.common.observed_generation == d.metadata.generation
-                && s.common.conditions
+                && s.common
+                    .conditions
                     .iter()
                     .any(|c| c.type_ == "Ready" && c.status == "True")
         })

@@ -178,8 +178,12 @@ async fn an_outside_edit_of_the_status_is_repaired() {
         &op.destinations(),
         "d",
         |d: Option<&EventDestination>| {
-            d.and_then(|d| d.status.as_ref())
-                .is_some_and(|s| s.common.conditions.iter().all(|c| c.message != "edited by hand"))
+            d.and_then(|d| d.status.as_ref()).is_some_and(|s| {
+                s.common
+                    .conditions
+                    .iter()
+                    .all(|c| c.message != "edited by hand")
+            })
         },
         common::WAIT,
     )
@@ -292,7 +296,8 @@ async fn a_missing_secret_stalls_without_calling_ngrok_and_converges_when_it_app
         .status
         .as_ref()
         .unwrap()
-        .common.conditions
+        .common
+        .conditions
         .iter()
         .find(|c| c.type_ == "Ready")
         .unwrap()

@@ -192,7 +192,8 @@ async fn a_destination_in_use_is_deleted_only_once_its_subscription_is_gone() {
         .status
         .as_ref()
         .unwrap()
-        .common.conditions
+        .common
+        .conditions
         .iter()
         .find(|c| c.type_ == "Ready")
         .unwrap()
@@ -295,7 +296,8 @@ async fn a_destination_re_created_by_drift_repair_is_followed() {
         .await
         .status
         .unwrap()
-        .common.id
+        .common
+        .id
         .unwrap();
 
     // Deleted in ngrok behind the operator's back (ngrok itself would refuse while the
@@ -343,7 +345,10 @@ async fn a_subscription_is_adopted_and_paused_like_a_destination() {
         Some([("events.ngrok.io/adopt-id".to_string(), existing.clone())].into());
     op.create_subscription(&adopter).await;
     let ready = op.wait_subscription_ready("traffic").await;
-    assert_eq!(ready.status.unwrap().common.id.as_deref(), Some(existing.as_str()));
+    assert_eq!(
+        ready.status.unwrap().common.id.as_deref(),
+        Some(existing.as_str())
+    );
     assert_eq!(
         op.requests("POST", SUBSCRIPTIONS).len(),
         posts,
@@ -417,7 +422,8 @@ async fn a_destination_of_another_ngrok_account_stalls_the_subscription() {
         .await
         .status
         .unwrap()
-        .common.id
+        .common
+        .id
         .unwrap();
     assert_eq!(
         op.emulator.account_of(&id).as_deref(),

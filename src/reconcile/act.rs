@@ -6,12 +6,13 @@ use std::sync::Arc;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, info};
 
+use super::Reconciliation;
 use super::managed::{Managed, ManagedStatus, RemoteObject, record_remote};
 use super::observe::Observation;
-use super::plan::{Cause, Step};
-use super::Reconciliation;
+use super::plan::{self, Cause, Step};
 use crate::accounts::Account;
 use crate::conditions::Phase;
 use crate::crd::PendingCreate;
@@ -34,7 +35,11 @@ pub async fn act<K: Managed>(
                 // differs.
                 K::forget_inputs(&mut r.status);
                 let id = remote.id().to_string();
-                r.event(EventType::Normal, "Adopted", format!("took over {id} from ngrok"));
+                r.event(
+                    EventType::Normal,
+                    "Adopted",
+                    format!("took over {id} from ngrok"),
+                );
             }
             Step::RecordLostCreate {
                 remote,
@@ -84,7 +89,10 @@ pub async fn act<K: Managed>(
                 let (reason, note) = match cause {
                     Cause::Drift => {
                         info!(%id, fields, "reverted changes made outside Kubernetes");
-                        ("DriftCorrected", format!("reverted changes to {fields} made outside Kubernetes in {id}"))
+                        (
+                            "DriftCorrected",
+                            format!("reverted changes to {fields} made outside Kubernetes in {id}"),
+                        )
                     }
                     Cause::Spec => {
                         info!(%id, fields, "updated {}", K::NOUN);
@@ -140,7 +148,9 @@ async fn create<K: Managed>(
             info!(id = %created.id(), "created {}", K::NOUN);
             // Until the status records it: if that write fails, the next pass takes this
             // object rather than look for it or make another.
-            K::memory(r.ctx).with(&r.object_ref(), |entry| entry.created = Some(created.clone()));
+            K::memory(r.ctx).with(&r.object_ref(), |entry| {
+                entry.created = Some(created.clone())
+            });
             record_created(r, account, &created);
             r.event(
                 EventType::Normal,
@@ -161,8 +171,7 @@ async fn create<K: Managed>(
 }
 
 /// Whether another resource of this account has a create of the same content whose outcome
-/// is not known yet. Resources of other accounts (or not reconciled by this process) do not
-/// hold this one up.
+/// is not known yet (see `plan::create_must_wait`).
 fn pending_elsewhere<K: Managed>(
     r: &Reconciliation<'_, K>,
     account: &Arc<Account>,
@@ -170,18 +179,17 @@ fn pending_elsewhere<K: Managed>(
 ) -> bool {
     let uid = r.resource.uid();
     let memory = K::memory(r.ctx);
-    K::store(r.ctx).state().iter().any(|other| {
-        other.uid() != uid
-            && other.status().is_some_and(|s| {
-                let common = s.common();
-                common.id.is_none()
-                    && common
-                        .pending_create
-                        .as_ref()
-                        .is_some_and(|p| p.fingerprint == fingerprint)
-            })
-            && memory.uses_account(&kube::runtime::reflector::ObjectRef::from_obj(other.as_ref()), account)
-    })
+    let others = K::store(r.ctx).state();
+    let others = others
+        .iter()
+        .filter(|other| other.uid() != uid)
+        .filter_map(|other| {
+            let status = other.status()?.common();
+            let same_account = status.pending_create.is_some()
+                && memory.uses_account(&ObjectRef::from_obj(other.as_ref()), account);
+            Some((status, same_account))
+        });
+    plan::create_must_wait(fingerprint, others)
 }
 
 fn record_created<K: Managed>(

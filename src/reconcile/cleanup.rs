@@ -73,7 +73,9 @@ async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> 
     );
     let memory = K::memory(r.ctx);
     let (remembered, leftover) = memory
-        .get(&r.object_ref(), |entry| (entry.account.clone(), entry.leftover.clone()))
+        .get(&r.object_ref(), |entry| {
+            (entry.account.clone(), entry.leftover.clone())
+        })
         .unwrap_or_default();
     // The account that holds the object: the one this process last used for it, else the
     // key's (which may have gone first, as when a whole namespace is deleted).

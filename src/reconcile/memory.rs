@@ -7,17 +7,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
 use kube::api::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::ResourceExt;
 
 use super::Managed;
 use super::managed::RemoteObject;
 use crate::accounts::{Account, Accounts};
 use crate::crd::{EventDestination, EventSubscription};
-use crate::telemetry::Metrics;
 use crate::secrets::SecretIndex;
+use crate::telemetry::Metrics;
 
 /// The generation and inputs hash of a spec ngrok refused.
 pub type RefusedInputs = (Option<i64>, String);
@@ -148,7 +148,11 @@ impl<K: Managed> Memory<K> {
     }
 
     /// Reads what is remembered about `resource`, without making an entry.
-    pub fn get<T>(&self, resource: &ObjectRef<K>, f: impl FnOnce(&Remembered<K>) -> T) -> Option<T> {
+    pub fn get<T>(
+        &self,
+        resource: &ObjectRef<K>,
+        f: impl FnOnce(&Remembered<K>) -> T,
+    ) -> Option<T> {
         self.entries
             .lock()
             .expect("memory lock")
@@ -231,4 +235,3 @@ impl<K: Managed> Memory<K> {
         self.len() == 0
     }
 }
-

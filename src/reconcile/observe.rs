@@ -81,7 +81,10 @@ pub async fn inputs<K: Managed>(r: &Reconciliation<'_, K>) -> Result<Observation
         .get(&object_ref, |entry| entry.account.clone())
         .flatten()
         .filter(|previous| !Arc::ptr_eq(previous, &account));
-    if memory.get(&object_ref, |e| e.account.is_none()).unwrap_or(true) {
+    if memory
+        .get(&object_ref, |e| e.account.is_none())
+        .unwrap_or(true)
+    {
         // The first account this process sees the resource with (kept until the object is
         // known to be elsewhere; see `act`).
         memory.with(&object_ref, |entry| entry.account = Some(account.clone()));
@@ -211,8 +214,8 @@ fn claimed_by_others<K: Managed>(r: &Reconciliation<'_, K>) -> HashSet<String> {
 fn owner_of<K: Managed>(ctx: &Context, resource: &K, id: &str) -> Option<String> {
     let (uid, namespace) = (resource.uid(), resource.namespace());
     K::store(ctx).state().iter().find_map(|other| {
-        let claims = other.uid() != uid
-            && other.status().and_then(|s| s.common().id.as_deref()) == Some(id);
+        let claims =
+            other.uid() != uid && other.status().and_then(|s| s.common().id.as_deref()) == Some(id);
         claims.then(|| match other.namespace() == namespace {
             true => format!("{} {}", K::KIND, other.name_any()),
             false => format!("an {} in another namespace", K::KIND),

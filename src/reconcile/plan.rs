@@ -10,7 +10,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::managed::{Managed, ManagedStatus, Prepared, RemoteObject};
 use crate::accounts::Account;
-use crate::crd::{ADOPT_ID_ANNOTATION, MANAGEMENT_ANNOTATION, PendingCreate};
+use crate::crd::{ADOPT_ID_ANNOTATION, CommonStatus, MANAGEMENT_ANNOTATION, PendingCreate};
 use crate::drift::{FieldDifference, SecretState};
 use crate::error::Error;
 
@@ -192,7 +192,10 @@ pub fn read<K: Managed>(facts: &Facts<'_, K>) -> Read {
         (Mode::Paused, _, _) => Read::Nothing,
         (Mode::Observe, Some(id), _) | (_, None, Some(id)) => Read::Object(id.to_string()),
         (Mode::Observe, None, None) => Read::Nothing,
-        (Mode::Manage, None, None) => match (&facts.status.common().pending_create, facts.created_unrecorded) {
+        (Mode::Manage, None, None) => match (
+            &facts.status.common().pending_create,
+            facts.created_unrecorded,
+        ) {
             (Some(pending), None) => Read::LostCreate(pending.clone()),
             _ => Read::Nothing,
         },
@@ -314,6 +317,25 @@ pub fn lost_create_candidates<'r, K: Managed>(
         .collect()
 }
 
+/// Whether a create of `fingerprint` must wait: another resource of the same account has a
+/// create of the same content whose outcome is not known yet (its lost-create search could
+/// take this create's object). `others`: each other resource's status, and whether its last
+/// reconcile in this process used the same account; resources of other accounts, or not
+/// reconciled by this process, do not hold a create up.
+pub fn create_must_wait<'s>(
+    fingerprint: &str,
+    mut others: impl Iterator<Item = (&'s CommonStatus, bool)>,
+) -> bool {
+    others.any(|(status, same_account)| {
+        same_account
+            && status.id.is_none()
+            && status
+                .pending_create
+                .as_ref()
+                .is_some_and(|p| p.fingerprint == fingerprint)
+    })
+}
+
 /// The object is not where the resource's key looks.
 fn gone<K: Managed>(
     facts: &Facts<'_, K>,
@@ -334,10 +356,14 @@ fn gone<K: Managed>(
                     from: from.clone(),
                 },
             ]),
-            None => Plan::just(Outcome::Failed(Error::AccountChanged { id: id.to_string() })),
+            None => Plan::just(Outcome::Failed(Error::AccountChanged {
+                id: id.to_string(),
+            })),
         },
         Some(Elsewhere::OldAccountUnreachable) => {
-            Plan::just(Outcome::Failed(Error::AccountChanged { id: id.to_string() }))
+            Plan::just(Outcome::Failed(Error::AccountChanged {
+                id: id.to_string(),
+            }))
         }
     }
 }
@@ -408,7 +434,11 @@ fn observe_only<K: Managed>(facts: &Facts<'_, K>, seen: Seen<K::Remote>) -> Plan
         },
         Seen::Unreadable(problem) => {
             return Plan::just(Outcome::Failed(Error::RemoteUnreadable {
-                id: facts.id().or(facts.adopt_id).unwrap_or_default().to_string(),
+                id: facts
+                    .id()
+                    .or(facts.adopt_id)
+                    .unwrap_or_default()
+                    .to_string(),
                 problem,
             }));
         }
@@ -423,3 +453,7 @@ fn observe_only<K: Managed>(facts: &Facts<'_, K>, seen: Seen<K::Remote>) -> Plan
     };
     Plan::just(Outcome::Observing(drift))
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -3,10 +3,10 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::reflector::ObjectRef;
-use kube::ResourceExt;
 use serde_json::json;
 use tracing::warn;
 
@@ -92,7 +92,10 @@ impl<'a, K: Managed> Reconciliation<'a, K> {
     /// The first-Ready metric, and an event for each new reason of not being Ready (worth
     /// telling whoever runs `kubectl describe`).
     fn note_transition(&mut self, previous: &K::Status, phase: &Phase<'_>) {
-        let (now, before) = (&self.status.common().conditions, &previous.common().conditions);
+        let (now, before) = (
+            &self.status.common().conditions,
+            &previous.common().conditions,
+        );
         let became_ready = conditions::is_true(now, conditions::READY)
             && !conditions::is_true(before, conditions::READY);
         if became_ready

@@ -192,7 +192,9 @@ fn usable_id(
         return Err(format!("EventDestination {name:?}, which does not exist"));
     };
     let status = destination.status.as_ref();
-    let conditions = status.map(|s| s.common.conditions.as_slice()).unwrap_or_default();
+    let conditions = status
+        .map(|s| s.common.conditions.as_slice())
+        .unwrap_or_default();
     let not_ready = || match conditions::reason(conditions, conditions::READY) {
         Some(reason) => format!("EventDestination {name:?}, which is not Ready ({reason})"),
         None => format!("EventDestination {name:?}, which is not Ready yet"),
@@ -265,16 +267,16 @@ mod tests {
             common: crate::crd::CommonStatus {
                 id: id.map(String::from),
                 conditions: ready
-                .map(|(status, reason)| Condition {
-                    type_: "Ready".into(),
-                    status: status.into(),
-                    reason: reason.into(),
-                    message: String::new(),
-                    observed_generation: None,
-                    last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
-                })
-                .into_iter()
-                .collect(),
+                    .map(|(status, reason)| Condition {
+                        type_: "Ready".into(),
+                        status: status.into(),
+                        reason: reason.into(),
+                        message: String::new(),
+                        observed_generation: None,
+                        last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                    })
+                    .into_iter()
+                    .collect(),
                 ..Default::default()
             },
             ..Default::default()

@@ -1,0 +1,748 @@
+//! The engine's decisions, row by row: every row of the README's conditions table (what the
+//! three conditions say for each reason), and every hard case met so far (`defect N` refers to
+//! the numbered defects of issue 13).
+
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use ngrok_api::Secret;
+use ngrok_api::types::{EventDestination as Remote, EventDestinationCreate};
+use serde_json::json;
+
+use super::*;
+use crate::accounts::{Account, Accounts};
+use crate::conditions::{self, Phase};
+use crate::crd::{EventDestination, EventDestinationStatus};
+use crate::secrets::SecretValues;
+
+const NOW: &str = "2026-11-29T12:00:00Z";
+
+fn prepared(description: &str) -> Prepared<EventDestinationCreate> {
+    let spec = serde_json::from_value(json!({
+        "description": description,
+        "target": {"kinesis": {"streamArn": "arn:s", "auth": {"role": {"roleArn": "arn:r"}}}}
+    }))
+    .unwrap();
+    Prepared {
+        desired: crate::desired::destination(&spec, &SecretValues::from_pairs([])).unwrap(),
+        inputs_hash: "inputs-1".into(),
+        has_secrets: false,
+    }
+}
+
+fn remote(id: &str, description: &str, created_at: &str) -> Remote {
+    let desired = prepared(description).desired;
+    Remote {
+        id: id.into(),
+        uri: format!("https://api.ngrok.com/event_destinations/{id}"),
+        created_at: created_at.into(),
+        metadata: String::new(),
+        description: description.into(),
+        format: desired.format.clone(),
+        target: desired.target.without_secrets(),
+    }
+}
+
+fn ready() -> Vec<Condition> {
+    vec![Condition {
+        type_: conditions::READY.into(),
+        status: "True".into(),
+        reason: conditions::SYNCED.into(),
+        message: String::new(),
+        observed_generation: Some(1),
+        last_transition_time: Time(Timestamp::UNIX_EPOCH),
+    }]
+}
+
+/// A status: `id`, Ready or not, and the inputs last sent.
+fn status(id: Option<&str>, is_ready: bool, inputs: Option<&str>) -> EventDestinationStatus {
+    EventDestinationStatus {
+        common: CommonStatus {
+            id: id.map(String::from),
+            observed_generation: Some(1),
+            conditions: if is_ready { ready() } else { Vec::new() },
+            ..Default::default()
+        },
+        secrets_hash: inputs.map(String::from),
+        ..Default::default()
+    }
+}
+
+fn pending(fingerprint: String) -> PendingCreate {
+    PendingCreate {
+        started_at: "2026-11-29T11:59:00Z".into(),
+        fingerprint,
+    }
+}
+
+/// The facts of a resource at generation 1, managed, nothing remembered.
+fn facts<'a>(
+    status: &'a EventDestinationStatus,
+    prepared: &'a Prepared<EventDestinationCreate>,
+) -> Facts<'a, EventDestination> {
+    Facts {
+        generation: Some(1),
+        status,
+        mode: Mode::Manage,
+        adopt_id: None,
+        adopt_owner: None,
+        prepared,
+        refused_before: false,
+        verified_recently: false,
+        created_unrecorded: None,
+        leftover: None,
+        previous_account: None,
+    }
+}
+
+fn account(key: &str) -> Arc<Account> {
+    let accounts = Accounts::new(None, Arc::new(|key| ngrok_api::ClientConfig::new(key)));
+    accounts.get(&Secret::new(key)).unwrap()
+}
+
+/// The steps of a plan, by name, for comparison.
+fn steps(plan: &Plan<EventDestination>) -> Vec<String> {
+    plan.steps
+        .iter()
+        .map(|step| match step {
+            Step::Adopt(r) => format!("Adopt {}", r.id),
+            Step::RecordLostCreate {
+                remote,
+                content_changed,
+            } => {
+                format!("RecordLostCreate {} changed={content_changed}", remote.id)
+            }
+            Step::RecordCreated(r) => format!("RecordCreated {}", r.id),
+            Step::ForgetGone(id) => format!("ForgetGone {id}"),
+            Step::Create => "Create".into(),
+            Step::DeleteFromOldAccount { id, .. } => format!("DeleteFromOldAccount {id}"),
+            Step::Update {
+                id, fields, cause, ..
+            } => format!("Update {id} {fields} {cause:?}"),
+            Step::Record(r) => format!("Record {}", r.id),
+        })
+        .collect()
+}
+
+/// (Ready, Reconciling, Stalled, reason) as the status would show them.
+fn shown(phase: &Phase<'_>) -> (String, String, String, String) {
+    let list = conditions::conditions(
+        &[],
+        Some(1),
+        phase,
+        "destination",
+        &Time(Timestamp::UNIX_EPOCH),
+    );
+    let of = |type_: &str| {
+        list.iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| c.status.clone())
+            .unwrap_or_default()
+    };
+    let reason = list
+        .iter()
+        .find(|c| c.type_ == conditions::READY)
+        .map(|c| c.reason.clone())
+        .unwrap_or_default();
+    (
+        of(conditions::READY),
+        of(conditions::RECONCILING),
+        of(conditions::STALLED),
+        reason,
+    )
+}
+
+fn outcome_shown(outcome: &Outcome) -> (String, String, String, String) {
+    match outcome {
+        Outcome::Ready => shown(&Phase::Ready),
+        Outcome::Paused => shown(&Phase::Paused),
+        Outcome::Observing(drift) => shown(&Phase::Observing {
+            differences: drift.iter().map(|d| d.path.clone()).collect(),
+        }),
+        Outcome::Failed(error) => shown(&Phase::Failed(error)),
+        Outcome::Unchanged => Default::default(),
+    }
+}
+
+fn row(
+    ready: &str,
+    reconciling: &str,
+    stalled: &str,
+    reason: &str,
+) -> (String, String, String, String) {
+    (
+        ready.into(),
+        reconciling.into(),
+        stalled.into(),
+        reason.into(),
+    )
+}
+
+// --- The conditions table, row by row ------------------------------------------------------
+
+#[test]
+fn synced_when_ngrok_matches_the_spec() {
+    let p = prepared("audit");
+    let s = status(Some("ed_1"), true, Some("inputs-1"));
+    let f = facts(&s, &p);
+    assert_eq!(
+        read(&f),
+        Read::Listing("ed_1".into()),
+        "a drift check reads the shared listing"
+    );
+    let plan = plan(&f, Seen::Found(remote("ed_1", "audit", NOW)));
+    assert_eq!(steps(&plan), ["Record ed_1"]);
+    assert_eq!(
+        outcome_shown(&plan.outcome),
+        row("True", "False", "False", "Synced")
+    );
+}
+
+#[test]
+fn synced_and_checked_a_moment_ago_reads_nothing() {
+    let p = prepared("audit");
+    let s = status(Some("ed_1"), true, Some("inputs-1"));
+    let f = Facts {
+        verified_recently: true,
+        ..facts(&s, &p)
+    };
+    assert_eq!(read(&f), Read::Nothing);
+    let plan = plan(&f, Seen::NotRead);
+    assert!(plan.steps.is_empty());
+    assert_eq!(
+        outcome_shown(&plan.outcome),
+        row("True", "False", "False", "Synced")
+    );
+}
+
+#[test]
+fn paused_changes_nothing() {
+    let p = prepared("audit");
+    let s = status(Some("ed_1"), true, Some("old-inputs"));
+    let f = Facts {
+        mode: Mode::Paused,
+        ..facts(&s, &p)
+    };
+    assert_eq!(read(&f), Read::Nothing);
+    let plan = plan(&f, Seen::NotRead);
+    assert!(plan.steps.is_empty());
+    assert_eq!(
+        outcome_shown(&plan.outcome),
+        row("False", "False", "False", "Paused")
+    );
+}
+
+#[test]
+fn observing_reports_differences_and_writes_nothing() {
+    let p = prepared("audit");
+    let s = status(Some("ed_1"), true, Some("inputs-1"));
+    let f = Facts {
+        mode: Mode::Observe,
+        ..facts(&s, &p)
+    };
+    assert_eq!(read(&f), Read::Object("ed_1".into()));
+    let same = plan(&f, Seen::Found(remote("ed_1", "audit", NOW)));
+    assert!(same.steps.is_empty());
+    assert_eq!(
+        outcome_shown(&same.outcome),
+        row("True", "False", "False", "Observing")
+    );
+    let edited = plan(
+        &f,
+        Seen::Found(remote("ed_1", "edited in the dashboard", NOW)),
+    );
+    assert!(
+        edited.steps.is_empty(),
+        "observe mode never writes to ngrok"
+    );
+    assert_eq!(
+        outcome_shown(&edited.outcome),
+        row("False", "False", "False", "Observing")
+    );
+}
+
+#[test]
+fn observing_without_an_object_is_invalid() {
+    let p = prepared("audit");
+    let s = status(None, false, None);
+    let f = Facts {
+        mode: Mode::Observe,
+        ..facts(&s, &p)
+    };
+    assert_eq!(read(&f), Read::Nothing);
+    let plan = plan(&f, Seen::NotRead);
+    assert_eq!(
+        outcome_shown(&plan.outcome),
+        row("False", "False", "True", "InvalidSpec")
+    );
+}
+
+#[test]
+fn creating_when_there_is_no_object_yet() {
+    let p = prepared("audit");
+    let s = status(None, false, None);
+    let f = facts(&s, &p);
+    assert_eq!(
+        read(&f),
+        Read::Nothing,
+        "a first create reads nothing from ngrok"
+    );
+    let plan = plan(&f, Seen::NotRead);
+    assert_eq!(steps(&plan), ["Create"]);
+    // Written before the POST, by `act::create`.
+    let creating = Phase::Progressing {
+        reason: "Creating",
+        message: String::new(),
+    };
+    assert_eq!(shown(&creating), row("False", "True", "False", "Creating"));
+}
+
+#[test]
+fn create_queued_only_behind_a_pending_create_of_the_same_account() {
+    let fingerprint = "fp";
+    let other = CommonStatus {
+        pending_create: Some(pending(fingerprint.into())),
+        ..Default::default()
+    };
+    assert!(create_must_wait(fingerprint, [(&other, true)].into_iter()));
+    // Defect 5: a stale intent of another account (or of a resource this process has not
+    // reconciled) held up every resource with the same content.
+    assert!(!create_must_wait(
+        fingerprint,
+        [(&other, false)].into_iter()
+    ));
+    assert!(!create_must_wait(
+        "other content",
+        [(&other, true)].into_iter()
+    ));
+    let created = CommonStatus {
+        id: Some("ed_9".into()),
+        ..other.clone()
+    };
+    assert!(!create_must_wait(
+        fingerprint,
+        [(&created, true)].into_iter()
+    ));
+    assert_eq!(
+        shown(&Phase::Failed(&Error::CreateQueued)),
+        row("False", "True", "False", "CreateQueued")
+    );
+}
+
+#[test]
+fn unknown_outcome_looks_for_the_lost_create_before_creating_again() {
+    let p = prepared("audit");
+    let fingerprint = <EventDestination as Managed>::fingerprint(&p.desired);
+    let mut s = status(None, false, None);
+    s.common.pending_create = Some(pending(fingerprint.clone()));
+    let f = facts(&s, &p);
+    assert_eq!(read(&f), Read::LostCreate(pending(fingerprint.clone())));
+    // None: the create did not happen.
+    assert_eq!(steps(&plan(&f, Seen::Candidates(vec![]))), ["Create"]);
+    // One: it did.
+    let found = plan(&f, Seen::Candidates(vec![remote("ed_7", "audit", NOW)]));
+    assert_eq!(steps(&found), ["RecordLostCreate ed_7 changed=false"]);
+    assert_eq!(
+        outcome_shown(&found.outcome),
+        row("True", "False", "False", "Synced")
+    );
+    let error = Error::NgrokUnknownOutcome(ngrok_api::Error::Config("timeout".into()));
+    assert_eq!(
+        shown(&Phase::Failed(&error)),
+        row("False", "True", "False", "NgrokUnknownOutcome")
+    );
+}
+
+#[test]
+fn ambiguous_create_stalls_naming_the_candidates() {
+    let p = prepared("audit");
+    let mut s = status(None, false, None);
+    s.common.pending_create = Some(pending(<EventDestination as Managed>::fingerprint(
+        &p.desired,
+    )));
+    let f = facts(&s, &p);
+    let plan = plan(
+        &f,
+        Seen::Candidates(vec![
+            remote("ed_b", "audit", NOW),
+            remote("ed_a", "audit", NOW),
+        ]),
+    );
+    assert!(plan.steps.is_empty());
+    assert_eq!(
+        outcome_shown(&plan.outcome),
+        row("False", "False", "True", "AmbiguousCreate")
+    );
+    let Outcome::Failed(error) = &plan.outcome else {
+        panic!()
+    };
+    assert!(
+        error.message().contains("ed_a, ed_b"),
+        "{}",
+        error.message()
+    );
+}
+
+#[test]
+fn lost_create_candidates_are_same_content_created_after_the_intent_and_unclaimed() {
+    let p = prepared("audit");
+    let fingerprint = <EventDestination as Managed>::fingerprint(&p.desired);
+    let objects = [
+        remote("ed_mine", "audit", NOW),
+        remote("ed_other_content", "other", NOW),
+        remote("ed_before", "audit", "2026-11-29T11:00:00Z"),
+        remote("ed_claimed", "audit", NOW),
+    ];
+    let claimed = ["ed_claimed".to_string()].into();
+    let found =
+        lost_create_candidates::<EventDestination>(objects.iter(), &pending(fingerprint), &claimed);
+    assert_eq!(
+        found.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
+        ["ed_mine"]
+    );
+}
+
+#[test]
+fn ngrok_unavailable_and_kubernetes_errors_retry() {
+    let unavailable = Error::NgrokUnavailable(ngrok_api::Error::Config("503".into()));
+    assert_eq!(
+        shown(&Phase::Failed(&unavailable)),
+        row("False", "True", "False", "NgrokUnavailable")
+    );
+    let kube = Error::Kube(kube::Error::LinesCodecMaxLineLengthExceeded);
+    assert_eq!(
+        shown(&Phase::Failed(&kube)),
+        row("False", "True", "False", "KubernetesError")
+    );
+}
+
+#[test]
+fn waiting_for_other_resources_is_reconciling() {
+    let waiting = Error::DestinationNotReady {
+        waiting: vec!["EventDestination \"a\"".into()],
+    };
+    assert_eq!(
+        shown(&Phase::Failed(&waiting)),
+        row("False", "True", "False", "DestinationNotReady")
+    );
+    let in_use = Error::DestinationInUse {
+        subscriptions: vec!["ns/s".into()],
+    };
+    assert_eq!(
+        shown(&Phase::Failed(&in_use)),
+        row("False", "True", "False", "DestinationInUse")
+    );
+}
+
+#[test]
+fn what_a_person_must_fix_stalls() {
+    let rejected = || ngrok_api::Error::Config("400".into());
+    let rows = [
+        (Error::SecretNotFound { name: "s".into() }, "SecretNotFound"),
+        (
+            Error::SecretNotLabeled {
+                name: "s".into(),
+                namespace: "n".into(),
+            },
+            "SecretNotLabeled",
+        ),
+        (
+            Error::SecretKeyNotFound {
+                name: "s".into(),
+                key: "k".into(),
+            },
+            "SecretKeyNotFound",
+        ),
+        (
+            Error::SecretValueInvalid {
+                name: "s".into(),
+                key: "k".into(),
+                problem: "is empty",
+            },
+            "SecretValueInvalid",
+        ),
+        (Error::ApiKeyMissing, "ApiKeyMissing"),
+        (
+            Error::InvalidSpec {
+                field: "description",
+                problem: "too long".into(),
+            },
+            "InvalidSpec",
+        ),
+        (Error::NgrokRejected(rejected()), "NgrokRejected"),
+        (
+            Error::NgrokAuthentication(rejected()),
+            "NgrokAuthenticationFailed",
+        ),
+        (
+            Error::DestinationOfAnotherNamespace { id: "ed_1".into() },
+            "DestinationOfAnotherNamespace",
+        ),
+        (Error::OperatorKeyNotAllowed, "OperatorKeyNotAllowed"),
+        (
+            Error::AccountMismatch {
+                destination: "d".into(),
+            },
+            "AccountMismatch",
+        ),
+    ];
+    for (error, reason) in rows {
+        assert_eq!(
+            shown(&Phase::Failed(&error)),
+            row("False", "False", "True", reason),
+            "{reason}"
+        );
+    }
+}
+
+#[test]
+fn refused_inputs_are_not_sent_again() {
+    let p = prepared("audit");
+    let s = status(Some("ed_1"), false, Some("inputs-1"));
+    let f = Facts {
+        refused_before: true,
+        ..facts(&s, &p)
+    };
+    assert_eq!(read(&f), Read::Nothing);
+    let plan = plan(&f, Seen::NotRead);
+    assert!(plan.steps.is_empty());
+    assert!(
+        matches!(plan.outcome, Outcome::Unchanged),
+        "the Stalled status stays as written"
+    );
+}
+
+#[test]
+fn adoption_takes_the_object_and_sends_what_differs() {
+    let p = prepared("audit");
+    let s = status(None, false, None);
+    let f = Facts {
+        adopt_id: Some("ed_5"),
+        ..facts(&s, &p)
+    };
+    assert_eq!(read(&f), Read::Object("ed_5".into()));
+    let plan = plan(&f, Seen::Found(remote("ed_5", "made by hand", NOW)));
+    assert_eq!(
+        steps(&plan),
+        ["Adopt ed_5", "Update ed_5 description Spec", "Record ed_5"]
+    );
+    assert_eq!(
+        outcome_shown(&plan.outcome),
+        row("True", "False", "False", "Synced")
+    );
+}
+
+#[test]
+fn adopt_target_not_found_or_in_use_stalls() {
+    let p = prepared("audit");
+    let s = status(None, false, None);
+    let f = Facts {
+        adopt_id: Some("ed_5"),
+        ..facts(&s, &p)
+    };
+    let plan_gone = plan(&f, Seen::Gone { elsewhere: None });
+    assert_eq!(
+        outcome_shown(&plan_gone.outcome),
+        row("False", "False", "True", "AdoptTargetNotFound")
+    );
+    let owned = Facts {
+        adopt_owner: Some("EventDestination other".into()),
+        ..facts(&s, &p)
+    };
+    let owned = Facts {
+        adopt_id: Some("ed_5"),
+        ..owned
+    };
+    assert_eq!(
+        read(&owned),
+        Read::Nothing,
+        "no call for an id another resource manages"
+    );
+    let plan_owned = plan(&owned, Seen::NotRead);
+    assert_eq!(
+        outcome_shown(&plan_owned.outcome),
+        row("False", "False", "True", "AdoptTargetInUse")
+    );
+}
+
+#[test]
+fn a_spec_change_reads_the_object_and_patches_what_differs() {
+    let p = prepared("new description");
+    let s = status(Some("ed_1"), true, Some("inputs-1"));
+    let f = Facts {
+        generation: Some(2),
+        ..facts(&s, &p)
+    };
+    assert_eq!(
+        read(&f),
+        Read::Object("ed_1".into()),
+        "not in sync: one GET"
+    );
+    let plan = plan(&f, Seen::Found(remote("ed_1", "old", NOW)));
+    assert_eq!(
+        steps(&plan),
+        ["Update ed_1 description Spec", "Record ed_1"]
+    );
+}
+
+#[test]
+fn a_dashboard_edit_is_reverted() {
+    let p = prepared("audit");
+    let s = status(Some("ed_1"), true, Some("inputs-1"));
+    let f = facts(&s, &p);
+    let plan = plan(&f, Seen::Found(remote("ed_1", "edited", NOW)));
+    assert_eq!(
+        steps(&plan),
+        ["Update ed_1 description Drift", "Record ed_1"]
+    );
+}
+
+#[test]
+fn a_dashboard_delete_is_created_again() {
+    let p = prepared("audit");
+    let s = status(Some("ed_1"), true, Some("inputs-1"));
+    let f = facts(&s, &p);
+    let plan = plan(&f, Seen::Gone { elsewhere: None });
+    assert_eq!(steps(&plan), ["ForgetGone ed_1", "Create"]);
+    assert_eq!(
+        outcome_shown(&plan.outcome),
+        row("True", "False", "False", "Synced")
+    );
+}
+
+// --- Defects --------------------------------------------------------------------------------
+
+/// Defect 1: the API server failed the status write that records a new id. The next pass
+/// takes the object this process created, and never creates a twin.
+#[test]
+fn defect_1_a_failed_write_of_a_new_id_is_not_a_lost_object() {
+    let p = prepared("audit");
+    let fingerprint = <EventDestination as Managed>::fingerprint(&p.desired);
+    let mut s = status(None, false, None);
+    s.common.pending_create = Some(pending(fingerprint.clone()));
+    let created = remote("ed_1", "audit", NOW);
+    let f = Facts {
+        created_unrecorded: Some(&created),
+        ..facts(&s, &p)
+    };
+    assert_eq!(read(&f), Read::Nothing, "no listing: the id is known");
+    assert_eq!(steps(&plan(&f, Seen::NotRead)), ["RecordCreated ed_1"]);
+    // After a restart the memory is gone: the listing finds the resource's own object, as it
+    // is not claimed by any other.
+    let found = lost_create_candidates::<EventDestination>(
+        [created.clone()].iter(),
+        &pending(fingerprint),
+        &Default::default(),
+    );
+    assert_eq!(found.len(), 1);
+}
+
+/// Defect 2: a change of API key to another account is not a dashboard delete.
+#[test]
+fn defect_2_a_move_to_another_account_takes_the_object_along() {
+    let p = prepared("audit");
+    let s = status(Some("ed_1"), true, Some("inputs-1"));
+    let old = account("old-account-key");
+    let f = Facts {
+        previous_account: Some(&old),
+        ..facts(&s, &p)
+    };
+    let moved = plan(
+        &f,
+        Seen::Gone {
+            elsewhere: Some(Elsewhere::InOldAccount(remote("ed_1", "audit", NOW))),
+        },
+    );
+    assert_eq!(
+        steps(&moved),
+        ["ForgetGone ed_1", "Create", "DeleteFromOldAccount ed_1"]
+    );
+    // The old key no longer works and the accounts cannot be told the same: a person decides.
+    let stalled = plan(
+        &f,
+        Seen::Gone {
+            elsewhere: Some(Elsewhere::OldAccountUnreachable),
+        },
+    );
+    assert!(stalled.steps.is_empty());
+    assert_eq!(
+        outcome_shown(&stalled.outcome),
+        row("False", "False", "True", "AccountChanged")
+    );
+    let Outcome::Failed(error) = &stalled.outcome else {
+        panic!()
+    };
+    assert!(
+        error.message().contains("ed_1"),
+        "names the old id: {}",
+        error.message()
+    );
+    // A rotation within the account: the object is seen with the new key, nothing is created.
+    let rotated = plan(&f, Seen::Found(remote("ed_1", "audit", NOW)));
+    assert_eq!(steps(&rotated), ["Record ed_1"]);
+    // Same account, and the object is really gone: created again.
+    let deleted = plan(
+        &f,
+        Seen::Gone {
+            elsewhere: Some(Elsewhere::SameAccount),
+        },
+    );
+    assert_eq!(steps(&deleted), ["ForgetGone ed_1", "Create"]);
+    let both = plan(
+        &f,
+        Seen::Gone {
+            elsewhere: Some(Elsewhere::GoneFromBoth),
+        },
+    );
+    assert_eq!(steps(&both), ["ForgetGone ed_1", "Create"]);
+}
+
+/// Defect 2: a move whose delete in the old account failed finishes it on the next pass.
+#[test]
+fn defect_2_a_leftover_of_a_move_is_deleted_next() {
+    let p = prepared("audit");
+    let s = status(Some("ed_2"), true, Some("inputs-1"));
+    let leftover = ("ed_1".to_string(), account("old-account-key"));
+    let f = Facts {
+        leftover: Some(&leftover),
+        ..facts(&s, &p)
+    };
+    let plan = plan(&f, Seen::Found(remote("ed_2", "audit", NOW)));
+    assert_eq!(steps(&plan), ["DeleteFromOldAccount ed_1", "Record ed_2"]);
+}
+
+/// Defect 3: an object the client cannot read is not compared, not re-created, and only it
+/// is affected; it is retried, not stalled.
+#[test]
+fn defect_3_an_unreadable_object_is_left_alone() {
+    let p = prepared("audit");
+    let s = status(Some("ed_1"), true, Some("inputs-1"));
+    let f = facts(&s, &p);
+    let plan = plan(&f, Seen::Unreadable("unknown target type splunk".into()));
+    assert!(plan.steps.is_empty(), "neither updated nor created again");
+    assert_eq!(
+        outcome_shown(&plan.outcome),
+        row("False", "True", "False", "RemoteUnreadable")
+    );
+}
+
+/// Defect 6: a reconcile that starts from the status this process wrote (not a stale cache)
+/// sees the id and creates nothing.
+#[test]
+fn defect_6_a_resource_with_an_id_is_never_created_again_without_a_look() {
+    let p = prepared("audit");
+    for s in [
+        status(Some("ed_1"), true, Some("inputs-1")),
+        status(Some("ed_1"), false, None),
+    ] {
+        let f = facts(&s, &p);
+        assert_ne!(read(&f), Read::Nothing);
+        assert_eq!(
+            steps(&plan(&f, Seen::Found(remote("ed_1", "audit", NOW))))
+                .last()
+                .unwrap(),
+            "Record ed_1"
+        );
+    }
+}
