@@ -39,8 +39,8 @@ use crate::crd::{
     DeletionPolicy, EventDestination, EventSubscription, PendingCreate, SecretKeyRef,
 };
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::secrets::{self, SecretIndex};
-use crate::telemetry::Metrics;
 
 /// Finalizer that holds a resource until its ngrok object is deleted (or retained).
 pub const FINALIZER: &str = "events.ngrok.io/cleanup";
