@@ -22,10 +22,10 @@ use crate::annotations;
 use crate::conditions;
 use crate::crd::{EventDestination, EventSubscription};
 use crate::http::Health;
+use crate::metrics::Metrics;
 use crate::reconcile::{self, Context, Managed, ManagedStatus};
 use crate::references;
 use crate::secrets;
-use crate::telemetry::Metrics;
 
 /// How the controller runs.
 #[derive(Debug, Clone)]

@@ -132,7 +132,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::Metrics;
+    use crate::metrics::Metrics;
 
     #[tokio::test]
     async fn serves_metrics_and_probes_until_shutdown() {

@@ -38,7 +38,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::telemetry::Metrics;
+use crate::metrics::Metrics;
 
 /// Default lease duration: how long a crashed leader blocks its successor.
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);

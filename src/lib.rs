@@ -3,7 +3,7 @@
 //! Layout: [`crd`] (the resource types, no I/O) → [`secrets`] (reading Secret refs) →
 //! [`desired`] (pure: spec + secret values → ngrok request, and the diff) → [`reconcile`]
 //! (the effects) → [`controller`] (wiring). [`accounts`] holds one ngrok client per API key;
-//! [`telemetry`], [`http`] and [`leader`] are the operational surface.
+//! [`logging`], [`metrics`], [`http`] and [`leader`] are the operational surface.
 /// This program's name and version, first in the `User-Agent` of every request to ngrok (the
 /// client crate's own follows), so ngrok and its audit log show who made the request.
 pub const PRODUCT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
@@ -19,7 +19,8 @@ pub mod error;
 pub mod http;
 pub mod import;
 pub mod leader;
+pub mod logging;
+pub mod metrics;
 pub mod reconcile;
 pub mod references;
 pub mod secrets;
-pub mod telemetry;

@@ -10,7 +10,8 @@ use ngrok_events_operator::accounts::Accounts;
 use ngrok_events_operator::controller::{self, Settings};
 use ngrok_events_operator::http::{self, Health};
 use ngrok_events_operator::leader::{self, LeaderElection};
-use ngrok_events_operator::telemetry::{self, LogFormat, Metrics};
+use ngrok_events_operator::logging::{self, LogFormat};
+use ngrok_events_operator::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -146,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    telemetry::init_logging(args.log_format, &args.log_level)?;
+    logging::init_logging(args.log_format, &args.log_level)?;
     let api_key = operator_api_key(args.api_key_file.as_deref())?;
     if api_key.is_none() {
         tracing::warn!(

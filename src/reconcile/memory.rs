@@ -17,7 +17,7 @@ use super::managed::RemoteObject;
 use crate::accounts::{Account, Accounts};
 use crate::crd::{EventDestination, EventSubscription};
 use crate::secrets::SecretIndex;
-use crate::telemetry::Metrics;
+use crate::metrics::Metrics;
 
 /// The generation and inputs hash of a spec ngrok refused.
 pub type RefusedInputs = (Option<i64>, String);

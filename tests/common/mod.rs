@@ -108,7 +108,7 @@ impl Operator {
             None => cluster_with_namespace(prefix).await.expect("test bed"),
         };
         let emulator = options.emulator.spawn().await.expect("emulator");
-        let (metrics, registry) = ngrok_events_operator::telemetry::Metrics::new();
+        let (metrics, registry) = ngrok_events_operator::metrics::Metrics::new();
         let base_url = emulator.base_url();
         let accounts = ngrok_events_operator::accounts::Accounts::new(
             options.operator_api_key.map(ngrok_api::Secret::new),

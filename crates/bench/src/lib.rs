@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use backon::Retryable;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ObjectMeta, PostParams};
@@ -280,24 +281,31 @@ impl Env {
         timeout: Duration,
     ) -> Result<Instant> {
         let deadline = Instant::now() + timeout;
-        let mut last = (usize::MAX, u64::MAX, -1.0);
-        let mut since = Instant::now();
-        loop {
+        // What changed last, and when: idle is `quiet` without a change.
+        let last = std::cell::Cell::new((usize::MAX, u64::MAX, -1.0));
+        let since = std::cell::Cell::new(Instant::now());
+        let (last, since) = (&last, &since);
+        // Fails with the reconcile count while the operator is still busy.
+        let idle_since = || async move {
             let reconciles = operator.reconciles().await.unwrap_or(-1.0);
             let now = (self.ngrok_mark(), self.audit.len(), reconciles);
-            if now != last {
-                last = now;
-                since = Instant::now();
-            } else if since.elapsed() >= quiet && reconciles >= min_reconciles {
-                return Ok(since);
+            if now != last.get() {
+                last.set(now);
+                since.set(Instant::now());
+            } else if since.get().elapsed() >= quiet && reconciles >= min_reconciles {
+                return Ok(since.get());
             }
-            if Instant::now() > deadline {
-                bail!(
+            Err(reconciles)
+        };
+        idle_since
+            .retry(testbed::every(Duration::from_millis(200)))
+            .when(|_| Instant::now() <= deadline)
+            .await
+            .map_err(|reconciles| {
+                anyhow!(
                     "the operator did not become idle within {timeout:?} (reconciles {reconciles}, wanted ≥ {min_reconciles})"
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+                )
+            })
     }
 }
 
@@ -359,25 +367,19 @@ impl Operator {
             http: reqwest::Client::new(),
             started,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = operator
-                .http
-                .get(format!("{}/readyz", operator.metrics_url))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "the operator was not ready within 60 s; see {}",
-                    log_path.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        testbed::eventually(
+            "the operator to be ready",
+            Duration::from_secs(60),
+            || async {
+                let readyz = operator
+                    .http
+                    .get(format!("{}/readyz", operator.metrics_url));
+                let response = readyz.send().await.ok()?;
+                response.status().is_success().then_some(())
+            },
+        )
+        .await
+        .with_context(|| format!("see {}", log_path.display()))?;
         config.say(format!(
             "operator {label} (pid {pid}) ready in {:.2}s, log {}",
             started.elapsed().as_secs_f64(),
@@ -793,7 +795,8 @@ async fn wait_all(
     done: impl Fn(&Observed) -> bool,
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    loop {
+    // Fails with some of the keys for which `done` does not hold yet.
+    let all_done = || {
         let missing: Vec<String> = {
             let all = seen.lock().expect("seen lock");
             keys.iter()
@@ -802,14 +805,17 @@ async fn wait_all(
                 .map(|k| format!("{k}: {:?}", all.get(k).map(|o| (&o.reason, &o.message))))
                 .collect()
         };
-        if missing.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("not all {what} within {timeout:?}, e.g. {missing:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        std::future::ready(if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing)
+        })
+    };
+    all_done
+        .retry(testbed::every(Duration::from_millis(20)))
+        .when(|_| Instant::now() <= deadline)
+        .await
+        .map_err(|missing| anyhow!("not all {what} within {timeout:?}, e.g. {missing:?}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1234,16 +1240,10 @@ async fn standard(env: &Env, n: usize) -> Result<StandardReport> {
     // 3. An idle drift pass: from now until the pass's first listing, then idle again.
     let (ngrok_mark, audit_mark) = (env.ngrok_mark(), env.audit.len());
     let start = Instant::now();
-    let deadline = start + config.drift_interval * 3;
-    loop {
-        if env.ngrok_since(ngrok_mark).list > 0 {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("no drift pass within {:?}", config.drift_interval * 3);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    testbed::eventually("a drift pass", config.drift_interval * 3, || async {
+        (env.ngrok_since(ngrok_mark).list > 0).then_some(())
+    })
+    .await?;
     let reconciles = operator.reconciles().await?;
     let idle = env
         .wait_idle(

@@ -16,13 +16,13 @@ use axum::{Extension, Json};
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
+use crate::connection::ConnectionKiller;
 use crate::failure::{Failure, OPERATION_ID_HEADER, codes};
 use crate::ids::{new_id, new_operation_id, now_rfc3339};
 use crate::resources::{
     Kind, destination_fields, parse_object, render_destination, render_subscription,
     subscription_fields,
 };
-use crate::server::ConnectionKiller;
 use crate::state::{Account, RecordedRequest, Shared, State as Store, Stored};
 
 /// Largest request body read.

@@ -76,6 +76,7 @@
 
 mod admin;
 mod api;
+mod connection;
 mod failure;
 mod ids;
 mod resources;

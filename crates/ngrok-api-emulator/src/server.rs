@@ -12,25 +12,14 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::Service;
 
 use crate::admin::{self, AdminClient};
 use crate::api::{self, App};
+use crate::connection::ConnectionKiller;
 use crate::state::{Faults, FaultsUpdate, RecordedRequest, RouteCount, Shared};
-
-/// Closes the connection it belongs to; put into every request's extensions.
-#[derive(Clone)]
-pub(crate) struct ConnectionKiller(Arc<Notify>);
-
-impl ConnectionKiller {
-    pub fn kill(&self) {
-        // `notify_one` keeps a permit, so the kill is not lost if the connection task is
-        // not waiting yet.
-        self.0.notify_one();
-    }
-}
 
 /// Entry point: `Emulator::builder().api_key("k").spawn().await`.
 pub struct Emulator;
@@ -207,8 +196,8 @@ async fn accept_loop(listener: TcpListener, router: Router, mut shutdown: watch:
         let router = router.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let kill = Arc::new(Notify::new());
-            let killer = ConnectionKiller(kill.clone());
+            let kill = ConnectionKiller::default();
+            let killer = kill.clone();
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                     request.extensions_mut().insert(killer.clone());
@@ -219,7 +208,7 @@ async fn accept_loop(listener: TcpListener, router: Router, mut shutdown: watch:
             // Dropping `connection` closes the socket without writing anything more.
             tokio::select! {
                 _ = connection => {}
-                _ = kill.notified() => {}
+                _ = kill.killed() => {}
                 _ = shutdown.changed() => {}
             }
         });

@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use backon::{BlockingRetryable, ConstantBuilder, Retryable};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
@@ -226,13 +227,37 @@ where
     Fut: std::future::Future<Output = Option<T>>,
 {
     let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return Ok(value);
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(anyhow!("timed out after {timeout:?} waiting for {what}"));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let attempt = || {
+        let pending = check();
+        async move { pending.await.ok_or(NotYet) }
+    };
+    attempt
+        .retry(every(Duration::from_millis(50)))
+        .when(|_| tokio::time::Instant::now() <= deadline)
+        .await
+        .map_err(|NotYet| anyhow!("timed out after {timeout:?} waiting for {what}"))
 }
+
+/// The blocking twin of [`eventually`], for the test bed's own start-up and shutdown: `check`
+/// every `delay` until it returns `Some`, or `None` once `timeout` has passed.
+pub(crate) fn poll_blocking<T>(
+    delay: Duration,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    (|| check().ok_or(NotYet))
+        .retry(every(delay))
+        .when(|_| std::time::Instant::now() <= deadline)
+        .call()
+        .ok()
+}
+
+/// The pace of every wait loop of the test bed (and the benchmark): a fixed delay between checks,
+/// for as long as the caller's deadline (its `when`) allows rather than a number of checks.
+pub fn every(delay: Duration) -> ConstantBuilder {
+    ConstantBuilder::new().with_delay(delay).without_max_times()
+}
+
+/// A polled condition does not hold yet: the error a wait loop retries on.
+struct NotYet;

@@ -7,7 +7,7 @@ use std::fs;
 use std::net::{IpAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -160,13 +160,11 @@ state = "{state}"
 
     /// Waits for containerd's socket, then imports every image archive in `dir`.
     pub fn import_images(&self, ctr: &Path, images: &[PathBuf]) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.containerd_socket().exists() {
-            if Instant::now() > deadline {
-                bail!("containerd did not open its socket within 30s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let socket = self.containerd_socket();
+        crate::poll_blocking(Duration::from_millis(100), Duration::from_secs(30), || {
+            socket.exists().then_some(())
+        })
+        .context("containerd did not open its socket within 30s")?;
         for image in images {
             import_image(ctr, &self.containerd_socket(), image)?;
         }
@@ -244,12 +242,11 @@ pub(crate) fn remove_workloads(binaries: &NodeBinaries, socket: &Path) {
             let _ = ctr(&["tasks", "kill", "--signal", "SIGKILL", id]);
         }
         for id in String::from_utf8_lossy(&out.stdout).lines() {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while ctr(&["tasks", "delete", id]).is_ok_and(|o| !o.status.success())
-                && Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            // A killed task takes a moment to stop; until then `delete` fails.
+            crate::poll_blocking(Duration::from_millis(100), Duration::from_secs(5), || {
+                let refused = ctr(&["tasks", "delete", id]).is_ok_and(|o| !o.status.success());
+                (!refused).then_some(())
+            });
         }
     }
     let _ = Command::new(&binaries.kube_proxy)

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use backon::BlockingRetryable;
 
 use crate::node::{self, NODE_NAME, Node, NodeBinaries, PAUSE_IMAGE, POD_CIDR, SERVICE_CIDR};
 
@@ -375,24 +376,36 @@ impl Servers {
         probe: impl AsyncFn(kube::Client) -> Option<T>,
         done: impl Fn(&T) -> bool,
     ) -> Result<(bool, Option<T>)> {
+        /// Why one probe did not end the wait.
+        enum Miss<T> {
+            /// `done` does not hold for this answer (or there was none) yet.
+            NotYet(Option<T>),
+            /// A server exited: no point waiting.
+            Failed(anyhow::Error),
+        }
         let deadline = Instant::now() + timeout;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let kubeconfig = self.kubeconfig.clone();
-        loop {
-            self.check_children()?;
+        let outcome = (|| {
+            self.check_children().map_err(Miss::Failed)?;
             let answer = runtime.block_on(async {
                 let client = crate::client_from_kubeconfig(&kubeconfig).await.ok()?;
                 probe(client).await
             });
-            if answer.as_ref().is_some_and(&done) {
-                return Ok((true, answer));
+            match answer {
+                Some(answer) if done(&answer) => Ok(answer),
+                answer => Err(Miss::NotYet(answer)),
             }
-            if Instant::now() > deadline {
-                return Ok((false, answer));
-            }
-            std::thread::sleep(every);
+        })
+        .retry(crate::every(every))
+        .when(|miss| matches!(miss, Miss::NotYet(_)) && Instant::now() <= deadline)
+        .call();
+        match outcome {
+            Ok(answer) => Ok((true, Some(answer))),
+            Err(Miss::NotYet(last)) => Ok((false, last)),
+            Err(Miss::Failed(error)) => Err(error),
         }
     }
 
@@ -519,13 +532,9 @@ fn stop(children: Vec<(&'static str, Child)>) {
     for (_, mut child) in children.into_iter().rev() {
         // SIGTERM first so the API server closes its watches cleanly, then SIGKILL.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::poll_blocking(Duration::from_millis(50), Duration::from_secs(5), || {
+            child.try_wait().ok().flatten()
+        });
         let _ = child.kill();
         let _ = child.wait();
     }
