@@ -10,7 +10,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use common::{API_KEY, Operator, Options, destination, kinesis_role};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -34,15 +33,6 @@ fn health_inputs(object: &Value) -> Value {
         "observedGeneration": object["status"]["observedGeneration"],
         "conditions": conditions,
     })
-}
-
-/// Waits until the resource is Ready and stays so for a second. (A reconcile that runs on a
-/// cache older than the Ready status write can briefly write `Creating` again; the fixtures
-/// that start from Ready should not depend on that race.)
-async fn settle(op: &Operator, name: &str) {
-    op.wait_ready(name).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    op.wait_ready(name).await;
 }
 
 /// A finalizer of another controller, holding a deleted object.
@@ -202,7 +192,7 @@ async fn status_fixtures_come_from_real_runs() {
 
     // A spec change the operator has not seen yet: the API server's answer to the patch is
     // the object with the new generation and the status of the old one.
-    settle(&op, "ready").await;
+    op.wait_ready("ready").await;
     let changed = dynamic(&op)
         .patch(
             "ready",
@@ -219,7 +209,7 @@ async fn status_fixtures_come_from_real_runs() {
     let mut held = destination("deleting", json!({"target": kinesis_role("deleting")}));
     held.metadata.finalizers = Some(vec![HOLD.to_string()]);
     op.create(&held).await;
-    settle(&op, "deleting").await;
+    op.wait_ready("deleting").await;
     dynamic(&op)
         .delete("deleting", &DeleteParams::default())
         .await
@@ -298,7 +288,7 @@ async fn status_fixtures_come_from_real_runs() {
         .await;
     fixtures.insert("creating", serde_json::to_value(creating).unwrap());
     // Let the create finish before the namespace goes.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    slow.wait_ready("creating").await;
     slow.stop().await;
 
     let dir = common::repo_path("tests/fixtures/status");

@@ -97,7 +97,7 @@ fn facts<'a>(
 }
 
 fn account(key: &str) -> Arc<Account> {
-    let accounts = Accounts::new(None, Arc::new(|key| ngrok_api::ClientConfig::new(key)));
+    let accounts = Accounts::new(None, Arc::new(ngrok_api::ClientConfig::new));
     accounts.get(&Secret::new(key)).unwrap()
 }
 
