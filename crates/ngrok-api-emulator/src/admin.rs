@@ -33,8 +33,8 @@ use axum::{Json, Router};
 use serde_json::{Map, Value};
 
 use crate::failure::Failure;
-use crate::resources::{Kind, destination_fields, subscription_fields};
 use crate::ids::new_id;
+use crate::resources::{Kind, destination_fields, subscription_fields};
 use crate::state::{
     Faults, FaultsUpdate, RecordedRequest, RouteCount, ScriptedAnswer, Shared, Stored,
 };

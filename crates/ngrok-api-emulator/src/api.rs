@@ -221,9 +221,8 @@ fn redirect(path: &str) -> Response {
 /// What a proxy in front of ngrok answers: HTML, not ngrok's error object.
 fn error_page(status: u16) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let html = format!(
-        "<html><head><title>{status}</title></head><body><h1>{status}</h1></body></html>"
-    );
+    let html =
+        format!("<html><head><title>{status}</title></head><body><h1>{status}</h1></body></html>");
     (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -380,16 +379,14 @@ async fn create(
         fields.insert("id".into(), json!(id));
         fields.insert("created_at".into(), json!(now_rfc3339()));
         let rendered = render(kind, &fields, &base_url);
-        state
-            .collection(kind)
-            .insert(
-                id,
-                Stored {
-                    account,
-                    fields,
-                    raw: false,
-                },
-            );
+        state.collection(kind).insert(
+            id,
+            Stored {
+                account,
+                fields,
+                raw: false,
+            },
+        );
         let rate = state.faults.drop_after_create_rate;
         (
             rendered,
@@ -503,12 +500,7 @@ fn page_params(request_uri: &axum::http::Uri) -> Result<(Option<String>, usize),
 
 /// A page of `items_key` at `collection_uri`: `items` are the candidates, newest first, already
 /// after `before_id`; one more than `limit` tells that more remain.
-fn page(
-    items_key: &str,
-    collection_uri: &str,
-    mut items: Vec<Value>,
-    limit: usize,
-) -> Json<Value> {
+fn page(items_key: &str, collection_uri: &str, mut items: Vec<Value>, limit: usize) -> Json<Value> {
     let has_more = items.len() > limit;
     items.truncate(limit);
     let next_page_uri = match (has_more, items.last()) {

@@ -16,9 +16,9 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tower::Service;
 
+use crate::admin::RawObject;
 use crate::admin::{self, AdminClient};
 use crate::api::{self, App};
-use crate::admin::RawObject;
 use crate::ids::{new_id, now_rfc3339};
 use crate::state::{
     Faults, FaultsUpdate, KeyRecord, RecordedRequest, RouteCount, ScriptedAnswer, Shared,
@@ -291,7 +291,10 @@ impl EmulatorHandle {
             .key_records
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        records.iter().find(|r| r.token == key).map(|r| r.id.clone())
+        records
+            .iter()
+            .find(|r| r.token == key)
+            .map(|r| r.id.clone())
     }
 
     /// Stores `object` (a JSON object) verbatim in the list of `collection`

@@ -1205,7 +1205,11 @@ async fn api_keys_list_the_accounts_keys_without_tokens() {
         assert_eq!(key["token"], Value::Null);
         assert_eq!(
             key["uri"],
-            format!("{}/api_keys/{}", api.emulator.base_url(), key["id"].as_str().unwrap())
+            format!(
+                "{}/api_keys/{}",
+                api.emulator.base_url(),
+                key["id"].as_str().unwrap()
+            )
         );
     }
     assert!(!list.to_string().contains(KEY) && !list.to_string().contains("second-key"));
@@ -1250,7 +1254,12 @@ async fn raw_objects_and_scripted_answers() {
         .await;
     assert_eq!((status, &fetched), (StatusCode::OK, &raw));
     let (_, list) = api.call(Method::GET, "/event_destinations", None).await;
-    assert!(list["event_destinations"].as_array().unwrap().contains(&raw));
+    assert!(
+        list["event_destinations"]
+            .as_array()
+            .unwrap()
+            .contains(&raw)
+    );
     assert!(listed_ids(&list, "event_destinations").contains(&good));
     // Another account's key cannot be named; an unknown collection is refused.
     assert!(
@@ -1309,7 +1318,10 @@ async fn raw_objects_and_scripted_answers() {
         assert!(serde_json::from_str::<Value>(&text).is_err(), "{text}");
     }
     let (_, _, text) = get(format!("/event_destinations/{good}")).await;
-    assert!(serde_json::from_str::<Value>(&text).is_ok(), "used up after 2");
+    assert!(
+        serde_json::from_str::<Value>(&text).is_ok(),
+        "used up after 2"
+    );
 
     api.emulator
         .script_answer(ScriptedAnswer {

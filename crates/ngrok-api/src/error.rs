@@ -205,10 +205,7 @@ impl Error {
 
     /// Time may fix it: [`ErrorClass::Retryable`] or [`ErrorClass::Transient`].
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self.class(),
-            ErrorClass::Retryable | ErrorClass::Transient
-        )
+        matches!(self.class(), ErrorClass::Retryable | ErrorClass::Transient)
     }
 
     /// ngrok answered 404.
@@ -355,13 +352,48 @@ mod tests {
             ("301", api_with(301, false), Transient, false),
             ("302 with a JSON body", api(302), Transient, false),
             ("307", api_with(307, false), Transient, false),
-            ("400 page not ngrok's", api_with(400, false), Transient, false),
-            ("403 page not ngrok's", api_with(403, false), Transient, false),
-            ("404 page not ngrok's", api_with(404, false), Transient, false),
-            ("2xx unreadable, GET", invalid_response("GET"), Transient, false),
-            ("2xx unreadable, PATCH", invalid_response("PATCH"), Transient, false),
-            ("2xx unreadable, POST", invalid_response("POST"), UnknownOutcome, false),
-            ("bad configuration", Error::Config("x".into()), Terminal, false),
+            (
+                "400 page not ngrok's",
+                api_with(400, false),
+                Transient,
+                false,
+            ),
+            (
+                "403 page not ngrok's",
+                api_with(403, false),
+                Transient,
+                false,
+            ),
+            (
+                "404 page not ngrok's",
+                api_with(404, false),
+                Transient,
+                false,
+            ),
+            (
+                "2xx unreadable, GET",
+                invalid_response("GET"),
+                Transient,
+                false,
+            ),
+            (
+                "2xx unreadable, PATCH",
+                invalid_response("PATCH"),
+                Transient,
+                false,
+            ),
+            (
+                "2xx unreadable, POST",
+                invalid_response("POST"),
+                UnknownOutcome,
+                false,
+            ),
+            (
+                "bad configuration",
+                Error::Config("x".into()),
+                Terminal,
+                false,
+            ),
         ];
         for (row, error, class, refusal) in rows {
             assert_eq!(error.class(), class, "{row}");

@@ -667,7 +667,10 @@ mod tests {
     fn unknown_target_and_auth_types_are_named_errors() {
         let splunk = json!({"kinesis": null, "splunk": {"token": "t"}});
         let error = serde_json::from_value::<EventTarget>(splunk).unwrap_err();
-        assert!(error.to_string().contains("unknown target type splunk"), "{error}");
+        assert!(
+            error.to_string().contains("unknown target type splunk"),
+            "{error}"
+        );
         let beside_a_known_one = json!({"kinesis": {"auth": {"role": {"role_arn": "r"}}, "stream_arn": "s"},
                                         "splunk": {"token": "t"}});
         assert!(serde_json::from_value::<EventTarget>(beside_a_known_one).is_err());
@@ -676,7 +679,10 @@ mod tests {
         assert!(serde_json::from_value::<EventTarget>(null_unknown).is_ok());
         let oidc = json!({"role": null, "creds": null, "oidc": {"x": 1}});
         let error = serde_json::from_value::<AwsAuth>(oidc).unwrap_err();
-        assert!(error.to_string().contains("unknown AWS auth type oidc"), "{error}");
+        assert!(
+            error.to_string().contains("unknown AWS auth type oidc"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -686,7 +692,10 @@ mod tests {
             "target": {"datadog": {"api_key": null}}
         }))
         .unwrap();
-        assert_eq!((destination.uri.as_str(), destination.created_at.as_str()), ("", ""));
+        assert_eq!(
+            (destination.uri.as_str(), destination.created_at.as_str()),
+            ("", "")
+        );
         let key: ApiKey = serde_json::from_value(json!({
             "id": "ak_1", "token": "never-kept", "description": null
         }))

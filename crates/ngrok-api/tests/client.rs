@@ -427,7 +427,10 @@ async fn a_lost_create_answer_is_an_unknown_outcome_and_not_retried() {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(client.list_event_destinations().await.unwrap().items.len(), 1);
+    assert_eq!(
+        client.list_event_destinations().await.unwrap().items.len(),
+        1
+    );
 
     // A create that times out is just as unknown.
     emulator
@@ -866,5 +869,8 @@ async fn subscription_calls_retry_only_where_allowed() {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(client.list_event_subscriptions().await.unwrap().items.len(), 2);
+    assert_eq!(
+        client.list_event_subscriptions().await.unwrap().items.len(),
+        2
+    );
 }

@@ -203,13 +203,22 @@ async fn answers_outside_the_contract_are_transient() {
     }
 
     // A listing whose page does not parse fails as a whole, transiently.
-    spoil(&emulator, "GET", "/event_destinations", 1, Spoiled::MalformedBody);
+    spoil(
+        &emulator,
+        "GET",
+        "/event_destinations",
+        1,
+        Spoiled::MalformedBody,
+    );
     let error = client.list_event_destinations().await.unwrap_err();
     assert!(error.is_transient(), "{error:?}");
 
     // The scripted answers are used up: everything works again.
     assert_eq!(client.get_event_destination(&id).await.unwrap().id, id);
-    assert_eq!(client.list_event_destinations().await.unwrap().items.len(), 1);
+    assert_eq!(
+        client.list_event_destinations().await.unwrap().items.len(),
+        1
+    );
 }
 
 /// A create answered 2xx with a body that does not parse did happen: its outcome is unknown
@@ -218,7 +227,13 @@ async fn answers_outside_the_contract_are_transient() {
 async fn a_create_with_an_unreadable_answer_has_an_unknown_outcome() {
     let emulator = emulator().await;
     let client = client(&emulator);
-    spoil(&emulator, "POST", "/event_destinations", 1, Spoiled::MalformedBody);
+    spoil(
+        &emulator,
+        "POST",
+        "/event_destinations",
+        1,
+        Spoiled::MalformedBody,
+    );
     let error = client
         .create_event_destination(&EventDestinationCreate::new(kinesis()))
         .await
@@ -226,10 +241,20 @@ async fn a_create_with_an_unreadable_answer_has_an_unknown_outcome() {
     assert_eq!(error.class(), ErrorClass::UnknownOutcome, "{error:?}");
     assert!(error.is_unknown_outcome() && !error.is_refusal());
     assert_eq!(emulator.destination_ids().len(), 1);
-    assert_eq!(emulator.count("POST", "/event_destinations"), 1, "not retried");
+    assert_eq!(
+        emulator.count("POST", "/event_destinations"),
+        1,
+        "not retried"
+    );
 
     // A redirected create was not handled: transient, nothing stored.
-    spoil(&emulator, "POST", "/event_destinations", 1, Spoiled::Redirect);
+    spoil(
+        &emulator,
+        "POST",
+        "/event_destinations",
+        1,
+        Spoiled::Redirect,
+    );
     let error = client
         .create_event_destination(&EventDestinationCreate::new(kinesis()))
         .await
@@ -251,16 +276,25 @@ async fn api_key_ids_tell_accounts_apart() {
         .await
         .unwrap();
     let id = |key: &str| emulator.api_key_id(key).unwrap();
-    let mut a = client_with(&emulator, "a-1").list_api_key_ids().await.unwrap();
+    let mut a = client_with(&emulator, "a-1")
+        .list_api_key_ids()
+        .await
+        .unwrap();
     a.sort();
     let mut expected = vec![id("a-1"), id("a-2")];
     expected.sort();
     assert_eq!(a, expected);
     assert!(a.iter().all(|id| id.starts_with("ak_")));
-    let mut a2 = client_with(&emulator, "a-2").list_api_key_ids().await.unwrap();
+    let mut a2 = client_with(&emulator, "a-2")
+        .list_api_key_ids()
+        .await
+        .unwrap();
     a2.sort();
     assert_eq!(a2, a);
-    let b = client_with(&emulator, "b-1").list_api_key_ids().await.unwrap();
+    let b = client_with(&emulator, "b-1")
+        .list_api_key_ids()
+        .await
+        .unwrap();
     assert_eq!(b, [id("b-1")]);
 
     let listing = emulator
@@ -272,7 +306,10 @@ async fn api_key_ids_tell_accounts_apart() {
 
     emulator.revoke_key("a-1");
     assert_eq!(
-        client_with(&emulator, "a-2").list_api_key_ids().await.unwrap(),
+        client_with(&emulator, "a-2")
+            .list_api_key_ids()
+            .await
+            .unwrap(),
         [id("a-2")]
     );
     let error = client_with(&emulator, "a-1")
