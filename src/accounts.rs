@@ -5,6 +5,9 @@
 //! each), refreshed at most once per drift pass and shared by every resource of the account, so
 //! that checking N resources for drift costs a handful of list calls instead of N GETs.
 
+mod identity;
+mod listing;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -12,6 +15,16 @@ use std::time::{Duration, Instant};
 use ngrok_api::Secret;
 use ngrok_api::types::{EventDestination, EventSubscription};
 use sha2::{Digest, Sha256};
+
+pub use identity::{
+    AccountChange, Identity, KnownIdentity, account_change, key_fingerprint, same_account,
+};
+use listing::Listing;
+pub use listing::{Lookup, Snapshot};
+
+/// How long an account's identity (its API key ids) is reused before it is listed again. Keys
+/// change rarely, and only a change of a resource's key asks for it.
+pub const IDENTITY_TTL: Duration = Duration::from_secs(300);
 
 /// Builds the client configuration for an API key (base URL, rate limit, timeouts, metrics).
 pub type ConfigureClient = Arc<dyn Fn(Secret) -> ngrok_api::ClientConfig + Send + Sync>;
@@ -146,73 +159,52 @@ pub struct Account {
     /// When the next drift pass of this account is due, so that all its resources requeue to
     /// the same moment and share one listing.
     next_pass: Mutex<Option<Instant>>,
-}
-
-/// All objects of one kind in an account at one moment, by id.
-pub struct Snapshot<T> {
-    /// When the listing started: it reflects every write that finished before this.
-    pub started: Instant,
-    pub objects: HashMap<String, T>,
-    /// Objects the client could not read, by id, with why.
-    pub unreadable: HashMap<String, String>,
-}
-
-/// The latest listing of one kind. Single flight: concurrent callers wait for one listing
-/// instead of each making one.
-struct Listing<T>(tokio::sync::Mutex<Option<Arc<Snapshot<T>>>>);
-
-impl<T> Default for Listing<T> {
-    fn default() -> Self {
-        Self(tokio::sync::Mutex::new(None))
-    }
-}
-
-impl<T> Listing<T> {
-    /// A listing that started after `after` (any listing when `None`), made with `list` now if
-    /// the latest one is older.
-    async fn after<F>(
-        &self,
-        after: Option<Instant>,
-        list: impl FnOnce() -> F,
-        id: impl Fn(&T) -> String,
-    ) -> ngrok_api::Result<Arc<Snapshot<T>>>
-    where
-        F: Future<Output = ngrok_api::Result<Vec<T>>>,
-    {
-        let mut latest = self.0.lock().await;
-        if let Some(snapshot) = latest.as_ref()
-            && after.is_none_or(|after| snapshot.started > after)
-        {
-            return Ok(snapshot.clone());
-        }
-        let started = Instant::now();
-        let objects = list().await?;
-        let snapshot = Arc::new(Snapshot {
-            started,
-            objects: objects.into_iter().map(|o| (id(&o), o)).collect(),
-            unreadable: HashMap::new(),
-        });
-        *latest = Some(snapshot.clone());
-        Ok(snapshot)
-    }
+    /// See [`Account::key_fingerprint`].
+    key_fingerprint: String,
+    /// The latest identity and when it was listed. Single flight, like the listings.
+    identity: tokio::sync::Mutex<Option<(Instant, Arc<Identity>)>>,
 }
 
 impl Account {
     fn new(client: ngrok_api::Client, api_key: Secret) -> Self {
         Self {
             client,
-            api_key,
             destinations: Listing::default(),
             subscriptions: Listing::default(),
             creating: Mutex::default(),
             verified: Mutex::default(),
             next_pass: Mutex::default(),
+            key_fingerprint: key_fingerprint(&api_key),
+            identity: tokio::sync::Mutex::default(),
+            api_key,
         }
     }
 
     /// The account's API key (the key of the secrets hash).
     pub fn api_key(&self) -> &Secret {
         &self.api_key
+    }
+
+    /// Which key this account is, as a short non-reversible name ([`key_fingerprint`]): what a
+    /// status may record to notice later that a resource's key changed.
+    pub fn key_fingerprint(&self) -> &str {
+        &self.key_fingerprint
+    }
+
+    /// The ids of the account's API keys ([`Identity`]), listed at most every
+    /// [`IDENTITY_TTL`]. Compare two with [`same_account`]; sort a failure with
+    /// [`KnownIdentity::from_result`].
+    pub async fn identity(&self) -> ngrok_api::Result<Arc<Identity>> {
+        let mut latest = self.identity.lock().await;
+        if let Some((at, identity)) = latest.as_ref()
+            && at.elapsed() < IDENTITY_TTL
+        {
+            return Ok(identity.clone());
+        }
+        let listed_at = Instant::now();
+        let identity = Arc::new(Identity::from_ids(self.client.list_api_key_ids().await?));
+        *latest = Some((listed_at, identity.clone()));
+        Ok(identity)
     }
 
     /// All destinations, listed after `after` (see [`Listing::after`]).
@@ -311,7 +303,69 @@ impl Drop for CreateGuard {
     }
 }
 
-/// Whether two accounts are one ngrok account (`None`: cannot tell).
-pub async fn same_account(_a: &Account, _b: &Account) -> ngrok_api::Result<Option<bool>> {
-    Ok(None)
+#[cfg(test)]
+mod tests {
+    use ngrok_api_emulator::{Emulator, EmulatorHandle};
+
+    use super::*;
+
+    fn accounts_of(emulator: &EmulatorHandle) -> Accounts {
+        let base_url = emulator.base_url();
+        Accounts::new(
+            None,
+            Arc::new(move |key| {
+                let mut config = ngrok_api::ClientConfig::new(key)
+                    .with_base_url(&base_url)
+                    .unwrap();
+                config.rate_limit_per_minute = 0;
+                config
+            }),
+        )
+    }
+
+    /// Two keys of one account share an identity, another account's differs, and the
+    /// identity is listed once per [`IDENTITY_TTL`].
+    #[tokio::test]
+    async fn identities_tell_a_rotation_from_a_move() {
+        let emulator = Emulator::builder()
+            .api_key("a-1")
+            .second_key("a-1", "a-2")
+            .account_key("b-1")
+            .rate_limit_per_minute(0)
+            .spawn()
+            .await
+            .unwrap();
+        let accounts = accounts_of(&emulator);
+        let account = |key: &str| accounts.get(&Secret::new(key)).unwrap();
+        let (a1, a2, b1) = (account("a-1"), account("a-2"), account("b-1"));
+        let identity = |account: Arc<Account>| async move { account.identity().await.unwrap() };
+        let (ia1, ia2, ib1) = (
+            identity(a1.clone()).await,
+            identity(a2.clone()).await,
+            identity(b1.clone()).await,
+        );
+        assert!(same_account(&ia1, &ia2));
+        assert!(!same_account(&ia1, &ib1));
+        assert_eq!(
+            account_change(
+                Some(&KnownIdentity::Known(ia1.clone())),
+                &KnownIdentity::Known(ib1)
+            ),
+            AccountChange::OtherAccount
+        );
+        identity(a1.clone()).await;
+        assert_eq!(emulator.count("GET", "/api_keys"), 3, "cached");
+
+        assert_ne!(a1.key_fingerprint(), a2.key_fingerprint());
+        assert!(!a1.key_fingerprint().contains("a-1"));
+
+        // A revoked previous key: the engine cannot ask its account (fresh accounts, no cache).
+        emulator.revoke_key("a-1");
+        let fresh = accounts_of(&emulator);
+        let revoked = fresh.get(&Secret::new("a-1")).unwrap();
+        assert_eq!(
+            KnownIdentity::from_result(revoked.identity().await).unwrap(),
+            KnownIdentity::KeyRefused
+        );
+    }
 }

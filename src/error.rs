@@ -50,8 +50,8 @@ pub enum Error {
         annotation: &'static str,
         problem: String,
     },
-    /// ngrok refused the request itself (4xx other than 401/403/404/429): the spec is wrong for
-    /// ngrok, and retrying the same request cannot help.
+    /// ngrok refused the request itself ([`ngrok_api::Error::is_refusal`], other than 401/403):
+    /// the spec is wrong for ngrok, and retrying the same request cannot help.
     #[error("{0}")]
     NgrokRejected(#[source] ngrok_api::Error),
 
@@ -62,6 +62,35 @@ pub enum Error {
 
     #[error("{0}; retrying")]
     NgrokUnavailable(#[source] ngrok_api::Error),
+
+    /// An answer outside ngrok's contract ([`ngrok_api::ErrorClass::Transient`]): a redirect, a
+    /// body that does not parse, an error page that is not ngrok's, a conflict. Nothing says
+    /// the spec is wrong, so it is retried with backoff and never remembered as refused; a
+    /// reason of its own, because a redirect or a proxy's page that persists points at the
+    /// network or the base URL, not at ngrok's availability.
+    #[error("{0}; retrying later")]
+    NgrokUnexpectedResponse(#[source] ngrok_api::Error),
+
+    /// The resource's object exists in ngrok but this operator cannot read it (a target type
+    /// ngrok added after this version, a `null` where a value belongs): it is neither compared
+    /// nor changed. Other objects of the account are not affected. `detail` is the client's
+    /// bounded reason, which quotes no value ([`ngrok_api::Unreadable::reason`]).
+    #[error(
+        "{id} exists in ngrok but this operator cannot read it ({detail}), so it is neither compared nor changed; retrying later. If it was edited outside Kubernetes into something the operator does not support, change it back; if ngrok added something new, upgrade the operator"
+    )]
+    RemoteUnreadable { id: String, detail: String },
+
+    /// The resource's API key changed and its object `old_id` is not in the new key's account;
+    /// the operator cannot tell whether the key moved to another account (the object should
+    /// move along) or the object was deleted, because the previous account cannot be asked.
+    /// Creating a new object could leave `old_id` unowned, with its credentials, so it stops.
+    #[error(
+        "the API key changed and {old_id} is not in the new key's account, and {cause}, so the operator cannot tell whether {old_id} was deleted or the key moved to another ngrok account; nothing is created, so that {old_id} is not left behind unowned. Put the previous key back so that the operator can move {old_id} to the new account, or delete {old_id} in the previous account yourself and re-create this resource"
+    )]
+    AccountChanged {
+        old_id: String,
+        cause: PreviousAccount,
+    },
 
     #[error("{0}; looking for it before creating again")]
     NgrokUnknownOutcome(#[source] ngrok_api::Error),
@@ -115,21 +144,6 @@ pub enum Error {
     #[error("waiting for another resource with identical content to finish creating")]
     CreateQueued,
 
-    /// The resource's API key changed to one of another ngrok account, which does not hold
-    /// its object, and the old key can no longer reach the old one: moving it could leave it
-    /// behind unowned, so a person decides.
-    #[error(
-        "the API key now belongs to another ngrok account, which does not hold {id}, and the previous key can no longer reach it: if {id} still exists in the previous account, delete it there (or put the previous key back, and the operator moves it); then delete and re-apply this resource to create it in the new account"
-    )]
-    AccountChanged { id: String },
-
-    /// ngrok holds the object but this version of the operator cannot read it (a target type
-    /// or a field it does not know): it is neither compared nor changed.
-    #[error(
-        "{id} in ngrok cannot be read by this version of the operator ({problem}); it is left as it is and checked again later"
-    )]
-    RemoteUnreadable { id: String, problem: String },
-
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 
@@ -151,6 +165,9 @@ impl Error {
             Error::NgrokRejected(_) => "NgrokRejected",
             Error::NgrokAuthentication(_) => "NgrokAuthenticationFailed",
             Error::NgrokUnavailable(_) => "NgrokUnavailable",
+            Error::NgrokUnexpectedResponse(_) => "NgrokUnexpectedResponse",
+            Error::RemoteUnreadable { .. } => "RemoteUnreadable",
+            Error::AccountChanged { .. } => "AccountChanged",
             Error::NgrokUnknownOutcome(_) => "NgrokUnknownOutcome",
             Error::AmbiguousCreate { .. } => "AmbiguousCreate",
             Error::AdoptTargetNotFound { .. } => "AdoptTargetNotFound",
@@ -161,8 +178,6 @@ impl Error {
             Error::DestinationOfAnotherNamespace { .. } => "DestinationOfAnotherNamespace",
             Error::OperatorKeyNotAllowed => "OperatorKeyNotAllowed",
             Error::CreateQueued => "CreateQueued",
-            Error::AccountChanged { .. } => "AccountChanged",
-            Error::RemoteUnreadable { .. } => "RemoteUnreadable",
             Error::Kube(_) => "KubernetesError",
             Error::Finalizer(_) => "FinalizerError",
         }
@@ -196,10 +211,13 @@ impl Error {
             | Error::AccountChanged { .. } => true,
             // Each waits for another resource, whose change triggers this one.
             Error::DestinationNotReady { .. } | Error::DestinationInUse { .. } => false,
+            // Nothing a person does to the resource fixes these (an edit in ngrok's dashboard,
+            // an operator upgrade or the network does, and none of them triggers a reconcile),
+            // so they must keep being retried rather than wait for a change.
+            Error::NgrokUnexpectedResponse(_) | Error::RemoteUnreadable { .. } => false,
             Error::NgrokUnavailable(_)
             | Error::NgrokUnknownOutcome(_)
             | Error::CreateQueued
-            | Error::RemoteUnreadable { .. }
             | Error::Kube(_)
             | Error::Finalizer(_) => false,
         }
@@ -221,15 +239,23 @@ impl Error {
         matches!(self, Error::NgrokAuthentication(_))
     }
 
-    /// Sorts a client error by what the reconciler should do about it.
+    /// Sorts a client error by what the reconciler should do about it. Only a refusal by
+    /// ngrok itself ([`ngrok_api::Error::is_refusal`]) or a 404 becomes `NgrokRejected` or
+    /// `NgrokAuthentication`, the two the engine remembers as refused; anything outside
+    /// ngrok's contract is retried.
     pub fn from_ngrok(error: ngrok_api::Error) -> Self {
         use ngrok_api::ErrorClass;
         match error.class() {
             ErrorClass::UnknownOutcome => Error::NgrokUnknownOutcome(error),
             ErrorClass::Retryable => Error::NgrokUnavailable(error),
-            _ if matches!(error.status(), Some(401 | 403)) => Error::NgrokAuthentication(error),
+            ErrorClass::Transient => Error::NgrokUnexpectedResponse(error),
+            _ if error.is_refusal() && matches!(error.status(), Some(401 | 403)) => {
+                Error::NgrokAuthentication(error)
+            }
             // Not found is handled where it is expected (get, delete); anywhere else the
             // request referred to something that does not exist, which a retry will not fix.
+            // A client that cannot be configured (a key with characters no header allows) is
+            // as final as a refusal.
             ErrorClass::NotFound | ErrorClass::Terminal => Error::NgrokRejected(error),
         }
     }
@@ -241,4 +267,185 @@ impl From<ngrok_api::Error> for Error {
     }
 }
 
+/// Why the account of a resource's previous API key cannot be compared with the new one's
+/// (see [`Error::AccountChanged`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreviousAccount {
+    /// The operator restarted since the key changed: it never held the previous key.
+    Forgotten,
+    /// ngrok refuses the previous key now (revoked, or its account closed).
+    KeyRefused,
+    /// One of the two keys may not list its account's API keys (ngrok answered 403 to
+    /// `GET /api_keys`), so the accounts cannot be compared.
+    CannotListKeys,
+}
+
+impl std::fmt::Display for PreviousAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PreviousAccount::Forgotten => {
+                "the operator no longer knows the previous key (it restarted since the key changed)"
+            }
+            PreviousAccount::KeyRefused => "ngrok refuses the previous key",
+            PreviousAccount::CannotListKeys => {
+                "ngrok does not let one of the keys list its account's API keys, which is how the operator tells accounts apart"
+            }
+        })
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ngrok_api::{ApiError, Operation};
+
+    use super::*;
+
+    fn operation(method: &'static str) -> Operation {
+        Operation {
+            method,
+            path: "/event_destinations/ed_1".into(),
+            resource: "destination",
+        }
+    }
+
+    fn api(status: u16, ngrok_body: bool) -> ngrok_api::Error {
+        ApiError {
+            status,
+            error_code: ngrok_body.then(|| "ERR_NGROK_400".to_owned()),
+            msg: "refused".into(),
+            operation_id: None,
+            retry_after: None::<Duration>,
+            operation: operation("PATCH"),
+            ngrok_body,
+        }
+        .into()
+    }
+
+    fn unreadable(method: &'static str) -> ngrok_api::Error {
+        ngrok_api::Error::InvalidResponse {
+            operation: operation(method),
+            detail: "Eof error at line 1 column 9".into(),
+        }
+    }
+
+    /// Which client failures the engine may remember as refused (the reasons `apply` memoises:
+    /// `NgrokRejected`, `NgrokAuthenticationFailed`), row by row.
+    #[test]
+    fn only_ngroks_own_refusals_are_remembered_as_refused() {
+        let rows: Vec<(&str, ngrok_api::Error, &str, bool)> = vec![
+            ("400 from ngrok", api(400, true), "NgrokRejected", true),
+            ("422 from ngrok", api(422, true), "NgrokRejected", true),
+            (
+                "401 from ngrok",
+                api(401, true),
+                "NgrokAuthenticationFailed",
+                true,
+            ),
+            (
+                "403 from ngrok",
+                api(403, true),
+                "NgrokAuthenticationFailed",
+                true,
+            ),
+            (
+                "404 from ngrok, unexpected",
+                api(404, true),
+                "NgrokRejected",
+                true,
+            ),
+            ("409", api(409, true), "NgrokUnexpectedResponse", false),
+            ("302", api(302, false), "NgrokUnexpectedResponse", false),
+            (
+                "403 page not ngrok's",
+                api(403, false),
+                "NgrokUnexpectedResponse",
+                false,
+            ),
+            (
+                "404 page not ngrok's",
+                api(404, false),
+                "NgrokUnexpectedResponse",
+                false,
+            ),
+            (
+                "2xx unreadable on GET",
+                unreadable("GET"),
+                "NgrokUnexpectedResponse",
+                false,
+            ),
+            (
+                "2xx unreadable on POST",
+                unreadable("POST"),
+                "NgrokUnknownOutcome",
+                false,
+            ),
+            ("408", api(408, false), "NgrokUnavailable", false),
+            ("429", api(429, true), "NgrokUnavailable", false),
+            ("503", api(503, false), "NgrokUnavailable", false),
+        ];
+        for (row, client_error, reason, stalled) in rows {
+            let error = Error::from(client_error);
+            assert_eq!(error.reason(), reason, "{row}");
+            assert_eq!(error.is_stalled(), stalled, "{row}");
+        }
+    }
+
+    #[test]
+    fn remote_unreadable_names_the_object_and_keeps_retrying() {
+        let error = Error::RemoteUnreadable {
+            id: "ed_1".into(),
+            detail: "target: unknown target type splunk".into(),
+        };
+        assert_eq!(error.reason(), "RemoteUnreadable");
+        assert!(!error.is_stalled() && !error.waits_for_another_resource());
+        let message = error.message();
+        assert!(
+            message.starts_with(
+                "ed_1 exists in ngrok but this operator cannot read it (target: unknown target type splunk), so it is neither compared nor changed; retrying later."
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn account_changed_names_the_old_object_and_the_way_out() {
+        for (cause, says) in [
+            (
+                PreviousAccount::Forgotten,
+                "it restarted since the key changed",
+            ),
+            (
+                PreviousAccount::KeyRefused,
+                "ngrok refuses the previous key",
+            ),
+            (
+                PreviousAccount::CannotListKeys,
+                "list its account's API keys",
+            ),
+        ] {
+            let error = Error::AccountChanged {
+                old_id: "ed_old".into(),
+                cause,
+            };
+            assert_eq!(error.reason(), "AccountChanged");
+            assert!(error.is_stalled());
+            let message = error.message();
+            assert!(
+                message.starts_with(
+                    "the API key changed and ed_old is not in the new key's account, and "
+                ),
+                "{message}"
+            );
+            assert!(message.contains(says), "{message}");
+            assert!(
+                message.contains("Put the previous key back so that the operator can move ed_old"),
+                "{message}"
+            );
+            assert!(message.chars().count() <= MAX_MESSAGE_CHARS);
+        }
+    }
+}

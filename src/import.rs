@@ -21,7 +21,37 @@ pub async fn import(
 ) -> ngrok_api::Result<String> {
     let destinations = client.list_event_destinations().await?;
     let subscriptions = client.list_event_subscriptions().await?;
-    Ok(render(&destinations, &subscriptions, namespace, observe))
+    let mut out = render(
+        &destinations.items,
+        &subscriptions.items,
+        namespace,
+        observe,
+    );
+    out.push_str(&not_imported(&[
+        (&destinations.unreadable, destinations.without_id),
+        (&subscriptions.unreadable, subscriptions.without_id),
+    ]));
+    Ok(out)
+}
+
+/// A closing comment naming the objects this version cannot read, which are left out.
+fn not_imported(lists: &[(&Vec<ngrok_api::Unreadable>, usize)]) -> String {
+    let mut out = String::new();
+    for (unreadable, _) in lists {
+        for object in unreadable.iter() {
+            out.push_str(&format!(
+                "# not imported: {} cannot be read by this version of the operator ({})\n",
+                object.id, object.reason
+            ));
+        }
+    }
+    let without_id: usize = lists.iter().map(|(_, n)| n).sum();
+    if without_id > 0 {
+        out.push_str(&format!(
+            "# not imported: {without_id} object(s) whose id cannot be read\n"
+        ));
+    }
+    out
 }
 
 /// The YAML stream for `remotes` and `subscriptions` (pure, for tests). A subscription names
@@ -378,5 +408,20 @@ mod tests {
         );
         assert_eq!(imported.spec.destination_ids, ["ed_elsewhere"]);
         assert!(yaml.starts_with("# 1 ngrok event destination(s) and 1 subscription(s)"));
+    }
+
+    #[test]
+    fn objects_that_cannot_be_read_are_named_not_imported() {
+        let unreadable = vec![ngrok_api::Unreadable {
+            id: "ed_future".into(),
+            reason: "target: unknown target type splunk".into(),
+        }];
+        let comment = not_imported(&[(&unreadable, 0), (&Vec::new(), 2)]);
+        assert_eq!(
+            comment,
+            "# not imported: ed_future cannot be read by this version of the operator (target: unknown target type splunk)\n\
+             # not imported: 2 object(s) whose id cannot be read\n"
+        );
+        assert_eq!(not_imported(&[(&Vec::new(), 0)]), "");
     }
 }

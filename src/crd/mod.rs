@@ -102,6 +102,11 @@ pub struct CommonStatus {
     /// managing reconcile would change in ngrok, without secret values. Empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<crate::drift::FieldDifference>,
+    /// Which API key the object was last seen with: 12 hex digits of a hash of the key, never
+    /// the key. When the key changes and the object is not in the new key's account, this
+    /// tells a move to another account (or a change that cannot be judged) from a deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_fingerprint: Option<String>,
 }
 
 /// Every CRD of the operator, in the order they are installed.

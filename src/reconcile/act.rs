@@ -108,7 +108,11 @@ pub async fn act<K: Managed>(
             }
         }
     }
-    // The account now holds the resource's object.
+    // The account now holds the resource's object, seen with this key.
+    if r.status.common().id.is_some() {
+        r.status.common_mut().key_fingerprint =
+            Some(observation.account.key_fingerprint().to_string());
+    }
     K::memory(r.ctx).with(&r.object_ref(), |entry| {
         entry.account = Some(observation.account.clone());
     });
@@ -200,6 +204,7 @@ fn record_created<K: Managed>(
     let common = r.status.common_mut();
     record_remote(common, Some(created));
     common.pending_create = None;
+    common.key_fingerprint = Some(account.key_fingerprint().to_string());
     account.mark_verified(created.id());
 }
 

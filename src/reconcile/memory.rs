@@ -16,8 +16,8 @@ use super::Managed;
 use super::managed::RemoteObject;
 use crate::accounts::{Account, Accounts};
 use crate::crd::{EventDestination, EventSubscription};
-use crate::secrets::SecretIndex;
 use crate::metrics::Metrics;
+use crate::secrets::SecretIndex;
 
 /// The generation and inputs hash of a spec ngrok refused.
 pub type RefusedInputs = (Option<i64>, String);

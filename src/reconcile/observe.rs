@@ -13,9 +13,9 @@ use kube::api::Api;
 use super::managed::{Managed, ManagedStatus, Prepared};
 use super::plan::{self, Elsewhere, Facts, Mode, Read, Seen};
 use super::{Context, Reconciliation};
-use crate::accounts::Account;
+use crate::accounts::{Account, AccountChange, KnownIdentity, Lookup, account_change};
 use crate::annotations;
-use crate::error::{Error, Result};
+use crate::error::{Error, PreviousAccount, Result};
 use crate::secrets;
 
 /// What a reconcile knows before it reads ngrok.
@@ -138,58 +138,77 @@ pub async fn remote<K: Managed>(
         Read::Object(id) => match K::get(account, &id).await {
             Ok(remote) => Seen::Found(remote),
             Err(e) if e.is_not_found() => Seen::Gone { elsewhere: None },
-            Err(e) if e.is_unparsable() => Seen::Unreadable(e.to_string()),
             Err(e) => return Err(e.into()),
         },
         Read::Listing(id) => {
             // A listing shared by the whole account, newer than the last time this object was
             // written or checked.
             let snapshot = K::listing(account, account.verified_at(&id)).await?;
-            match (snapshot.objects.get(&id), snapshot.unreadable.get(&id)) {
-                (Some(remote), _) => Seen::Found(remote.clone()),
-                (None, Some(problem)) => Seen::Unreadable(problem.clone()),
-                (None, None) => Seen::Gone { elsewhere: None },
+            match snapshot.lookup(&id) {
+                Lookup::Found(remote) => Seen::Found(remote.clone()),
+                Lookup::Uncomparable { reason } => Seen::Unreadable(reason.to_string()),
+                Lookup::Absent => Seen::Gone { elsewhere: None },
             }
         }
         Read::LostCreate(pending) => {
+            // Searching while another resource creates the same content could take its
+            // object: the search waits for that create, as a create would.
+            let Some(_guard) = account.begin_create(&pending.fingerprint) else {
+                return Err(Error::CreateQueued);
+            };
             let snapshot = K::listing(account, Some(std::time::Instant::now())).await?;
             let claimed = claimed_by_others(r);
-            Seen::Candidates(plan::lost_create_candidates::<K>(
-                snapshot.objects.values(),
-                &pending,
-                &claimed,
-            ))
+            Seen::Candidates {
+                found: plan::lost_create_candidates::<K>(
+                    snapshot.objects.values(),
+                    &pending,
+                    &claimed,
+                ),
+                complete: snapshot.is_complete(),
+            }
         }
     };
     match (seen, r.status.common().id.as_deref()) {
         (Seen::Gone { .. }, Some(id)) => Ok(Seen::Gone {
-            elsewhere: elsewhere::<K>(observation, id).await?,
+            elsewhere: elsewhere::<K>(r, observation, id).await?,
         }),
         (seen, _) => Ok(seen),
     }
 }
 
-/// Where an object the resource's key does not see is, when the key changed since the object
-/// was last seen: still in the previous account (a move), or deleted.
+/// Where an object the resource's key does not see is, when that key is not the one the
+/// object was last seen with: still in the previous account (a move), deleted, or a person
+/// must tell. A status without a fingerprint (written by an older version) counts as the
+/// same key.
 async fn elsewhere<K: Managed>(
+    r: &Reconciliation<'_, K>,
     observation: &Observation<K>,
     id: &str,
 ) -> Result<Option<Elsewhere<K::Remote>>> {
-    let Some(previous) = &observation.previous_account else {
+    let current = &observation.account;
+    let recorded = r.status.common().key_fingerprint.as_deref();
+    if recorded.is_none_or(|recorded| recorded == current.key_fingerprint()) {
         return Ok(None);
-    };
-    match K::get(previous, id).await {
-        Ok(remote) => return Ok(Some(Elsewhere::InOldAccount(remote))),
-        Err(e) if e.is_not_found() => return Ok(Some(Elsewhere::GoneFromBoth)),
-        Err(e) if e.status().is_some_and(|s| s == 401 || s == 403) => {}
-        Err(e) => return Err(e.into()),
     }
-    // The previous key no longer works: the same account (a rotation whose old key was
-    // revoked) or another, as the accounts' API keys tell.
-    let same = crate::accounts::same_account(previous, &observation.account).await?;
-    Ok(Some(match same {
-        Some(true) => Elsewhere::SameAccount,
-        _ => Elsewhere::OldAccountUnreachable,
+    let previous = match &observation.previous_account {
+        Some(previous) => match K::get(previous, id).await {
+            Ok(remote) => return Ok(Some(Elsewhere::InOldAccount(remote))),
+            Err(e) if e.is_not_found() => return Ok(Some(Elsewhere::GoneFromBoth)),
+            // The previous key no longer works: its account's identity tells the rest.
+            Err(e) if e.is_refusal() => {
+                Some(KnownIdentity::from_result(previous.identity().await)?)
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    let current = KnownIdentity::from_result(current.identity().await)?;
+    Ok(Some(match account_change(previous.as_ref(), &current) {
+        // A rotation within the account: the object really was deleted.
+        AccountChange::SameAccount => Elsewhere::SameAccount,
+        // The previous key lists its account but may not read the object: no one can tell.
+        AccountChange::OtherAccount => Elsewhere::CannotTell(PreviousAccount::KeyRefused),
+        AccountChange::CannotTell(cause) => Elsewhere::CannotTell(cause),
     }))
 }
 

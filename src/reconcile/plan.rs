@@ -12,7 +12,7 @@ use super::managed::{Managed, ManagedStatus, Prepared, RemoteObject};
 use crate::accounts::Account;
 use crate::crd::{ADOPT_ID_ANNOTATION, CommonStatus, MANAGEMENT_ANNOTATION, PendingCreate};
 use crate::drift::{FieldDifference, SecretState};
-use crate::error::Error;
+use crate::error::{Error, PreviousAccount};
 
 /// How far ngrok's clock may be behind ours when matching a lost create by its creation time.
 const CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(2);
@@ -96,8 +96,12 @@ pub enum Seen<R> {
     /// ngrok holds the object but the client cannot read it (a target type or field this
     /// version does not know): it cannot be compared.
     Unreadable(String),
-    /// The objects of the account that may be the outcome of a lost create.
-    Candidates(Vec<R>),
+    /// The objects of the account that may be the outcome of a lost create; `complete`: every
+    /// object of the account could be read (otherwise it may be among the unreadable ones).
+    Candidates {
+        found: Vec<R>,
+        complete: bool,
+    },
 }
 
 /// Where an object is after its resource's API key changed to one that does not see it.
@@ -108,8 +112,8 @@ pub enum Elsewhere<R> {
     InOldAccount(R),
     /// Another account, and the old one no longer shows it either.
     GoneFromBoth,
-    /// Another account (or one that cannot be told), and the old key no longer works.
-    OldAccountUnreachable,
+    /// Another account, or one that cannot be told, and the old object cannot be reached.
+    CannotTell(PreviousAccount),
 }
 
 /// Why an update is sent.
@@ -231,7 +235,7 @@ fn manage<K: Managed>(facts: &Facts<'_, K>, seen: Seen<K::Remote>) -> Plan<K> {
     };
     match seen {
         // In sync and checked a moment ago (`read` asks for candidates only without an id).
-        Seen::NotRead | Seen::Candidates(_) => Plan::just(Outcome::Ready),
+        Seen::NotRead | Seen::Candidates { .. } => Plan::just(Outcome::Ready),
         Seen::Found(remote) => {
             // A move's object left in the previous account goes first.
             let leftover = facts.leftover.map(|(id, from)| Step::DeleteFromOldAccount {
@@ -240,9 +244,9 @@ fn manage<K: Managed>(facts: &Facts<'_, K>, seen: Seen<K::Remote>) -> Plan<K> {
             });
             Plan::ready(converge(facts, remote, leftover.into_iter().collect()))
         }
-        Seen::Unreadable(problem) => Plan::just(Outcome::Failed(Error::RemoteUnreadable {
+        Seen::Unreadable(detail) => Plan::just(Outcome::Failed(Error::RemoteUnreadable {
             id: id.to_string(),
-            problem,
+            detail,
         })),
         Seen::Gone { elsewhere } => gone(facts, id, elsewhere),
     }
@@ -261,13 +265,25 @@ fn first_object<K: Managed>(facts: &Facts<'_, K>, seen: Seen<K::Remote>) -> Plan
         (Some(id), Seen::Gone { .. }) => Plan::just(Outcome::Failed(Error::AdoptTargetNotFound {
             id: id.to_string(),
         })),
-        (Some(id), Seen::Unreadable(problem)) => {
+        (Some(id), Seen::Unreadable(detail)) => {
             Plan::just(Outcome::Failed(Error::RemoteUnreadable {
                 id: id.to_string(),
-                problem,
+                detail,
             }))
         }
-        (None, Seen::Candidates(candidates)) => lost_create(facts, candidates),
+        // Nothing found, but the lost create may be among the objects that cannot be read.
+        (
+            None,
+            Seen::Candidates {
+                found,
+                complete: false,
+            },
+        ) if found.is_empty() => Plan::just(Outcome::Failed(Error::RemoteUnreadable {
+            id: "the outcome of a lost create".into(),
+            detail: "the account holds objects that cannot be read, and it may be one of them"
+                .into(),
+        })),
+        (None, Seen::Candidates { found, .. }) => lost_create(facts, found),
         _ => Plan::ready(vec![Step::Create]),
     }
 }
@@ -357,14 +373,14 @@ fn gone<K: Managed>(
                 },
             ]),
             None => Plan::just(Outcome::Failed(Error::AccountChanged {
-                id: id.to_string(),
+                old_id: id.to_string(),
+                cause: PreviousAccount::Forgotten,
             })),
         },
-        Some(Elsewhere::OldAccountUnreachable) => {
-            Plan::just(Outcome::Failed(Error::AccountChanged {
-                id: id.to_string(),
-            }))
-        }
+        Some(Elsewhere::CannotTell(cause)) => Plan::just(Outcome::Failed(Error::AccountChanged {
+            old_id: id.to_string(),
+            cause,
+        })),
     }
 }
 
@@ -432,17 +448,17 @@ fn observe_only<K: Managed>(facts: &Facts<'_, K>, seen: Seen<K::Remote>) -> Plan
                 }));
             }
         },
-        Seen::Unreadable(problem) => {
+        Seen::Unreadable(detail) => {
             return Plan::just(Outcome::Failed(Error::RemoteUnreadable {
                 id: facts
                     .id()
                     .or(facts.adopt_id)
                     .unwrap_or_default()
                     .to_string(),
-                problem,
+                detail,
             }));
         }
-        Seen::NotRead | Seen::Candidates(_) => {
+        Seen::NotRead | Seen::Candidates { .. } => {
             return Plan::just(Outcome::Failed(Error::InvalidAnnotation {
                 annotation: MANAGEMENT_ANNOTATION,
                 problem: format!(

@@ -339,9 +339,24 @@ fn unknown_outcome_looks_for_the_lost_create_before_creating_again() {
     let f = facts(&s, &p);
     assert_eq!(read(&f), Read::LostCreate(pending(fingerprint.clone())));
     // None: the create did not happen.
-    assert_eq!(steps(&plan(&f, Seen::Candidates(vec![]))), ["Create"]);
+    assert_eq!(
+        steps(&plan(
+            &f,
+            Seen::Candidates {
+                found: vec![],
+                complete: true
+            }
+        )),
+        ["Create"]
+    );
     // One: it did.
-    let found = plan(&f, Seen::Candidates(vec![remote("ed_7", "audit", NOW)]));
+    let found = plan(
+        &f,
+        Seen::Candidates {
+            found: vec![remote("ed_7", "audit", NOW)],
+            complete: true,
+        },
+    );
     assert_eq!(steps(&found), ["RecordLostCreate ed_7 changed=false"]);
     assert_eq!(
         outcome_shown(&found.outcome),
@@ -364,10 +379,10 @@ fn ambiguous_create_stalls_naming_the_candidates() {
     let f = facts(&s, &p);
     let plan = plan(
         &f,
-        Seen::Candidates(vec![
-            remote("ed_b", "audit", NOW),
-            remote("ed_a", "audit", NOW),
-        ]),
+        Seen::Candidates {
+            found: vec![remote("ed_b", "audit", NOW), remote("ed_a", "audit", NOW)],
+            complete: true,
+        },
     );
     assert!(plan.steps.is_empty());
     assert_eq!(
@@ -381,6 +396,30 @@ fn ambiguous_create_stalls_naming_the_candidates() {
         error.message().contains("ed_a, ed_b"),
         "{}",
         error.message()
+    );
+}
+
+/// Defect 3: a lost create is not sent again while the account holds objects that cannot be
+/// read: it may be one of them.
+#[test]
+fn defect_3_no_create_again_while_the_listing_is_incomplete() {
+    let p = prepared("audit");
+    let mut s = status(None, false, None);
+    s.common.pending_create = Some(pending(<EventDestination as Managed>::fingerprint(
+        &p.desired,
+    )));
+    let f = facts(&s, &p);
+    let plan = plan(
+        &f,
+        Seen::Candidates {
+            found: vec![],
+            complete: false,
+        },
+    );
+    assert!(plan.steps.is_empty());
+    assert_eq!(
+        outcome_shown(&plan.outcome),
+        row("False", "True", "False", "RemoteUnreadable")
     );
 }
 
@@ -662,7 +701,9 @@ fn defect_2_a_move_to_another_account_takes_the_object_along() {
     let stalled = plan(
         &f,
         Seen::Gone {
-            elsewhere: Some(Elsewhere::OldAccountUnreachable),
+            elsewhere: Some(Elsewhere::CannotTell(
+                crate::error::PreviousAccount::KeyRefused,
+            )),
         },
     );
     assert!(stalled.steps.is_empty());

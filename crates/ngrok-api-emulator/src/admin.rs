@@ -13,6 +13,16 @@
 //! | `GET /__admin/objects/{id}`     | the stored object, secrets included                        |
 //! | `PATCH /__admin/objects/{id}`   | JSON merge patch (RFC 7396) of the stored object           |
 //! | `DELETE /__admin/objects/{id}`  | delete, ignoring references (as a person in the dashboard) |
+//! | `POST /__admin/raw_objects`     | store raw JSON in an account's list (`RawObject`), answers `{"id"}` |
+//! | `PUT /__admin/objects/{id}/raw` | replace the stored object by the body, kept raw            |
+//! | `GET /__admin/scripted_answers` | the `[ScriptedAnswer]` still to come                       |
+//! | `POST /__admin/scripted_answers`| spoil the next answers to a path (`ScriptedAnswer`)        |
+//! | `DELETE /__admin/scripted_answers` | forget them                                             |
+//!
+//! A raw object is answered by `GET` and list calls exactly as stored, without validation or
+//! normalizing: what ngrok might send one day (a target type no client knows yet, `null`
+//! where a string is expected, no `id` at all). Its `id` is the object's own `id` when that is
+//! a string, else a new one (not written into the object).
 
 use std::sync::Arc;
 
@@ -23,8 +33,22 @@ use axum::{Json, Router};
 use serde_json::{Map, Value};
 
 use crate::failure::Failure;
+use crate::ids::new_id;
 use crate::resources::{Kind, destination_fields, subscription_fields};
-use crate::state::{Faults, FaultsUpdate, RecordedRequest, RouteCount, Shared, Stored};
+use crate::state::{
+    Faults, FaultsUpdate, RecordedRequest, RouteCount, ScriptedAnswer, Shared, Stored,
+};
+
+/// Body of `POST /__admin/raw_objects`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RawObject {
+    /// An API key of the account whose list gets the object.
+    pub api_key: String,
+    /// `event_destinations` or `event_subscriptions`.
+    pub collection: String,
+    /// A JSON object; answered as is.
+    pub object: Value,
+}
 
 /// Path prefix of the admin surface.
 pub const ADMIN_PREFIX: &str = "/__admin";
@@ -77,7 +101,101 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 }
             }),
         )
+        .route(
+            "/__admin/objects/{id}/raw",
+            axum::routing::put(
+                |State(s): State<Arc<Shared>>, Path(id): Path<String>, Json(object): Json<Map<String, Value>>| async move {
+                    if set_raw_object(&s, &id, object) {
+                        Ok(StatusCode::NO_CONTENT)
+                    } else {
+                        Err(Failure::not_found())
+                    }
+                },
+            ),
+        )
+        .route(
+            "/__admin/raw_objects",
+            post(|State(s): State<Arc<Shared>>, Json(raw): Json<RawObject>| async move {
+                insert_raw_object(&s, &raw)
+                    .map(|id| (StatusCode::CREATED, Json(serde_json::json!({"id": id}))))
+                    .map_err(Failure::bad_request)
+            }),
+        )
+        .route(
+            "/__admin/scripted_answers",
+            get(|State(s): State<Arc<Shared>>| async move { Json(s.lock().scripted.clone()) })
+                .post(
+                    |State(s): State<Arc<Shared>>, Json(answer): Json<ScriptedAnswer>| async move {
+                        script_answer(&s, answer)
+                            .map(|()| StatusCode::NO_CONTENT)
+                            .map_err(Failure::bad_request)
+                    },
+                )
+                .delete(|State(s): State<Arc<Shared>>| async move {
+                    s.lock().scripted.clear();
+                    StatusCode::NO_CONTENT
+                }),
+        )
         .with_state(shared)
+}
+
+/// Stores `raw.object` verbatim in the list of `raw.collection` of the account of
+/// `raw.api_key`; answers its id.
+pub(crate) fn insert_raw_object(shared: &Shared, raw: &RawObject) -> Result<String, String> {
+    let kind = Kind::of_collection(&raw.collection)
+        .ok_or("collection must be event_destinations or event_subscriptions")?;
+    let account = shared
+        .account_of_authorization(Some(&format!("Bearer {}", raw.api_key)))
+        .ok_or("api_key is the key of no account")?;
+    let id = match raw.object.get("id").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => id.to_owned(),
+        _ => new_id(kind.id_prefix()),
+    };
+    let Value::Object(fields) = &raw.object else {
+        return Err("object must be a JSON object".into());
+    };
+    let fields = fields.clone();
+    let mut state = shared.lock();
+    let collection = state.collection(kind);
+    if collection.contains_key(&id) {
+        return Err("an object with this id exists".into());
+    }
+    collection.insert(
+        id.clone(),
+        Stored {
+            account,
+            fields,
+            raw: true,
+        },
+    );
+    Ok(id)
+}
+
+/// Replaces the stored object `id` by `object`, kept raw; `false` if there is none.
+pub(crate) fn set_raw_object(shared: &Shared, id: &str, object: Map<String, Value>) -> bool {
+    let Some(kind) = Kind::of_id(id) else {
+        return false;
+    };
+    let mut state = shared.lock();
+    let Some(stored) = state.collection(kind).get_mut(id) else {
+        return false;
+    };
+    stored.fields = object;
+    stored.raw = true;
+    true
+}
+
+pub(crate) fn script_answer(shared: &Shared, answer: ScriptedAnswer) -> Result<(), String> {
+    if answer.times == 0 {
+        return Err("times must be at least 1".into());
+    }
+    if let crate::state::Spoiled::ErrorPage { status } = answer.answer
+        && !(400..=599).contains(&status)
+    {
+        return Err("an error page's status must lie between 400 and 599".into());
+    }
+    shared.lock().scripted.push(answer);
+    Ok(())
 }
 
 pub(crate) fn reset(shared: &Shared) {
@@ -138,6 +256,7 @@ pub(crate) fn patch_object(shared: &Shared, id: &str, patch: &Value) -> Result<V
         Stored {
             account,
             fields: fields.clone(),
+            raw: false,
         },
     );
     Ok(Value::Object(fields))
@@ -271,6 +390,59 @@ impl AdminClient {
             return Ok(false);
         }
         response.error_for_status().map(|_| true)
+    }
+
+    /// Stores raw JSON in an account's list (see the module docs); answers its id.
+    pub async fn insert_raw_object(&self, raw: &RawObject) -> reqwest::Result<String> {
+        let answer: Value = self
+            .http
+            .post(self.url("raw_objects"))
+            .json(raw)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(answer["id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Replaces a stored object by raw JSON; `false` if there is none.
+    pub async fn set_raw_object(
+        &self,
+        id: &str,
+        object: &Map<String, Value>,
+    ) -> reqwest::Result<bool> {
+        let response = self
+            .http
+            .put(self.url(&format!("objects/{id}/raw")))
+            .json(object)
+            .send()
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        response.error_for_status().map(|_| true)
+    }
+
+    /// Spoils the next answers to a path (see [`ScriptedAnswer`]).
+    pub async fn script_answer(&self, answer: &ScriptedAnswer) -> reqwest::Result<()> {
+        self.http
+            .post(self.url("scripted_answers"))
+            .json(answer)
+            .send()
+            .await?
+            .error_for_status()
+            .map(drop)
+    }
+
+    /// Forgets the scripted answers still to come.
+    pub async fn clear_scripted_answers(&self) -> reqwest::Result<()> {
+        self.http
+            .delete(self.url("scripted_answers"))
+            .send()
+            .await?
+            .error_for_status()
+            .map(drop)
     }
 
     /// Edits an object out of band with a JSON merge patch; answers the stored result.

@@ -1,5 +1,6 @@
 //! The emulated ngrok API: request pipeline (record → latency → auth → version → rate limit
-//! → injected errors) and the handlers of `/event_destinations` and `/event_subscriptions`.
+//! → injected errors → scripted answers) and the handlers of `/event_destinations`,
+//! `/event_subscriptions` and `GET /api_keys`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +24,7 @@ use crate::resources::{
     Kind, destination_fields, parse_object, render_destination, render_subscription,
     subscription_fields,
 };
-use crate::state::{Account, RecordedRequest, Shared, State as Store, Stored};
+use crate::state::{Account, RecordedRequest, Shared, Spoiled, State as Store, Stored};
 
 /// Largest request body read.
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -79,6 +80,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
                 .patch(|s, c, p, r| update(Kind::Subscription, s, c, p, r))
                 .delete(|s, c, p| delete(Kind::Subscription, s, c, p)),
         )
+        .route("/api_keys", get(list_api_keys))
         .fallback(|| async { Failure::not_found() })
         .method_not_allowed_fallback(|| async {
             Failure::new(
@@ -148,9 +150,26 @@ async fn pipeline(State(app): State<Arc<App>>, request: Request, next: Next) -> 
     {
         Err(failure) => failure.into_response(),
         Ok(account) => {
+            let spoiled = app.shared.lock().take_scripted(
+                parts.method.as_str(),
+                parts.uri.path(),
+                &route_of(parts.uri.path()),
+            );
             parts.extensions.insert(Caller(account));
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+            match spoiled {
+                None => {
+                    next.run(Request::from_parts(parts, Body::from(bytes)))
+                        .await
+                }
+                Some(Spoiled::MalformedBody) => {
+                    let answer = next
+                        .run(Request::from_parts(parts, Body::from(bytes)))
+                        .await;
+                    malformed(answer).await
+                }
+                Some(Spoiled::Redirect) => redirect(parts.uri.path()),
+                Some(Spoiled::ErrorPage { status }) => error_page(status),
+            }
         }
     };
     if !response.headers().contains_key(OPERATION_ID_HEADER)
@@ -170,6 +189,46 @@ async fn pipeline(State(app): State<Arc<App>>, request: Request, next: Next) -> 
         recorded.status = Some(status);
     }
     response
+}
+
+/// A 2xx answer with its body cut in half (an empty body becomes `{`): JSON that does not
+/// parse, with the status and headers of the real answer.
+async fn malformed(answer: Response) -> Response {
+    if !answer.status().is_success() {
+        return answer;
+    }
+    let (mut parts, body) = answer.into_parts();
+    let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let cut = if bytes.is_empty() {
+        Bytes::from_static(b"{")
+    } else {
+        bytes.slice(..bytes.len() / 2)
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(cut))
+}
+
+/// What a load balancer answers when it sends a client elsewhere.
+fn redirect(path: &str) -> Response {
+    let location = format!("https://moved.invalid{path}");
+    let mut response = StatusCode::FOUND.into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// What a proxy in front of ngrok answers: HTML, not ngrok's error object.
+fn error_page(status: u16) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let html =
+        format!("<html><head><title>{status}</title></head><body><h1>{status}</h1></body></html>");
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html,
+    )
+        .into_response()
 }
 
 /// Everything that may refuse a request before a handler sees it, in ngrok's order. Answers
@@ -244,6 +303,14 @@ async fn gate(
     Ok(account)
 }
 
+/// A stored object as the API answers it: a raw one exactly as stored.
+fn render_stored(kind: Kind, stored: &Stored, base_url: &str) -> Value {
+    if stored.raw {
+        return Value::Object(stored.fields.clone());
+    }
+    render(kind, &stored.fields, base_url)
+}
+
 fn render(kind: Kind, stored: &Map<String, Value>, base_url: &str) -> Value {
     match kind {
         Kind::Destination => render_destination(stored, base_url),
@@ -312,9 +379,14 @@ async fn create(
         fields.insert("id".into(), json!(id));
         fields.insert("created_at".into(), json!(now_rfc3339()));
         let rendered = render(kind, &fields, &base_url);
-        state
-            .collection(kind)
-            .insert(id, Stored { account, fields });
+        state.collection(kind).insert(
+            id,
+            Stored {
+                account,
+                fields,
+                raw: false,
+            },
+        );
         let rate = state.faults.drop_after_create_rate;
         (
             rendered,
@@ -341,7 +413,7 @@ async fn fetch(
     let stored = state
         .owned(kind, account, &id)
         .ok_or_else(Failure::not_found)?;
-    Ok(Json(render(kind, &stored.fields, &app.base_url(&headers))))
+    Ok(Json(render_stored(kind, stored, &app.base_url(&headers))))
 }
 
 async fn update(
@@ -363,7 +435,7 @@ async fn update(
         .ok_or_else(Failure::not_found)?;
     // Fields replace whole values: a new target replaces the old one, secrets included.
     stored.fields.extend(fields);
-    Ok(Json(render(kind, &stored.fields, &base_url)))
+    Ok(Json(render_stored(kind, stored, &base_url)))
 }
 
 async fn delete(
@@ -402,13 +474,8 @@ fn referenced_by_subscription(state: &Store, account: Account, destination_id: &
     })
 }
 
-async fn list(
-    kind: Kind,
-    State(app): State<Arc<App>>,
-    Extension(Caller(account)): Extension<Caller>,
-    headers: HeaderMap,
-    request_uri: axum::http::Uri,
-) -> Result<Json<Value>, Failure> {
+/// `before_id` and `limit` (1..=100, default 100) of a list request.
+fn page_params(request_uri: &axum::http::Uri) -> Result<(Option<String>, usize), Failure> {
     let mut before_id = None;
     let mut limit = MAX_PAGE;
     for (key, value) in url::form_urlencoded::parse(request_uri.query().unwrap_or("").as_bytes()) {
@@ -428,6 +495,36 @@ async fn list(
             _ => {}
         }
     }
+    Ok((before_id, limit))
+}
+
+/// A page of `items_key` at `collection_uri`: `items` are the candidates, newest first, already
+/// after `before_id`; one more than `limit` tells that more remain.
+fn page(items_key: &str, collection_uri: &str, mut items: Vec<Value>, limit: usize) -> Json<Value> {
+    let has_more = items.len() > limit;
+    items.truncate(limit);
+    let next_page_uri = match (has_more, items.last()) {
+        (true, Some(last)) => json!(format!(
+            "{collection_uri}?before_id={}&limit={limit}",
+            last["id"].as_str().unwrap_or_default()
+        )),
+        _ => Value::Null,
+    };
+    Json(json!({
+        items_key: items,
+        "uri": collection_uri,
+        "next_page_uri": next_page_uri,
+    }))
+}
+
+async fn list(
+    kind: Kind,
+    State(app): State<Arc<App>>,
+    Extension(Caller(account)): Extension<Caller>,
+    headers: HeaderMap,
+    request_uri: axum::http::Uri,
+) -> Result<Json<Value>, Failure> {
+    let (before_id, limit) = page_params(&request_uri)?;
     let base_url = app.base_url(&headers);
     let collection_uri = format!("{base_url}/{}", kind.collection());
     let mut state = app.shared.lock();
@@ -438,30 +535,46 @@ async fn list(
         None => Box::new(all.iter().rev()),
     };
     // Only the caller's account's objects.
-    let page: Vec<&Map<String, Value>> = older
+    let items: Vec<Value> = older
         .map(|(_, stored)| stored)
         .filter(|stored| stored.account == account)
-        .map(|stored| &stored.fields)
         .take(limit + 1)
+        .map(|stored| render_stored(kind, stored, &base_url))
         .collect();
-    let has_more = page.len() > limit;
-    let items: Vec<Value> = page
-        .iter()
-        .take(limit)
-        .map(|stored| render(kind, stored, &base_url))
+    Ok(page(kind.collection(), &collection_uri, items, limit))
+}
+
+/// `GET /api_keys`: the caller's account's keys (`APIKeyList`, items under `keys`), newest
+/// first, paged like the other lists. As at ngrok, `token` is `null`: a key is shown only
+/// when it is created.
+async fn list_api_keys(
+    State(app): State<Arc<App>>,
+    Extension(Caller(account)): Extension<Caller>,
+    headers: HeaderMap,
+    request_uri: axum::http::Uri,
+) -> Result<Json<Value>, Failure> {
+    let (before_id, limit) = page_params(&request_uri)?;
+    let base_url = app.base_url(&headers);
+    let collection_uri = format!("{base_url}/api_keys");
+    let items: Vec<Value> = app
+        .shared
+        .keys_of(account)
+        .into_iter()
+        .filter(|key| before_id.as_ref().is_none_or(|before| key.id < *before))
+        .take(limit + 1)
+        .map(|key| {
+            json!({
+                "id": key.id,
+                "uri": format!("{collection_uri}/{}", key.id),
+                "description": "",
+                "metadata": "",
+                "created_at": key.created_at,
+                "token": null,
+                "owner_id": "",
+            })
+        })
         .collect();
-    let next_page_uri = match (has_more, items.last()) {
-        (true, Some(last)) => json!(format!(
-            "{collection_uri}?before_id={}&limit={limit}",
-            last["id"].as_str().unwrap_or_default()
-        )),
-        _ => Value::Null,
-    };
-    Ok(Json(json!({
-        kind.collection(): items,
-        "uri": collection_uri,
-        "next_page_uri": next_page_uri,
-    })))
+    Ok(page("keys", &collection_uri, items, limit))
 }
 
 #[cfg(test)]

@@ -41,6 +41,23 @@
 //!   Every answer carries an `ngrok-operation-id` header; error bodies carry it too.
 //! - A destination named by a subscription cannot be deleted; a subscription may only name
 //!   existing destinations of its own account.
+//! - `GET /api_keys` lists the caller's account's API keys (`APIKeyList` of ngrok's spec:
+//!   items under `keys`, paged like the other lists, newest first): every key the account was
+//!   given ([`api_key`](EmulatorBuilder::api_key), [`account_key`](EmulatorBuilder::account_key),
+//!   [`second_key`](EmulatorBuilder::second_key)) except revoked ones, each with an `ak_…` id
+//!   made at start-up ([`EmulatorHandle::api_key_id`]). `token` is `null`, as ngrok shows a key
+//!   only in the answer to its creation. Creating, reading one, updating and deleting keys
+//!   through the API are not emulated ([`EmulatorHandle::revoke_key`] deletes one). Two keys
+//!   belong to the same account exactly when their listings share an id.
+//!
+//! # Faults beyond the rates
+//!
+//! - Raw objects ([`EmulatorHandle::insert_raw_object`], [`EmulatorHandle::set_raw_object`],
+//!   admin `POST /__admin/raw_objects`): JSON answered by `GET` and lists exactly as stored,
+//!   for objects of a shape a client does not know yet.
+//! - Scripted answers ([`EmulatorHandle::script_answer`], admin
+//!   `POST /__admin/scripted_answers`): the next N answers to a path are malformed JSON (after
+//!   the request is handled), a `302` redirect or a proxy's HTML error page (instead of it).
 //!
 //! # Error codes
 //!
@@ -83,7 +100,7 @@ mod resources;
 mod server;
 mod state;
 
-pub use admin::{ADMIN_PREFIX, AdminClient};
+pub use admin::{ADMIN_PREFIX, AdminClient, RawObject};
 pub use failure::codes;
 pub use server::{Emulator, EmulatorBuilder, EmulatorHandle};
-pub use state::{Faults, FaultsUpdate, RecordedRequest, RouteCount};
+pub use state::{Faults, FaultsUpdate, RecordedRequest, RouteCount, ScriptedAnswer, Spoiled};

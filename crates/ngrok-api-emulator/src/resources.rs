@@ -47,6 +47,12 @@ impl Kind {
         }
     }
 
+    pub fn of_collection(collection: &str) -> Option<Self> {
+        [Self::Destination, Self::Subscription]
+            .into_iter()
+            .find(|kind| kind.collection() == collection)
+    }
+
     pub fn of_id(id: &str) -> Option<Self> {
         [Self::Destination, Self::Subscription]
             .into_iter()

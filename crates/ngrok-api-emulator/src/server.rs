@@ -16,10 +16,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::Service;
 
+use crate::admin::RawObject;
 use crate::admin::{self, AdminClient};
 use crate::api::{self, App};
 use crate::connection::ConnectionKiller;
-use crate::state::{Faults, FaultsUpdate, RecordedRequest, RouteCount, Shared};
+use crate::ids::{new_id, now_rfc3339};
+use crate::state::{
+    Faults, FaultsUpdate, KeyRecord, RecordedRequest, RouteCount, ScriptedAnswer, Shared,
+};
 
 /// Entry point: `Emulator::builder().api_key("k").spawn().await`.
 pub struct Emulator;
@@ -161,8 +165,22 @@ impl EmulatorBuilder {
         }
         let listener = TcpListener::bind(self.listen).await?;
         let addr = listener.local_addr()?;
+        // Every key gets its `ak_…` id now, in the order given, so ids sort as keys were added.
+        let key_records = api_keys
+            .iter()
+            .enumerate()
+            .map(|(account, token)| (token.clone(), account))
+            .chain(second_keys.iter().cloned())
+            .map(|(token, account)| KeyRecord {
+                token,
+                account,
+                id: new_id("ak_"),
+                created_at: now_rfc3339(),
+            })
+            .collect();
         let shared = Arc::new(Shared::new(api_keys, faults));
         *shared.second_keys.lock().unwrap_or_else(|p| p.into_inner()) = second_keys;
+        *shared.key_records.lock().unwrap_or_else(|p| p.into_inner()) = key_records;
         let app = Arc::new(App {
             shared: shared.clone(),
             listen_host: addr.to_string(),
@@ -253,6 +271,58 @@ impl EmulatorHandle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key.to_owned());
+    }
+
+    /// The `ak_…` id under which `GET /api_keys` lists `key` (listed only while not revoked).
+    pub fn api_key_id(&self, key: &str) -> Option<String> {
+        let records = self
+            .shared
+            .key_records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        records
+            .iter()
+            .find(|r| r.token == key)
+            .map(|r| r.id.clone())
+    }
+
+    /// Stores `object` (a JSON object) verbatim in the list of `collection`
+    /// (`event_destinations` or `event_subscriptions`) of the account of `api_key`, where `GET`
+    /// and list calls answer it exactly as stored, unchecked: an unknown target type, a `null`
+    /// where a string belongs, an `id` that is not a string. Answers its id (the object's own
+    /// string `id`, else a new one).
+    pub fn insert_raw_object(
+        &self,
+        api_key: &str,
+        collection: &str,
+        object: Value,
+    ) -> Result<String, String> {
+        admin::insert_raw_object(
+            &self.shared,
+            &RawObject {
+                api_key: api_key.to_owned(),
+                collection: collection.to_owned(),
+                object,
+            },
+        )
+    }
+
+    /// Replaces the stored object `id` (of whichever account) by `object`, answered as is from
+    /// now on, as [`insert_raw_object`](Self::insert_raw_object); `false` if there is none. A
+    /// later [`patch_object`](Self::patch_object) that validates makes it normal again.
+    pub fn set_raw_object(&self, id: &str, object: serde_json::Map<String, Value>) -> bool {
+        admin::set_raw_object(&self.shared, id, object)
+    }
+
+    /// Spoils the next `answer.times` answers to a path: malformed JSON, a redirect, or an
+    /// error page that is not ngrok's (see [`ScriptedAnswer`]).
+    pub fn script_answer(&self, answer: ScriptedAnswer) -> Result<(), String> {
+        admin::script_answer(&self.shared, answer)
+    }
+
+    /// Forgets the scripted answers still to come.
+    pub fn clear_scripted_answers(&self) {
+        self.shared.lock().scripted.clear();
     }
 
     /// The API key of the account that owns the object `id`, or `None` if there is none.

@@ -131,6 +131,48 @@ pub(crate) struct Stored {
     pub account: Account,
     /// The normalized fields, secrets included.
     pub fields: Map<String, Value>,
+    /// Put in by a test as raw JSON (see [`crate::EmulatorHandle::insert_raw_object`]): answered
+    /// exactly as stored, without normalizing, so it can hold what ngrok might send one day (a
+    /// target type no client knows, a `null` anywhere).
+    pub raw: bool,
+}
+
+/// How the next answers to a path are spoiled (see [`ScriptedAnswer`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Spoiled {
+    /// The request is handled (a create stores its object), then the 2xx answer's body is cut
+    /// in half: JSON that does not parse. An error answer is left alone.
+    MalformedBody,
+    /// `302 Found` to another host, with an empty body; the request is not handled.
+    Redirect,
+    /// An HTML error page with this status, as a proxy in front of ngrok answers; the request
+    /// is not handled.
+    ErrorPage { status: u16 },
+}
+
+/// The next `times` API requests matching `method` (any when `None`) and `path` (a request
+/// path, `/event_destinations/ed_…`, or a route, `/event_destinations/{id}`) are answered
+/// [`Spoiled`] (`POST /__admin/scripted_answers`). Checked after the API key, the version
+/// header and the rate limit, in the order added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptedAnswer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    pub path: String,
+    pub times: u32,
+    pub answer: Spoiled,
+}
+
+/// An API key's record, as `GET /api_keys` lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyRecord {
+    /// The key itself (the bearer token); never listed.
+    pub token: String,
+    pub account: Account,
+    /// `ak_…`, made when the emulator starts.
+    pub id: String,
+    pub created_at: String,
 }
 
 /// State shared by every connection.
@@ -139,8 +181,10 @@ pub(crate) struct Shared {
     pub api_keys: Vec<String>,
     /// Further keys of existing accounts: (key, account).
     pub second_keys: Mutex<Vec<(String, Account)>>,
-    /// Keys revoked at run time (answered as keys of no account).
+    /// Keys revoked at run time (answered as keys of no account, and no longer listed).
     pub revoked: Mutex<std::collections::HashSet<String>>,
+    /// Every key of every account with its `ak_…` id; set when the emulator starts.
+    pub key_records: Mutex<Vec<KeyRecord>>,
     pub initial_faults: Faults,
     state: Mutex<State>,
 }
@@ -150,6 +194,8 @@ pub(crate) struct State {
     pub objects: HashMap<Kind, BTreeMap<String, Stored>>,
     pub requests: Vec<RecordedRequest>,
     pub faults: Faults,
+    /// Answers still to spoil, in the order added.
+    pub scripted: Vec<ScriptedAnswer>,
     windows: HashMap<String, VecDeque<Instant>>,
 }
 
@@ -161,6 +207,7 @@ impl Shared {
             api_keys,
             second_keys: Mutex::default(),
             revoked: Mutex::default(),
+            key_records: Mutex::default(),
             state: Mutex::new(State {
                 faults: faults.clone(),
                 ..State::default()
@@ -194,7 +241,39 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// The keys of `account` that are not revoked, newest id first.
+    pub fn keys_of(&self, account: Account) -> Vec<KeyRecord> {
+        let revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        let records = self.key_records.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys: Vec<KeyRecord> = records
+            .iter()
+            .filter(|k| k.account == account && !revoked.contains(&k.token))
+            .cloned()
+            .collect();
+        keys.sort_by(|a, b| b.id.cmp(&a.id));
+        keys
+    }
+}
+
 impl State {
+    /// Takes one use of the first scripted answer matching the request, if any.
+    pub fn take_scripted(&mut self, method: &str, path: &str, route: &str) -> Option<Spoiled> {
+        let index = self.scripted.iter().position(|s| {
+            s.method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
+                && (s.path == path || s.path == route)
+        })?;
+        let scripted = &mut self.scripted[index];
+        let answer = scripted.answer.clone();
+        scripted.times = scripted.times.saturating_sub(1);
+        if scripted.times == 0 {
+            self.scripted.remove(index);
+        }
+        Some(answer)
+    }
+
     pub fn collection(&mut self, kind: Kind) -> &mut BTreeMap<String, Stored> {
         self.objects.entry(kind).or_default()
     }

@@ -4,7 +4,9 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use ngrok_api_emulator::{Emulator, EmulatorHandle, FaultsUpdate, codes};
+use ngrok_api_emulator::{
+    Emulator, EmulatorHandle, FaultsUpdate, RawObject, ScriptedAnswer, Spoiled, codes,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -1172,4 +1174,198 @@ async fn rate_limit_windows_are_per_account() {
             .0,
         StatusCode::OK
     );
+}
+
+/// `GET /api_keys` answers ngrok's `APIKeyList`: the account's keys (a second key included,
+/// another account's not, a revoked one no more), newest first, paged, without tokens.
+#[tokio::test]
+async fn api_keys_list_the_accounts_keys_without_tokens() {
+    let emulator = Emulator::builder()
+        .api_key(KEY)
+        .second_key(KEY, "second-key")
+        .account_key(OTHER_KEY)
+        .rate_limit_per_minute(0)
+        .spawn()
+        .await
+        .unwrap();
+    let api = Api {
+        emulator,
+        http: reqwest::Client::new(),
+    };
+    let (status, list) = api.call(Method::GET, "/api_keys", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_schema("APIKeyList", &list);
+    let key_id = |key: &str| api.emulator.api_key_id(key).unwrap();
+    // Newest first: the second key was added after the main one.
+    assert_eq!(
+        listed_ids(&list, "keys"),
+        [key_id("second-key"), key_id(KEY)]
+    );
+    for key in list["keys"].as_array().unwrap() {
+        assert_eq!(key["token"], Value::Null);
+        assert_eq!(
+            key["uri"],
+            format!(
+                "{}/api_keys/{}",
+                api.emulator.base_url(),
+                key["id"].as_str().unwrap()
+            )
+        );
+    }
+    assert!(!list.to_string().contains(KEY) && !list.to_string().contains("second-key"));
+
+    let (_, first) = api.call(Method::GET, "/api_keys?limit=1", None).await;
+    assert_eq!(listed_ids(&first, "keys"), [key_id("second-key")]);
+    let next = first["next_page_uri"].as_str().unwrap();
+    let next = next.strip_prefix(&api.emulator.base_url()).unwrap();
+    let (_, second) = api.call(Method::GET, next, None).await;
+    assert_eq!(listed_ids(&second, "keys"), [key_id(KEY)]);
+    assert_eq!(second["next_page_uri"], Value::Null);
+
+    let (_, other) = api.call_as(OTHER_KEY, Method::GET, "/api_keys", None).await;
+    assert_eq!(listed_ids(&other, "keys"), [key_id(OTHER_KEY)]);
+
+    api.emulator.revoke_key(KEY);
+    let (_, after) = api
+        .call_as("second-key", Method::GET, "/api_keys", None)
+        .await;
+    assert_eq!(listed_ids(&after, "keys"), [key_id("second-key")]);
+}
+
+/// Raw objects are answered exactly as stored, by `GET` and in lists; scripted answers spoil
+/// exactly the next N answers to a path; both work over the HTTP admin surface.
+#[tokio::test]
+async fn raw_objects_and_scripted_answers() {
+    let api = Api::start().await;
+    let admin = api.emulator.admin_client();
+    let good = api.create_destination().await;
+    let raw = json!({"id": "ed_future", "target": {"splunk": {"hec": "x"}}, "description": null});
+    let id = admin
+        .insert_raw_object(&RawObject {
+            api_key: KEY.into(),
+            collection: "event_destinations".into(),
+            object: raw.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(id, "ed_future");
+    let (status, fetched) = api
+        .call(Method::GET, "/event_destinations/ed_future", None)
+        .await;
+    assert_eq!((status, &fetched), (StatusCode::OK, &raw));
+    let (_, list) = api.call(Method::GET, "/event_destinations", None).await;
+    assert!(
+        list["event_destinations"]
+            .as_array()
+            .unwrap()
+            .contains(&raw)
+    );
+    assert!(listed_ids(&list, "event_destinations").contains(&good));
+    // Another account's key cannot be named; an unknown collection is refused.
+    assert!(
+        api.emulator
+            .insert_raw_object("nobody", "event_destinations", json!({}))
+            .is_err()
+    );
+    assert!(
+        api.emulator
+            .insert_raw_object(KEY, "tunnels", json!({}))
+            .is_err()
+    );
+    // An existing object made raw, over HTTP.
+    let nulled = json!({"id": good, "target": null});
+    assert!(
+        admin
+            .set_raw_object(&good, nulled.as_object().unwrap())
+            .await
+            .unwrap()
+    );
+    let (_, fetched) = api
+        .call(Method::GET, &format!("/event_destinations/{good}"), None)
+        .await;
+    assert_eq!(fetched, nulled);
+
+    let one = "/event_destinations/{id}";
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: String| {
+        let request = no_redirects
+            .get(format!("{}{path}", api.emulator.base_url()))
+            .bearer_auth(KEY)
+            .header("Ngrok-Version", "2");
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let location = response.headers().get("location").cloned();
+            let text = response.text().await.unwrap();
+            (status, location, text)
+        }
+    };
+    admin
+        .script_answer(&ScriptedAnswer {
+            method: Some("GET".into()),
+            path: one.into(),
+            times: 2,
+            answer: Spoiled::MalformedBody,
+        })
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let (status, _, text) = get(format!("/event_destinations/{good}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(serde_json::from_str::<Value>(&text).is_err(), "{text}");
+    }
+    let (_, _, text) = get(format!("/event_destinations/{good}")).await;
+    assert!(
+        serde_json::from_str::<Value>(&text).is_ok(),
+        "used up after 2"
+    );
+
+    api.emulator
+        .script_answer(ScriptedAnswer {
+            method: None,
+            path: "/event_destinations".into(),
+            times: 1,
+            answer: Spoiled::Redirect,
+        })
+        .unwrap();
+    let (status, location, _) = get("/event_destinations".into()).await;
+    assert_eq!(status, StatusCode::FOUND);
+    assert!(location.is_some());
+
+    api.emulator
+        .script_answer(ScriptedAnswer {
+            method: None,
+            path: "/event_destinations".into(),
+            times: 1,
+            answer: Spoiled::ErrorPage { status: 403 },
+        })
+        .unwrap();
+    let (status, _, text) = get("/event_destinations".into()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(text.starts_with("<html>"), "{text}");
+    assert!(
+        api.emulator
+            .script_answer(ScriptedAnswer {
+                method: None,
+                path: "/x".into(),
+                times: 0,
+                answer: Spoiled::Redirect,
+            })
+            .is_err()
+    );
+
+    // Reset forgets scripted answers still to come.
+    api.emulator
+        .script_answer(ScriptedAnswer {
+            method: None,
+            path: "/event_destinations".into(),
+            times: 5,
+            answer: Spoiled::Redirect,
+        })
+        .unwrap();
+    admin.reset().await.unwrap();
+    assert_eq!(get("/event_destinations".into()).await.0, StatusCode::OK);
 }

@@ -16,11 +16,11 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::error::{ApiError, Error, Operation, Result};
+use crate::listing::Listed;
 use crate::secret::Secret;
 use crate::types::{
     EventDestination, EventDestinationCreate, EventDestinationList, EventDestinationUpdate,
     EventSubscription, EventSubscriptionCreate, EventSubscriptionList, EventSubscriptionUpdate,
-    ListPage,
 };
 
 /// ngrok's API endpoint.
@@ -39,6 +39,8 @@ const DESTINATIONS: &str = "event_destinations";
 const DESTINATION: &str = "destination";
 const SUBSCRIPTIONS: &str = "event_subscriptions";
 const SUBSCRIPTION: &str = "subscription";
+const API_KEYS: &str = "api_keys";
+const API_KEY: &str = "API key";
 
 /// Settings of a [`Client`]. `Debug` is safe to log: the key is a [`Secret`].
 #[derive(Clone)]
@@ -252,9 +254,10 @@ impl Client {
     }
 
     /// Every event destination of the account, following `next_page_uri` with pages of 100.
-    pub async fn list_event_destinations(&self) -> Result<Vec<EventDestination>> {
-        self.list_all::<EventDestinationList>(DESTINATIONS, DESTINATION)
-            .await
+    /// Each object is parsed on its own: one that does not parse is in
+    /// [`Listed::unreadable`], and fails nothing else.
+    pub async fn list_event_destinations(&self) -> Result<Listed<EventDestination>> {
+        self.list_all(DESTINATIONS, DESTINATIONS, DESTINATION).await
     }
 
     /// `POST /event_subscriptions`. Retried like
@@ -311,30 +314,62 @@ impl Client {
             .await
     }
 
-    /// Every event subscription of the account, following `next_page_uri` with pages of 100.
-    pub async fn list_event_subscriptions(&self) -> Result<Vec<EventSubscription>> {
-        self.list_all::<EventSubscriptionList>(SUBSCRIPTIONS, SUBSCRIPTION)
+    /// Every event subscription of the account, following `next_page_uri` with pages of 100;
+    /// each object parsed on its own, as in
+    /// [`list_event_destinations`](Self::list_event_destinations).
+    pub async fn list_event_subscriptions(&self) -> Result<Listed<EventSubscription>> {
+        self.list_all(SUBSCRIPTIONS, SUBSCRIPTIONS, SUBSCRIPTION)
             .await
     }
 
-    async fn list_all<L: ListPage>(
+    /// The ids (`ak_…`) of every API key of the account (`GET /api_keys`), which tell one
+    /// account from another: two keys belong to the same account when their listings share
+    /// an id. A listed key whose id cannot be read is left out.
+    pub async fn list_api_key_ids(&self) -> Result<Vec<String>> {
+        let listed = self
+            .list_all::<crate::types::ApiKey>(API_KEYS, "keys", API_KEY)
+            .await?;
+        let mut ids: Vec<String> = listed.items.into_iter().map(|key| key.id).collect();
+        ids.extend(listed.unreadable.into_iter().map(|key| key.id));
+        Ok(ids)
+    }
+
+    /// Every object of `collection`, whose pages list them under `items_key`. A page that is
+    /// not a JSON object with a list there fails the call (a transient
+    /// [`Error::InvalidResponse`]); an item that does not parse fails only itself.
+    async fn list_all<T: DeserializeOwned>(
         &self,
         collection: &str,
+        items_key: &str,
         resource: &'static str,
-    ) -> Result<Vec<L::Item>> {
+    ) -> Result<Listed<T>> {
         let mut url = self.url(&[collection])?;
         url.query_pairs_mut()
             .append_pair("limit", &LIST_PAGE_LIMIT.to_string());
-        let mut items = Vec::new();
+        let mut listed = Listed::default();
         let mut visited = HashSet::new();
         loop {
-            let page: L = self
+            let mut page: serde_json::Map<String, serde_json::Value> = self
                 .expect_body(Method::GET, url.clone(), resource, None::<&()>)
                 .await?;
-            let (page_items, next_page_uri) = page.into_parts();
-            items.extend(page_items);
+            let malformed = |detail: &str| Error::InvalidResponse {
+                operation: operation(&Method::GET, &url, resource),
+                detail: detail.to_owned(),
+            };
+            match page.remove(items_key) {
+                Some(serde_json::Value::Array(items)) => {
+                    items.into_iter().for_each(|item| listed.push(item))
+                }
+                None | Some(serde_json::Value::Null) => {}
+                Some(_) => return Err(malformed("the page's list is not a JSON array")),
+            }
+            let next_page_uri = match page.remove("next_page_uri") {
+                Some(serde_json::Value::String(next)) => Some(next),
+                None | Some(serde_json::Value::Null) => None,
+                Some(_) => return Err(malformed("next_page_uri is not a string")),
+            };
             let Some(next) = next_page_uri.filter(|next| !next.is_empty()) else {
-                return Ok(items);
+                return Ok(listed);
             };
             url = self.resolve_page_uri(&next, &url, resource)?;
             if !visited.insert(url.clone()) {
@@ -553,6 +588,7 @@ fn may_retry(is_create: bool, error: &Error) -> bool {
 #[derive(serde::Deserialize)]
 struct ErrorBody {
     error_code: Option<String>,
+    status_code: Option<serde_json::Value>,
     msg: Option<String>,
     details: Option<ErrorDetails>,
 }
@@ -574,6 +610,10 @@ fn api_error(
     operation: Operation,
 ) -> ApiError {
     let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    // Any JSON object parses as an `ErrorBody`; ngrok's carries at least one of these.
+    let ngrok_body = parsed
+        .as_ref()
+        .is_some_and(|b| b.error_code.is_some() || b.status_code.is_some() || b.msg.is_some());
     let (error_code, msg, body_operation_id) = match parsed {
         Some(body) => (
             body.error_code,
@@ -613,6 +653,7 @@ fn api_error(
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs),
         operation,
+        ngrok_body,
     }
 }
 

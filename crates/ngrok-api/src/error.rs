@@ -7,14 +7,35 @@ use std::fmt;
 use std::time::Duration;
 
 /// What a caller should do about an [`Error`].
+///
+/// | Failure                                                   | Class            |
+/// |-----------------------------------------------------------|------------------|
+/// | 408, 429, 5xx; timeout, connection failed or lost          | `Retryable`      |
+/// | 404 with ngrok's error body                               | `NotFound`       |
+/// | other 4xx with ngrok's error body (401 and 403 included)  | `Terminal`       |
+/// | 409; any 4xx whose body is not ngrok's (a proxy's page)   | `Transient`      |
+/// | 3xx (the client follows no redirect)                      | `Transient`      |
+/// | 2xx whose body does not parse, except on a create         | `Transient`      |
+/// | 2xx whose body does not parse, on a create                | `UnknownOutcome` |
+/// | a create sent but not answered                            | `UnknownOutcome` |
+/// | unusable client configuration                             | `Terminal`       |
+///
+/// Only `Terminal` says the request itself is wrong ([`Error::is_refusal`]); a caller may
+/// remember it and not repeat the same request. Everything ngrok (or something in front of it)
+/// answers outside its documented contract is `Transient`: nothing says the request is wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
-    /// Try again later: 429, 5xx, timeouts, connection failures.
+    /// Try again soon (the client already did, with backoff): 408, 429, 5xx, timeouts,
+    /// connection failures.
     Retryable,
-    /// The resource does not exist (404).
+    /// The resource does not exist (404 with ngrok's error body).
     NotFound,
     /// The request itself or the API key is wrong; repeating it will not help.
     Terminal,
+    /// Not the request's fault, but not worth an immediate retry either: an answer outside
+    /// ngrok's contract (a redirect, a body that does not parse, an error page that is not
+    /// ngrok's) or a conflict. Try again later, with backoff.
+    Transient,
     /// A create may or may not have happened; find out before creating again.
     UnknownOutcome,
 }
@@ -51,6 +72,24 @@ pub struct ApiError {
     pub retry_after: Option<Duration>,
     /// The request that failed.
     pub operation: Operation,
+    /// Whether the body was ngrok's error object (JSON with `error_code`, `status_code` or
+    /// `msg`). A 4xx without it came from something in front of ngrok (a proxy, a captive
+    /// portal, a wrong base URL) and says nothing about the request.
+    pub ngrok_body: bool,
+}
+
+impl ApiError {
+    fn class(&self) -> ErrorClass {
+        match self.status {
+            408 | 429 | 500.. => ErrorClass::Retryable,
+            404 if self.ngrok_body => ErrorClass::NotFound,
+            // A conflict is about the moment, not the request.
+            409 => ErrorClass::Transient,
+            400..=499 if self.ngrok_body => ErrorClass::Terminal,
+            // 3xx, a 4xx that is not ngrok's, and anything else outside the contract.
+            _ => ErrorClass::Transient,
+        }
+    }
 }
 
 impl fmt::Display for ApiError {
@@ -59,6 +98,14 @@ impl fmt::Display for ApiError {
         match self.status {
             429 => write!(f, "ngrok rate-limited the {resource} request: ")?,
             500.. => write!(f, "ngrok failed on the {resource} request: ")?,
+            300..=399 => write!(
+                f,
+                "ngrok answered the {resource} request with a redirect, which the client does not follow: "
+            )?,
+            _ if !self.ngrok_body => write!(
+                f,
+                "the {resource} request got an answer that is not ngrok's (a proxy or a wrong base URL?): "
+            )?,
             _ => write!(f, "ngrok rejected the {resource}: ")?,
         }
         match &self.error_code {
@@ -113,7 +160,8 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
-    /// ngrok answered 2xx with a body this client cannot read.
+    /// ngrok answered 2xx with a body this client cannot read. On a create the object may
+    /// exist (class [`ErrorClass::UnknownOutcome`]); otherwise it is transient.
     #[error("ngrok answered {operation} with an unreadable body: {detail}")]
     InvalidResponse {
         operation: Operation,
@@ -126,34 +174,43 @@ pub enum Error {
 
 impl Error {
     /// How a caller should react.
+    /// How a caller should react (the table at [`ErrorClass`]).
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::Api(api) => match api.status {
-                429 | 500.. => ErrorClass::Retryable,
-                404 => ErrorClass::NotFound,
-                _ => ErrorClass::Terminal,
-            },
+            Self::Api(api) => api.class(),
             Self::Connect { .. } | Self::Timeout { .. } | Self::Transport { .. } => {
                 ErrorClass::Retryable
             }
             Self::UnknownOutcome { .. } => ErrorClass::UnknownOutcome,
-            Self::InvalidResponse { .. } | Self::Config(_) => ErrorClass::Terminal,
+            // The create was answered 2xx, so it happened, but its id is unknown.
+            Self::InvalidResponse { operation, .. } if operation.method == "POST" => {
+                ErrorClass::UnknownOutcome
+            }
+            Self::InvalidResponse { .. } => ErrorClass::Transient,
+            Self::Config(_) => ErrorClass::Terminal,
         }
     }
 
-    /// 429, 5xx, timeouts and connection failures.
+    /// 408, 429, 5xx, timeouts and connection failures: the client retries these itself.
     pub fn is_retryable(&self) -> bool {
         self.class() == ErrorClass::Retryable
+    }
+
+    /// ngrok itself refused the request (a 4xx with ngrok's error body, other than 404, 408,
+    /// 409 and 429): the request or the API key is wrong, and sending it again unchanged
+    /// cannot succeed. The only failures a caller may remember as "refused".
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Api(api) if api.class() == ErrorClass::Terminal)
+    }
+
+    /// Time may fix it: [`ErrorClass::Retryable`] or [`ErrorClass::Transient`].
+    pub fn is_transient(&self) -> bool {
+        matches!(self.class(), ErrorClass::Retryable | ErrorClass::Transient)
     }
 
     /// ngrok answered 404.
     pub fn is_not_found(&self) -> bool {
         self.class() == ErrorClass::NotFound
-    }
-
-    /// A 2xx whose body the client cannot read (stub until the listing-resilience work lands).
-    pub fn is_unparsable(&self) -> bool {
-        false
     }
 
     /// A create whose result is unknown.
@@ -166,9 +223,13 @@ impl Error {
         match self {
             Self::Api(api) => match api.status {
                 429 => "RateLimited",
+                300..=399 => "Redirected",
+                500.. => "ServerError",
+                _ if !api.ngrok_body => "UnexpectedAnswer",
                 401 | 403 => "Unauthorized",
                 404 => "NotFound",
-                500.. => "ServerError",
+                408 => "Timeout",
+                409 => "Conflict",
                 _ => "Rejected",
             },
             Self::Connect { .. } => "ConnectFailed",
@@ -223,6 +284,10 @@ mod tests {
     use super::*;
 
     fn api(status: u16) -> Error {
+        api_with(status, true)
+    }
+
+    fn api_with(status: u16, ngrok_body: bool) -> Error {
         ApiError {
             status,
             error_code: Some("ERR_NGROK_400".into()),
@@ -234,8 +299,20 @@ mod tests {
                 path: "/event_destinations".into(),
                 resource: "destination",
             },
+            ngrok_body,
         }
         .into()
+    }
+
+    fn invalid_response(method: &'static str) -> Error {
+        Error::InvalidResponse {
+            operation: Operation {
+                method,
+                path: "/event_destinations".into(),
+                resource: "destination",
+            },
+            detail: "Eof error at line 1 column 7".into(),
+        }
     }
 
     #[test]
@@ -254,5 +331,93 @@ mod tests {
         assert_eq!(api(401).class(), ErrorClass::Terminal);
         assert_eq!(api(400).reason(), "Rejected");
         assert_eq!(api(429).reason(), "RateLimited");
+    }
+
+    /// One row per kind of failure: its class, whether it is a refusal (remembered, not
+    /// repeated) and whether time may fix it.
+    #[test]
+    fn classification_row_by_row() {
+        use ErrorClass::*;
+        let rows: Vec<(&str, Error, ErrorClass, bool)> = vec![
+            ("400 from ngrok", api(400), Terminal, true),
+            ("401 from ngrok", api(401), Terminal, true),
+            ("403 from ngrok", api(403), Terminal, true),
+            ("422 from ngrok", api(422), Terminal, true),
+            ("404 from ngrok", api(404), NotFound, false),
+            ("408", api(408), Retryable, false),
+            ("409 from ngrok", api(409), Transient, false),
+            ("429", api(429), Retryable, false),
+            ("500", api(500), Retryable, false),
+            ("503 not ngrok's", api_with(503, false), Retryable, false),
+            ("301", api_with(301, false), Transient, false),
+            ("302 with a JSON body", api(302), Transient, false),
+            ("307", api_with(307, false), Transient, false),
+            (
+                "400 page not ngrok's",
+                api_with(400, false),
+                Transient,
+                false,
+            ),
+            (
+                "403 page not ngrok's",
+                api_with(403, false),
+                Transient,
+                false,
+            ),
+            (
+                "404 page not ngrok's",
+                api_with(404, false),
+                Transient,
+                false,
+            ),
+            (
+                "2xx unreadable, GET",
+                invalid_response("GET"),
+                Transient,
+                false,
+            ),
+            (
+                "2xx unreadable, PATCH",
+                invalid_response("PATCH"),
+                Transient,
+                false,
+            ),
+            (
+                "2xx unreadable, POST",
+                invalid_response("POST"),
+                UnknownOutcome,
+                false,
+            ),
+            (
+                "bad configuration",
+                Error::Config("x".into()),
+                Terminal,
+                false,
+            ),
+        ];
+        for (row, error, class, refusal) in rows {
+            assert_eq!(error.class(), class, "{row}");
+            assert_eq!(error.is_refusal(), refusal, "{row}");
+            assert_eq!(
+                error.is_transient(),
+                matches!(class, Retryable | Transient),
+                "{row}"
+            );
+        }
+    }
+
+    #[test]
+    fn answers_outside_the_contract_do_not_read_as_refusals() {
+        assert_eq!(
+            api_with(302, false).to_string(),
+            "ngrok answered the destination request with a redirect, which the client does not follow: ERR_NGROK_400: bad description (operation op_123)"
+        );
+        assert!(
+            api_with(403, false)
+                .to_string()
+                .starts_with("the destination request got an answer that is not ngrok's"),
+        );
+        assert_eq!(api_with(302, false).reason(), "Redirected");
+        assert_eq!(api_with(403, false).reason(), "UnexpectedAnswer");
     }
 }

@@ -30,9 +30,14 @@
 //!   a client-side retry, since ngrok may have acted on it.
 //! - `Retry-After` is honoured in its seconds form; the HTTP-date form is ignored.
 //! - `next_page_uri` is followed on the configured origin only, so the key stays there.
+//! - A list call parses each object on its own: one that does not parse is reported in
+//!   [`Listed::unreadable`] (by id) and the others are returned, so that one object of a shape
+//!   this client does not know cannot hide the rest of the account.
+//! - Which failures are the request's fault and which are not: see [`ErrorClass`].
 
 pub mod client;
 pub mod error;
+pub mod listing;
 pub mod secret;
 pub mod text;
 pub mod types;
@@ -42,4 +47,5 @@ pub use client::{
     RequestObserver,
 };
 pub use error::{ApiError, Error, ErrorClass, Operation, Result};
+pub use listing::{Listed, Unreadable};
 pub use secret::Secret;

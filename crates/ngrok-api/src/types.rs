@@ -11,8 +11,10 @@
 //! `Option`al: a request always sets them, but ngrok withholds them in responses (`null`).
 //! Compare desired and observed targets with [`EventTarget::without_secrets`].
 
-use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 
 use crate::secret::Secret;
 
@@ -75,9 +77,11 @@ impl EventDestinationUpdate {
 pub struct EventDestination {
     /// `ed_…`
     pub id: String,
-    /// URI of this resource in the API.
+    /// URI of this resource in the API; empty when `null` or missing.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub uri: String,
-    /// Creation time, RFC 3339.
+    /// Creation time, RFC 3339; empty when `null` or missing.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub created_at: String,
     /// Empty when unset.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -101,19 +105,6 @@ pub struct EventDestinationList {
     /// Absolute URI of the next (older) page; `None` on the last page.
     #[serde(default)]
     pub next_page_uri: Option<String>,
-}
-
-/// A page of any list endpoint, so one pagination loop serves every resource.
-pub(crate) trait ListPage: DeserializeOwned {
-    type Item;
-    fn into_parts(self) -> (Vec<Self::Item>, Option<String>);
-}
-
-impl ListPage for EventDestinationList {
-    type Item = EventDestination;
-    fn into_parts(self) -> (Vec<EventDestination>, Option<String>) {
-        (self.event_destinations, self.next_page_uri)
-    }
 }
 
 /// Body of `POST /event_subscriptions` (`EventSubscriptionCreate`).
@@ -197,9 +188,11 @@ impl EventSourceReplace {
 pub struct EventSubscription {
     /// `esb_…`
     pub id: String,
-    /// URI of this resource in the API.
+    /// URI of this resource in the API; empty when `null` or missing.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub uri: String,
-    /// Creation time, RFC 3339.
+    /// Creation time, RFC 3339; empty when `null` or missing.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub created_at: String,
     /// Empty when unset.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -264,17 +257,32 @@ pub struct EventSubscriptionList {
     pub next_page_uri: Option<String>,
 }
 
-impl ListPage for EventSubscriptionList {
-    type Item = EventSubscription;
-    fn into_parts(self) -> (Vec<EventSubscription>, Option<String>) {
-        (self.event_subscriptions, self.next_page_uri)
-    }
+/// An API key of the account as ngrok lists it (`APIKey`). ngrok returns the key itself
+/// (`token`) only when the key is created; this type has no field for it, so a token is never
+/// kept even if one were sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// `ak_…`
+    pub id: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub uri: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub description: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub metadata: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub created_at: String,
+    /// The user or bot that owns the key.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub owner_id: String,
 }
 
 /// Where events go (`EventTarget`): exactly one of the spec's target objects.
 ///
 /// Serializes as `{"kinesis": {...}}`; deserializes from an object with exactly one non-null
-/// target (unknown or `null` siblings are ignored).
+/// target; `null` siblings are ignored. A non-null key this client does not know (a target
+/// type ngrok added later) fails the parse, naming the key: such a destination cannot be
+/// compared, and must never be read as another target or as none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", try_from = "RawEventTarget")]
 pub enum EventTarget {
@@ -325,12 +333,18 @@ struct RawEventTarget {
     datadog: Option<EventTargetDatadog>,
     #[serde(default)]
     azure_logs_ingestion: Option<EventTargetAzureLogsIngestion>,
+    /// Keys this client does not know.
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
 }
 
 impl TryFrom<RawEventTarget> for EventTarget {
     type Error = String;
 
     fn try_from(raw: RawEventTarget) -> Result<Self, String> {
+        if let Some(unknown) = unknown_keys(&raw.unknown) {
+            return Err(format!("unknown target type {unknown}"));
+        }
         let set: Vec<EventTarget> = [
             raw.firehose.map(Self::Firehose),
             raw.kinesis.map(Self::Kinesis),
@@ -422,12 +436,18 @@ struct RawAwsAuth {
     role: Option<AwsRole>,
     #[serde(default)]
     creds: Option<AwsCredentials>,
+    /// Keys this client does not know.
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
 }
 
 impl TryFrom<RawAwsAuth> for AwsAuth {
     type Error = String;
 
     fn try_from(raw: RawAwsAuth) -> Result<Self, String> {
+        if let Some(unknown) = unknown_keys(&raw.unknown) {
+            return Err(format!("unknown AWS auth type {unknown}"));
+        }
         match (raw.role, raw.creds) {
             (Some(role), None) => Ok(Self::Role(role)),
             (None, Some(creds)) => Ok(Self::Creds(creds)),
@@ -454,6 +474,26 @@ pub struct AwsCredentials {
     /// Always set in requests; withheld (`None`) in responses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_secret_access_key: Option<Secret>,
+}
+
+/// The non-null keys of `unknown`, for a message: at most three, each a bounded plain word (the
+/// keys come from the network).
+fn unknown_keys(unknown: &BTreeMap<String, Value>) -> Option<String> {
+    let keys: Vec<String> = unknown
+        .iter()
+        .filter(|(_, value)| !value.is_null())
+        .map(|(key, _)| {
+            key.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(40)
+                .collect()
+        })
+        .collect();
+    match keys.len() {
+        0 => None,
+        1..=3 => Some(keys.join(", ")),
+        n => Some(format!("{} and {} more", keys[..3].join(", "), n - 3)),
+    }
 }
 
 /// Reads `null` as the type's default, for strings ngrok may return as `null` or `""`.
@@ -619,5 +659,47 @@ mod tests {
         let both = json!({"role": {"role_arn": "r"}, "creds": {"aws_access_key_id": "a"}});
         assert!(serde_json::from_value::<AwsAuth>(both).is_err());
         assert!(serde_json::from_value::<AwsAuth>(json!({})).is_err());
+    }
+
+    /// A target type or auth type ngrok adds later is an error naming it, never "no target"
+    /// and never the known sibling.
+    #[test]
+    fn unknown_target_and_auth_types_are_named_errors() {
+        let splunk = json!({"kinesis": null, "splunk": {"token": "t"}});
+        let error = serde_json::from_value::<EventTarget>(splunk).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown target type splunk"),
+            "{error}"
+        );
+        let beside_a_known_one = json!({"kinesis": {"auth": {"role": {"role_arn": "r"}}, "stream_arn": "s"},
+                                        "splunk": {"token": "t"}});
+        assert!(serde_json::from_value::<EventTarget>(beside_a_known_one).is_err());
+        let null_unknown = json!({"kinesis": {"auth": {"role": {"role_arn": "r"}}, "stream_arn": "s"},
+                                  "splunk": null});
+        assert!(serde_json::from_value::<EventTarget>(null_unknown).is_ok());
+        let oidc = json!({"role": null, "creds": null, "oidc": {"x": 1}});
+        let error = serde_json::from_value::<AwsAuth>(oidc).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown AWS auth type oidc"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn null_uri_and_created_at_read_as_empty() {
+        let destination: EventDestination = serde_json::from_value(json!({
+            "id": "ed_1", "uri": null, "created_at": null, "description": null,
+            "target": {"datadog": {"api_key": null}}
+        }))
+        .unwrap();
+        assert_eq!(
+            (destination.uri.as_str(), destination.created_at.as_str()),
+            ("", "")
+        );
+        let key: ApiKey = serde_json::from_value(json!({
+            "id": "ak_1", "token": "never-kept", "description": null
+        }))
+        .unwrap();
+        assert!(!format!("{key:?}").contains("never-kept"));
     }
 }

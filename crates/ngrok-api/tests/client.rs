@@ -163,7 +163,7 @@ async fn list_follows_next_page_uri_over_250_objects() {
         client.create_event_destination(&create).await.unwrap();
     }
     emulator.clear_requests();
-    let all = client.list_event_destinations().await.unwrap();
+    let all = client.list_event_destinations().await.unwrap().items;
     assert_eq!(all.len(), 260);
     let mut expected = emulator.destination_ids();
     expected.reverse(); // newest first
@@ -427,7 +427,10 @@ async fn a_lost_create_answer_is_an_unknown_outcome_and_not_retried() {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(client.list_event_destinations().await.unwrap().len(), 1);
+    assert_eq!(
+        client.list_event_destinations().await.unwrap().items.len(),
+        1
+    );
 
     // A create that times out is just as unknown.
     emulator
@@ -693,7 +696,7 @@ async fn subscription_list_follows_next_page_uri_over_200_objects() {
         created.push(client.create_event_subscription(&create).await.unwrap().id);
     }
     emulator.clear_requests();
-    let all = client.list_event_subscriptions().await.unwrap();
+    let all = client.list_event_subscriptions().await.unwrap().items;
     created.reverse(); // newest first
     assert_eq!(
         all.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
@@ -866,5 +869,8 @@ async fn subscription_calls_retry_only_where_allowed() {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(client.list_event_subscriptions().await.unwrap().len(), 2);
+    assert_eq!(
+        client.list_event_subscriptions().await.unwrap().items.len(),
+        2
+    );
 }
