@@ -40,9 +40,9 @@ fn health_inputs(object: &Value) -> Value {
 /// cache older than the Ready status write can briefly write `Creating` again; the fixtures
 /// that start from Ready should not depend on that race.)
 async fn settle(op: &Operator, name: &str) {
-    op.wait_ready(name).await;
+    op.wait_ready::<EventDestination>(name).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    op.wait_ready(name).await;
+    op.wait_ready::<EventDestination>(name).await;
 }
 
 /// A finalizer of another controller, holding a deleted object.
@@ -154,13 +154,15 @@ async fn status_fixtures_come_from_real_runs() {
         Some([("events.ngrok.io/paused".to_string(), "true".to_string())].into());
     op.create(&paused).await;
     // Each state is recorded as the wait saw it: a later read could see the next state.
-    let ready = op.wait_ready("ready").await;
+    let ready = op.wait_ready::<EventDestination>("ready").await;
     fixtures.insert("ready", serde_json::to_value(ready).unwrap());
     let stalled = op
-        .wait_condition("stalled", "Stalled", "SecretNotFound")
+        .wait_condition::<EventDestination>("stalled", "Stalled", "SecretNotFound")
         .await;
     fixtures.insert("stalled", serde_json::to_value(stalled).unwrap());
-    let paused = op.wait_ready_status("paused", "False", "Paused").await;
+    let paused = op
+        .wait_ready_status::<EventDestination>("paused", "False", "Paused")
+        .await;
     fixtures.insert("paused", serde_json::to_value(paused).unwrap());
 
     // Observe mode with a difference: a destination made by hand, observed by a resource that
@@ -196,7 +198,7 @@ async fn status_fixtures_come_from_real_runs() {
     );
     op.create(&observing).await;
     let observing = op
-        .wait_ready_status("observing", "False", "Observing")
+        .wait_ready_status::<EventDestination>("observing", "False", "Observing")
         .await;
     fixtures.insert("observing", serde_json::to_value(observing).unwrap());
 
@@ -225,7 +227,7 @@ async fn status_fixtures_come_from_real_runs() {
         .await
         .unwrap();
     testbed::wait_for(
-        &op.destinations(),
+        &op.api::<EventDestination>(),
         "deleting",
         |d: Option<&EventDestination>| {
             d.is_some_and(|d| {
@@ -267,7 +269,7 @@ async fn status_fixtures_come_from_real_runs() {
         ))
         .await;
     let unavailable = failing
-        .wait_condition("unavailable", "Reconciling", "NgrokUnavailable")
+        .wait_condition::<EventDestination>("unavailable", "Reconciling", "NgrokUnavailable")
         .await;
     fixtures.insert(
         "ngrok-unavailable",
@@ -294,7 +296,7 @@ async fn status_fixtures_come_from_real_runs() {
     ))
     .await;
     let creating = slow
-        .wait_condition("creating", "Reconciling", "Creating")
+        .wait_condition::<EventDestination>("creating", "Reconciling", "Creating")
         .await;
     fixtures.insert("creating", serde_json::to_value(creating).unwrap());
     // Let the create finish before the namespace goes.
