@@ -26,20 +26,8 @@ async fn dashboard_deletes_and_edits_are_repaired_within_one_interval() {
         json!({"description": "as written", "target": kinesis_role("b")}),
     ))
     .await;
-    let old_id = op
-        .wait_ready::<EventDestination>("deleted")
-        .await
-        .status
-        .unwrap()
-        .id
-        .unwrap();
-    let edited_id = op
-        .wait_ready::<EventDestination>("edited")
-        .await
-        .status
-        .unwrap()
-        .id
-        .unwrap();
+    let old_id = op.wait_ready_id::<EventDestination>("deleted").await;
+    let edited_id = op.wait_ready_id::<EventDestination>("edited").await;
 
     // What a person does in the dashboard.
     let started = Instant::now();
@@ -235,13 +223,7 @@ async fn a_paused_resource_writes_nothing_until_resumed() {
         json!({"description": "v1", "target": kinesis_role("s")}),
     ))
     .await;
-    let id = op
-        .wait_ready::<EventDestination>("d")
-        .await
-        .status
-        .unwrap()
-        .id
-        .unwrap();
+    let id = op.wait_ready_id::<EventDestination>("d").await;
     let writes = op.writes();
 
     let paused = json!({"metadata": {"annotations": {"events.ngrok.io/paused": "true"}}, "spec": {"description": "v2"}});
@@ -274,13 +256,7 @@ async fn retain_lets_a_namespace_go_even_while_ngrok_fails() {
         json!({"deletionPolicy": "Retain", "target": kinesis_role("s")}),
     ))
     .await;
-    let id = op
-        .wait_ready::<EventDestination>("kept")
-        .await
-        .status
-        .unwrap()
-        .id
-        .unwrap();
+    let id = op.wait_ready_id::<EventDestination>("kept").await;
     op.emulator
         .set_faults(&FaultsUpdate {
             error_rate: Some(1.0),

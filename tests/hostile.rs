@@ -160,13 +160,7 @@ async fn namespaces_cannot_use_or_hold_each_others_destinations() {
 
     op.create(&destination("a-sink", json!({"target": kinesis_role("a")})))
         .await;
-    let a_id = op
-        .wait_ready::<EventDestination>("a-sink")
-        .await
-        .status
-        .unwrap()
-        .id
-        .unwrap();
+    let a_id = op.wait_ready_id::<EventDestination>("a-sink").await;
 
     // B names A's destination by id: refused before any call, without naming A's resources.
     let subscription = subscription(

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{API_KEY, Operator, Options, destination, kinesis_role};
+use common::{API_KEY, Kind, Operator, Options, destination, kinesis_role};
 use ngrok_api_emulator::Emulator;
 use ngrok_events_operator::crd::EventDestination;
 use serde_json::{Value, json};
@@ -204,13 +204,7 @@ async fn delete_removes_the_destination_then_the_finalizer() {
     );
     let id = ready.status.unwrap().id.unwrap();
 
-    op.api::<EventDestination>()
-        .delete("d", &Default::default())
-        .await
-        .unwrap();
-    testbed::wait_deleted(&op.api::<EventDestination>(), "d", common::WAIT)
-        .await
-        .unwrap();
+    op.delete_and_wait::<EventDestination>("d").await;
     let deletes = op.requests("DELETE", "/event_destinations/{id}");
     assert_eq!(deletes.len(), 1);
     assert_eq!(deletes[0].path, format!("/event_destinations/{id}"));
@@ -226,20 +220,8 @@ async fn retain_leaves_the_destination_in_ngrok() {
         json!({"deletionPolicy": "Retain", "target": kinesis_role("s")}),
     ))
     .await;
-    let id = op
-        .wait_ready::<EventDestination>("d")
-        .await
-        .status
-        .unwrap()
-        .id
-        .unwrap();
-    op.api::<EventDestination>()
-        .delete("d", &Default::default())
-        .await
-        .unwrap();
-    testbed::wait_deleted(&op.api::<EventDestination>(), "d", common::WAIT)
-        .await
-        .unwrap();
+    let id = op.wait_ready_id::<EventDestination>("d").await;
+    op.delete_and_wait::<EventDestination>("d").await;
     assert!(op.requests("DELETE", "/event_destinations/{id}").is_empty());
     assert!(
         op.emulator.object(&id).is_some(),
@@ -300,15 +282,7 @@ async fn a_missing_secret_stalls_without_calling_ngrok_and_converges_when_it_app
     let stalled = op
         .wait_condition::<EventDestination>("d", "Stalled", "SecretNotFound")
         .await;
-    let ready = stalled
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap()
-        .clone();
+    let ready = stalled.condition("Ready").unwrap().clone();
     assert_eq!(ready.status, "False");
     assert_eq!(
         ready.message,
@@ -414,14 +388,7 @@ async fn resources_converge_through_a_storm_of_server_errors() {
     }
     let mut ids = Vec::new();
     for name in &names {
-        ids.push(
-            op.wait_ready::<EventDestination>(name)
-                .await
-                .status
-                .unwrap()
-                .id
-                .unwrap(),
-        );
+        ids.push(op.wait_ready_id::<EventDestination>(name).await);
     }
     ids.sort();
     ids.dedup();

@@ -70,13 +70,7 @@ async fn trace_logs_of_a_full_lifecycle_contain_no_secret_value() {
     .await
     .unwrap();
     for name in ["aws", "dd", "az"] {
-        op.api::<EventDestination>()
-            .delete(name, &Default::default())
-            .await
-            .unwrap();
-        testbed::wait_deleted(&op.api::<EventDestination>(), name, common::WAIT)
-            .await
-            .unwrap();
+        op.delete_and_wait::<EventDestination>(name).await;
     }
     // The values did reach ngrok: the test exercised the paths that carry them.
     let bodies = serde_json::to_string(&op.emulator.requests()).unwrap();

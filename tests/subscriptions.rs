@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Operator, Options, destination, kinesis_role, subscription};
+use common::{Kind, Operator, Options, destination, kinesis_role, ready_message, subscription};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams};
 use ngrok_events_operator::crd::{EventDestination, EventSubscription};
@@ -20,12 +20,7 @@ const DESTINATION: &str = "/event_destinations/{id}";
 async fn ready_destination(op: &Operator, name: &str) -> String {
     op.create(&destination(name, json!({"target": kinesis_role(name)})))
         .await;
-    op.wait_ready::<EventDestination>(name)
-        .await
-        .status
-        .unwrap()
-        .id
-        .unwrap()
+    op.wait_ready_id::<EventDestination>(name).await
 }
 
 fn traffic(refs: &[&str]) -> EventSubscription {
@@ -47,12 +42,6 @@ fn sent_ids(op: &Operator, id: &str) -> Vec<String> {
         .iter()
         .map(|v| v.as_str().unwrap().to_string())
         .collect()
-}
-
-fn ready_message(subscription: &EventSubscription) -> String {
-    let status = subscription.status.as_ref().unwrap();
-    let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
-    ready.unwrap().message.clone()
 }
 
 #[tokio::test]
@@ -158,11 +147,8 @@ async fn a_subscription_waits_for_its_destination_to_exist_and_be_ready() {
         ready_message(&waiting),
         r#"waiting for EventDestination "later", which does not exist"#
     );
-    let reconciling = waiting.status.as_ref().unwrap().conditions.iter();
     assert!(
-        reconciling
-            .clone()
-            .any(|c| c.type_ == "Reconciling" && c.status == "True"),
+        waiting.has_condition("Reconciling", "True", "DestinationNotReady"),
         "waiting is progress, not a stall"
     );
     op.wait_event("traffic", "DestinationNotReady").await;
@@ -193,16 +179,7 @@ async fn a_destination_in_use_is_deleted_only_once_its_subscription_is_gone() {
     let held: EventDestination = op
         .wait_ready_status("audit", "False", "DestinationInUse")
         .await;
-    let message = held
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap()
-        .message
-        .clone();
+    let message = ready_message(&held);
     assert!(
         message.contains(&format!("EventSubscription {}/traffic", op.namespace)),
         "{message}"
@@ -220,9 +197,7 @@ async fn a_destination_in_use_is_deleted_only_once_its_subscription_is_gone() {
         .delete("traffic", &DeleteParams::default())
         .await
         .unwrap();
-    testbed::wait_deleted(&op.api::<EventDestination>(), "audit", common::WAIT)
-        .await
-        .unwrap();
+    op.wait_deleted::<EventDestination>("audit").await;
     assert!(op.emulator.destination_ids().is_empty());
     assert!(op.emulator.subscription_ids().is_empty());
     op.stop().await;
@@ -241,9 +216,7 @@ async fn deleting_both_at_once_deletes_in_the_right_order() {
         .await
         .unwrap();
     op.delete_and_wait::<EventSubscription>("traffic").await;
-    testbed::wait_deleted(&op.api::<EventDestination>(), "audit", common::WAIT)
-        .await
-        .unwrap();
+    op.wait_deleted::<EventDestination>("audit").await;
     assert!(op.emulator.destination_ids().is_empty());
     assert!(op.emulator.subscription_ids().is_empty());
     let refused: Vec<_> = op
@@ -295,13 +268,7 @@ async fn a_destination_re_created_by_drift_repair_is_followed() {
     .await;
     let old = ready_destination(&op, "audit").await;
     op.create(&traffic(&["audit"])).await;
-    let id = op
-        .wait_ready::<EventSubscription>("traffic")
-        .await
-        .status
-        .unwrap()
-        .id
-        .unwrap();
+    let id = op.wait_ready_id::<EventSubscription>("traffic").await;
 
     // Deleted in ngrok behind the operator's back (ngrok itself would refuse while the
     // subscription names it; the emulator's admin surface does not ask).
@@ -417,13 +384,7 @@ async fn a_destination_of_another_ngrok_account_stalls_the_subscription() {
         json!({"spec": {"apiKeyRef": {"name": "keys", "key": "same"}}}),
     )
     .await;
-    let id = op
-        .wait_ready::<EventSubscription>("traffic")
-        .await
-        .status
-        .unwrap()
-        .id
-        .unwrap();
+    let id = op.wait_ready_id::<EventSubscription>("traffic").await;
     assert_eq!(
         op.emulator.account_of(&id).as_deref(),
         Some(common::API_KEY)

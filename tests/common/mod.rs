@@ -172,9 +172,14 @@ impl Operator {
             .delete(name, &Default::default())
             .await
             .expect("delete resource");
+        self.wait_deleted::<K>(name).await;
+    }
+
+    /// Waits until a resource of kind `K` is gone (its finalizer removed).
+    pub async fn wait_deleted<K: Kind>(&self, name: &str) {
         testbed::wait_deleted(&self.api::<K>(), name, WAIT)
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{} {name} is not gone: {e}", K::kind_name()));
     }
 
     pub fn secrets(&self) -> kube::Api<k8s_openapi::api::core::v1::Secret> {
@@ -217,6 +222,15 @@ impl Operator {
     /// Waits until the resource is Ready (`Synced`) at its current generation.
     pub async fn wait_ready<K: Kind>(&self, name: &str) -> K {
         self.wait_ready_status(name, "True", "Synced").await
+    }
+
+    /// Waits until the resource is Ready (`Synced`) and returns its `status.id`.
+    pub async fn wait_ready_id<K: Kind>(&self, name: &str) -> String {
+        let ready = self.wait_ready::<K>(name).await;
+        ready
+            .status_id()
+            .expect("a Ready resource has an id")
+            .to_string()
     }
 
     /// Waits until a condition of `type_` is True with `reason`.
