@@ -144,13 +144,15 @@ async fn status_fixtures_come_from_real_runs() {
         Some([("events.ngrok.io/paused".to_string(), "true".to_string())].into());
     op.create(&paused).await;
     // Each state is recorded as the wait saw it: a later read could see the next state.
-    let ready = op.wait_ready("ready").await;
+    let ready = op.wait_ready::<EventDestination>("ready").await;
     fixtures.insert("ready", serde_json::to_value(ready).unwrap());
     let stalled = op
-        .wait_condition("stalled", "Stalled", "SecretNotFound")
+        .wait_condition::<EventDestination>("stalled", "Stalled", "SecretNotFound")
         .await;
     fixtures.insert("stalled", serde_json::to_value(stalled).unwrap());
-    let paused = op.wait_ready_status("paused", "False", "Paused").await;
+    let paused = op
+        .wait_ready_status::<EventDestination>("paused", "False", "Paused")
+        .await;
     fixtures.insert("paused", serde_json::to_value(paused).unwrap());
 
     // Observe mode with a difference: a destination made by hand, observed by a resource that
@@ -186,13 +188,13 @@ async fn status_fixtures_come_from_real_runs() {
     );
     op.create(&observing).await;
     let observing = op
-        .wait_ready_status("observing", "False", "Observing")
+        .wait_ready_status::<EventDestination>("observing", "False", "Observing")
         .await;
     fixtures.insert("observing", serde_json::to_value(observing).unwrap());
 
     // A spec change the operator has not seen yet: the API server's answer to the patch is
     // the object with the new generation and the status of the old one.
-    op.wait_ready("ready").await;
+    op.wait_ready::<EventDestination>("ready").await;
     let changed = dynamic(&op)
         .patch(
             "ready",
@@ -209,13 +211,13 @@ async fn status_fixtures_come_from_real_runs() {
     let mut held = destination("deleting", json!({"target": kinesis_role("deleting")}));
     held.metadata.finalizers = Some(vec![HOLD.to_string()]);
     op.create(&held).await;
-    op.wait_ready("deleting").await;
+    op.wait_ready::<EventDestination>("deleting").await;
     dynamic(&op)
         .delete("deleting", &DeleteParams::default())
         .await
         .unwrap();
     testbed::wait_for(
-        &op.destinations(),
+        &op.api::<EventDestination>(),
         "deleting",
         |d: Option<&EventDestination>| {
             d.is_some_and(|d| {
@@ -257,7 +259,7 @@ async fn status_fixtures_come_from_real_runs() {
         ))
         .await;
     let unavailable = failing
-        .wait_condition("unavailable", "Reconciling", "NgrokUnavailable")
+        .wait_condition::<EventDestination>("unavailable", "Reconciling", "NgrokUnavailable")
         .await;
     fixtures.insert(
         "ngrok-unavailable",
@@ -284,11 +286,11 @@ async fn status_fixtures_come_from_real_runs() {
     ))
     .await;
     let creating = slow
-        .wait_condition("creating", "Reconciling", "Creating")
+        .wait_condition::<EventDestination>("creating", "Reconciling", "Creating")
         .await;
     fixtures.insert("creating", serde_json::to_value(creating).unwrap());
     // Let the create finish before the namespace goes.
-    slow.wait_ready("creating").await;
+    slow.wait_ready::<EventDestination>("creating").await;
     slow.stop().await;
 
     let dir = common::repo_path("tests/fixtures/status");

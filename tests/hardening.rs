@@ -9,7 +9,7 @@ use common::{Operator, Options, WAIT, destination, kinesis_role};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use ngrok_api_emulator::FaultsUpdate;
-use ngrok_events_operator::crd::EventDestination;
+use ngrok_events_operator::crd::{EventDestination, EventSubscription};
 use serde_json::json;
 
 #[tokio::test]
@@ -26,22 +26,8 @@ async fn dashboard_deletes_and_edits_are_repaired_within_one_interval() {
         json!({"description": "as written", "target": kinesis_role("b")}),
     ))
     .await;
-    let old_id = op
-        .wait_ready("deleted")
-        .await
-        .status
-        .unwrap()
-        .common
-        .id
-        .unwrap();
-    let edited_id = op
-        .wait_ready("edited")
-        .await
-        .status
-        .unwrap()
-        .common
-        .id
-        .unwrap();
+    let old_id = op.wait_ready_id::<EventDestination>("deleted").await;
+    let edited_id = op.wait_ready_id::<EventDestination>("edited").await;
 
     // What a person does in the dashboard.
     let started = Instant::now();
@@ -55,7 +41,7 @@ async fn dashboard_deletes_and_edits_are_repaired_within_one_interval() {
 
     let note = op.wait_event("deleted", "DriftCorrected").await;
     let new_id = testbed::wait_for(
-        &op.destinations(),
+        &op.api::<EventDestination>(),
         "deleted",
         |d: Option<&EventDestination>| {
             d.and_then(|d| d.status.as_ref())
@@ -119,7 +105,11 @@ async fn an_idle_drift_pass_over_250_resources_costs_three_list_calls() {
         })
     };
     testbed::eventually("all 250 Ready", Duration::from_secs(120), || async {
-        let list = op.destinations().list(&Default::default()).await.ok()?;
+        let list = op
+            .api::<EventDestination>()
+            .list(&Default::default())
+            .await
+            .ok()?;
         (list.items.iter().filter(|d| ready(d)).count() == n).then_some(())
     })
     .await
@@ -128,8 +118,9 @@ async fn an_idle_drift_pass_over_250_resources_costs_three_list_calls() {
 
     // One full drift pass: every resource checked once more.
     op.emulator.clear_requests();
-    let reconciles = op.successful_reconciles();
-    op.wait_reconciles(reconciles, n as f64).await;
+    let reconciles = op.successful_reconciles::<EventDestination>();
+    op.wait_reconciles::<EventDestination>(reconciles, n as f64)
+        .await;
     let requests = op.emulator.requests();
     let routes: Vec<_> = requests
         .iter()
@@ -176,7 +167,7 @@ async fn adoption_takes_over_an_existing_destination_without_creating() {
     adopting.metadata.annotations =
         Some([("events.ngrok.io/adopt-id".to_string(), existing.id.clone())].into());
     op.create(&adopting).await;
-    let ready = op.wait_ready("adopter").await;
+    let ready = op.wait_ready::<EventDestination>("adopter").await;
     assert_eq!(
         ready.status.unwrap().common.id.as_deref(),
         Some(existing.id.as_str())
@@ -204,7 +195,7 @@ async fn adoption_takes_over_an_existing_destination_without_creating() {
     twin.metadata.uid = None;
     op.create(&twin).await;
     let stalled = op
-        .wait_condition("twin", "Stalled", "AdoptTargetInUse")
+        .wait_condition::<EventDestination>("twin", "Stalled", "AdoptTargetInUse")
         .await;
     assert!(
         stalled.status.unwrap().common.conditions[0]
@@ -220,7 +211,7 @@ async fn adoption_takes_over_an_existing_destination_without_creating() {
         .into(),
     );
     op.create(&missing).await;
-    op.wait_condition("missing", "Stalled", "AdoptTargetNotFound")
+    op.wait_condition::<EventDestination>("missing", "Stalled", "AdoptTargetNotFound")
         .await;
     assert!(op.requests("POST", "/event_destinations").is_empty());
     op.stop().await;
@@ -234,13 +225,13 @@ async fn a_paused_resource_writes_nothing_until_resumed() {
         json!({"description": "v1", "target": kinesis_role("s")}),
     ))
     .await;
-    let id = op.wait_ready("d").await.status.unwrap().common.id.unwrap();
+    let id = op.wait_ready_id::<EventDestination>("d").await;
     let writes = op.writes();
 
     let paused = json!({"metadata": {"annotations": {"events.ngrok.io/paused": "true"}}, "spec": {"description": "v2"}});
-    op.patch("d", paused).await;
+    op.patch::<EventDestination>("d", paused).await;
     let status = op
-        .wait_ready_status("d", "False", "Paused")
+        .wait_ready_status::<EventDestination>("d", "False", "Paused")
         .await
         .status
         .unwrap();
@@ -252,8 +243,8 @@ async fn a_paused_resource_writes_nothing_until_resumed() {
     assert_eq!(op.emulator.object(&id).unwrap()["description"], "v1");
 
     let resumed = json!({"metadata": {"annotations": {"events.ngrok.io/paused": null}}});
-    op.patch("d", resumed).await;
-    op.wait_ready("d").await;
+    op.patch::<EventDestination>("d", resumed).await;
+    op.wait_ready::<EventDestination>("d").await;
     assert_eq!(op.emulator.object(&id).unwrap()["description"], "v2");
     assert_eq!(op.writes(), writes + 1, "one PATCH on resume");
     op.stop().await;
@@ -267,14 +258,7 @@ async fn retain_lets_a_namespace_go_even_while_ngrok_fails() {
         json!({"deletionPolicy": "Retain", "target": kinesis_role("s")}),
     ))
     .await;
-    let id = op
-        .wait_ready("kept")
-        .await
-        .status
-        .unwrap()
-        .common
-        .id
-        .unwrap();
+    let id = op.wait_ready_id::<EventDestination>("kept").await;
     op.emulator
         .set_faults(&FaultsUpdate {
             error_rate: Some(1.0),
@@ -461,19 +445,27 @@ async fn imported_yaml_applied_with_kubectl_adopts_the_same_objects() {
         String::from_utf8_lossy(&applied.stderr)
     );
 
-    let destinations = op.destinations().list(&Default::default()).await.unwrap();
+    let destinations = op
+        .api::<EventDestination>()
+        .list(&Default::default())
+        .await
+        .unwrap();
     assert_eq!(destinations.items.len(), 5, "{yaml}");
     let mut adopted = Vec::new();
     for resource in &destinations.items {
         let ready = op
-            .wait_ready(resource.metadata.name.as_deref().unwrap())
+            .wait_ready::<EventDestination>(resource.metadata.name.as_deref().unwrap())
             .await;
         adopted.push(ready.status.unwrap().common.id.unwrap());
     }
-    let subscriptions = op.subscriptions().list(&Default::default()).await.unwrap();
+    let subscriptions = op
+        .api::<EventSubscription>()
+        .list(&Default::default())
+        .await
+        .unwrap();
     assert_eq!(subscriptions.items.len(), 1);
     let imported = op
-        .wait_subscription_ready(subscriptions.items[0].metadata.name.as_deref().unwrap())
+        .wait_ready::<EventSubscription>(subscriptions.items[0].metadata.name.as_deref().unwrap())
         .await;
     assert_eq!(
         imported.status.unwrap().common.id.as_deref(),
@@ -489,8 +481,9 @@ async fn imported_yaml_applied_with_kubectl_adopts_the_same_objects() {
 
     // A few drift passes later: content round-trips, only the secrets (unknown to import) were
     // sent, once, and never the format.
-    let reconciles = op.successful_reconciles();
-    op.wait_reconciles(reconciles, 10.0).await;
+    let reconciles = op.successful_reconciles::<EventDestination>();
+    op.wait_reconciles::<EventDestination>(reconciles, 10.0)
+        .await;
     assert!(
         op.requests("POST", "/event_destinations").is_empty(),
         "nothing created"
@@ -564,18 +557,22 @@ async fn observe_mode_reports_differences_and_writes_nothing_until_managed() {
     op.create(&resource).await;
 
     // Nothing differs: Ready, still observing.
-    let observed = op.wait_ready_status(&name, "True", "Observing").await;
+    let observed = op
+        .wait_ready_status::<EventDestination>(&name, "True", "Observing")
+        .await;
     let status = observed.status.unwrap();
     assert_eq!(status.common.id.as_deref(), Some(made.id.as_str()));
     assert!(status.common.drift.is_empty(), "{:?}", status.common.drift);
 
     // One field edited in the resource: exactly that field is reported, nothing is written.
-    op.patch(
+    op.patch::<EventDestination>(
         &name,
         json!({"spec": {"description": "edited in Kubernetes"}}),
     )
     .await;
-    let observed = op.wait_ready_status(&name, "False", "Observing").await;
+    let observed = op
+        .wait_ready_status::<EventDestination>(&name, "False", "Observing")
+        .await;
     let status = observed.status.unwrap();
     assert_eq!(
         status.common.drift,
@@ -594,8 +591,9 @@ async fn observe_mode_reports_differences_and_writes_nothing_until_managed() {
         .unwrap();
     assert!(ready.message.contains("description"), "{}", ready.message);
     // Drift passes go by: still no write.
-    let reconciles = op.successful_reconciles();
-    op.wait_reconciles(reconciles, 2.0).await;
+    let reconciles = op.successful_reconciles::<EventDestination>();
+    op.wait_reconciles::<EventDestination>(reconciles, 2.0)
+        .await;
     assert_eq!(op.writes(), 0, "{:#?}", op.emulator.requests());
     assert_eq!(
         op.emulator.object(&made.id).unwrap()["description"],
@@ -603,12 +601,12 @@ async fn observe_mode_reports_differences_and_writes_nothing_until_managed() {
     );
 
     // Managed: one PATCH of exactly that field, and the report is gone.
-    op.patch(
+    op.patch::<EventDestination>(
         &name,
         json!({"metadata": {"annotations": {"events.ngrok.io/management": "manage"}}}),
     )
     .await;
-    let managed = op.wait_ready(&name).await;
+    let managed = op.wait_ready::<EventDestination>(&name).await;
     assert!(managed.status.unwrap().common.drift.is_empty());
     let patches = op.requests("PATCH", "/event_destinations/{id}");
     assert_eq!(patches.len(), 1, "{patches:#?}");

@@ -19,15 +19,14 @@ use std::time::Duration;
 
 use common::process::{self, OperatorProcess, Spec, samples};
 use common::{
-    API_KEY, CREDENTIALS_LABEL, Operator, Options, PrivateCluster, WAIT, destination, kinesis_role,
-    ready_message, subscription,
+    API_KEY, CREDENTIALS_LABEL, Kind, Operator, Options, PrivateCluster, WAIT, destination,
+    kinesis_role, ready_message, subscription,
 };
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::Api;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use ngrok_events_operator::crd::{EventDestination, EventSubscription};
-use ngrok_events_operator::reconcile::Managed;
 use serde_json::json;
 
 /// A destination with `annotations`, in `namespace` of `client`'s cluster.
@@ -46,7 +45,7 @@ async fn create_annotated(
 }
 
 /// Waits until `name`'s Ready condition has `status` and `reason`; returns its message.
-async fn wait_reason<K: Managed>(api: &Api<K>, name: &str, status: &str, reason: &str) -> String {
+async fn wait_reason<K: Kind>(api: &Api<K>, name: &str, status: &str, reason: &str) -> String {
     ready_message(&common::wait_ready_reason(api, name, status, reason).await)
 }
 
@@ -161,14 +160,7 @@ async fn namespaces_cannot_use_or_hold_each_others_destinations() {
 
     op.create(&destination("a-sink", json!({"target": kinesis_role("a")})))
         .await;
-    let a_id = op
-        .wait_ready("a-sink")
-        .await
-        .status
-        .unwrap()
-        .common
-        .id
-        .unwrap();
+    let a_id = op.wait_ready_id::<EventDestination>("a-sink").await;
 
     // B names A's destination by id: refused before any call, without naming A's resources.
     let subscription = subscription(
@@ -231,7 +223,7 @@ async fn the_operator_key_serves_only_selected_namespaces() {
     op.create(&destination("audit", json!({"target": kinesis_role("a")})))
         .await;
     let message = wait_reason(
-        &op.destinations(),
+        &op.api::<EventDestination>(),
         "audit",
         "False",
         "OperatorKeyNotAllowed",
@@ -255,7 +247,7 @@ async fn the_operator_key_serves_only_selected_namespaces() {
         json!({"target": kinesis_role("b"), "apiKeyRef": {"name": "team-key", "key": "api-key"}}),
     ))
     .await;
-    op.wait_ready("own-key").await;
+    op.wait_ready::<EventDestination>("own-key").await;
 
     // The platform team selects the namespace: its waiting resource converges by itself.
     Api::<Namespace>::all(cluster.client.clone())
@@ -268,7 +260,7 @@ async fn the_operator_key_serves_only_selected_namespaces() {
         )
         .await
         .unwrap();
-    op.wait_ready("audit").await;
+    op.wait_ready::<EventDestination>("audit").await;
     op.stop().await;
 }
 
@@ -489,7 +481,7 @@ async fn credentials_an_unlabelled_secret_stalls_both_kinds_without_calling_ngro
     d.spec.api_key_ref =
         Some(serde_json::from_value(json!({"name": "ngrok", "key": "api-key"})).unwrap());
     op.create(&d).await;
-    op.create_subscription(&subscription(
+    op.create(&subscription(
         "s",
         json!({"sources": [{"type": "http_request_complete.v0"}], "destinationRefs": [{"name": "d"}],
                "apiKeyRef": {"name": "ngrok", "key": "api-key"}}),
@@ -499,7 +491,9 @@ async fn credentials_an_unlabelled_secret_stalls_both_kinds_without_calling_ngro
     let command = |secret: &str| {
         format!("kubectl label secret {secret} -n {ns} events.ngrok.io/credentials=true")
     };
-    let stalled = op.wait_condition("d", "Stalled", "SecretNotLabeled").await;
+    let stalled = op
+        .wait_condition::<EventDestination>("d", "Stalled", "SecretNotLabeled")
+        .await;
     assert_eq!(
         ready_message(&stalled),
         format!(
@@ -507,9 +501,7 @@ async fn credentials_an_unlabelled_secret_stalls_both_kinds_without_calling_ngro
             command("ngrok")
         )
     );
-    let stalled: EventSubscription = op
-        .wait_condition_of("s", "Stalled", "SecretNotLabeled")
-        .await;
+    let stalled: EventSubscription = op.wait_condition("s", "Stalled", "SecretNotLabeled").await;
     assert!(
         ready_message(&stalled).ends_with(&command("ngrok")),
         "{}",
@@ -525,7 +517,7 @@ async fn credentials_an_unlabelled_secret_stalls_both_kinds_without_calling_ngro
     // The API key's Secret labelled: the target's Secret is next, still without a call.
     op.patch_secret("ngrok", labelled()).await;
     let stalled = testbed::wait_for(
-        &op.destinations(),
+        &op.api::<EventDestination>(),
         "d",
         |d: Option<&EventDestination>| {
             d.is_some_and(|d| ready_message(d).contains(r#"Secret "dd""#))
@@ -538,8 +530,16 @@ async fn credentials_an_unlabelled_secret_stalls_both_kinds_without_calling_ngro
     assert!(op.emulator.requests().is_empty(), "no call to ngrok");
 
     op.patch_secret("dd", labelled()).await;
-    assert!(op.wait_ready("d").await.status.unwrap().common.id.is_some());
-    op.wait_subscription_ready("s").await;
+    assert!(
+        op.wait_ready::<EventDestination>("d")
+            .await
+            .status
+            .unwrap()
+            .common
+            .id
+            .is_some()
+    );
+    op.wait_ready::<EventSubscription>("s").await;
     assert_eq!(op.requests("POST", "/event_destinations").len(), 1);
     assert_eq!(op.requests("POST", "/event_subscriptions").len(), 1);
     op.stop().await;
@@ -559,7 +559,7 @@ async fn credentials_without_the_label_requirement_any_secret_of_the_namespace_w
         .await;
     op.create(&destination("d", json!({"target": datadog("dd")})))
         .await;
-    op.wait_ready("d").await;
+    op.wait_ready::<EventDestination>("d").await;
 
     // Its changes are still seen: the unfiltered Secret watch triggers the resource.
     op.patch_secret("dd", json!({"stringData": {"api-key": "dd-value-2"}}))

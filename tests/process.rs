@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::process::{self, OperatorProcess, Spec, label_names, sample, samples};
-use common::{API_KEY, destination, kinesis_role};
+use common::{API_KEY, Kind, destination, kinesis_role};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::api::PostParams;
@@ -107,15 +107,7 @@ impl Bed {
 }
 
 fn is_ready(d: Option<&EventDestination>) -> bool {
-    d.is_some_and(|d| {
-        d.status.as_ref().is_some_and(|s| {
-            s.common.observed_generation == d.metadata.generation
-                && s.common
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-        })
-    })
+    d.is_some_and(Kind::is_ready)
 }
 
 fn tails(processes: &[&OperatorProcess]) -> String {

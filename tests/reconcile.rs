@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{API_KEY, Operator, Options, destination, kinesis_role};
+use common::{API_KEY, Kind, Operator, Options, destination, kinesis_role};
 use ngrok_api_emulator::Emulator;
 use ngrok_events_operator::crd::EventDestination;
 use serde_json::{Value, json};
@@ -64,7 +64,7 @@ async fn each_target_is_created_with_exactly_the_resolved_request_body() {
     }
     let mut bodies = Vec::new();
     for (name, _, expected) in &cases {
-        let ready = op.wait_ready(name).await;
+        let ready = op.wait_ready::<EventDestination>(name).await;
         let status = ready.status.unwrap();
         let id = status.common.id.clone().expect("an id in status");
         assert!(id.starts_with("ed_"), "{id}");
@@ -97,7 +97,11 @@ async fn each_target_is_created_with_exactly_the_resolved_request_body() {
     assert_eq!(op.emulator.destination_ids().len(), cases.len());
 
     // The Target column and a Created event for `kubectl describe`.
-    let firehose = op.destinations().get("firehose-creds").await.unwrap();
+    let firehose = op
+        .api::<EventDestination>()
+        .get("firehose-creds")
+        .await
+        .unwrap();
     assert_eq!(firehose.status.unwrap().target.as_deref(), Some("firehose"));
     let note = op.wait_event("kinesis-role", "Created").await;
     assert!(
@@ -115,12 +119,12 @@ async fn an_update_is_one_patch_carrying_only_the_change() {
         json!({"description": "before", "target": kinesis_role("s")}),
     ))
     .await;
-    let created = op.wait_ready("d").await;
+    let created = op.wait_ready::<EventDestination>("d").await;
     let id = created.status.as_ref().unwrap().common.id.clone().unwrap();
 
-    op.patch("d", json!({"spec": {"description": "after"}}))
+    op.patch::<EventDestination>("d", json!({"spec": {"description": "after"}}))
         .await;
-    let updated = op.wait_ready("d").await;
+    let updated = op.wait_ready::<EventDestination>("d").await;
     assert_eq!(
         updated.status.as_ref().unwrap().common.id.as_deref(),
         Some(id.as_str()),
@@ -140,12 +144,12 @@ async fn a_pass_with_nothing_to_do_writes_nothing_anywhere() {
     let op = Operator::start("noop").await;
     op.create(&destination("d", json!({"target": kinesis_role("s")})))
         .await;
-    let ready = op.wait_ready("d").await;
+    let ready = op.wait_ready::<EventDestination>("d").await;
     let requests = op.emulator.requests().len();
 
     // A label change triggers a reconcile without changing the spec.
-    op.touch("d").await;
-    let after = op.destinations().get("d").await.unwrap();
+    op.touch::<EventDestination>("d").await;
+    let after = op.api::<EventDestination>().get("d").await.unwrap();
     assert_eq!(after.status, ready.status, "the status was not rewritten");
     assert_eq!(
         op.emulator.requests().len(),
@@ -160,22 +164,22 @@ async fn an_outside_edit_of_the_status_is_repaired() {
     let op = Operator::start("status-edit").await;
     op.create(&destination("d", json!({"target": kinesis_role("s")})))
         .await;
-    op.wait_ready("d").await;
+    op.wait_ready::<EventDestination>("d").await;
     // One more pass, so that the operator has seen its own last write come back.
-    op.touch("d").await;
+    op.touch::<EventDestination>("d").await;
 
-    let mut tampered = op.destinations().get_status("d").await.unwrap();
+    let mut tampered = op.api::<EventDestination>().get_status("d").await.unwrap();
     let status = tampered.status.as_mut().unwrap();
     for condition in &mut status.common.conditions {
         condition.message = "edited by hand".into();
     }
-    op.destinations()
+    op.api::<EventDestination>()
         .replace_status("d", &Default::default(), &tampered)
         .await
         .unwrap();
     // The operator wrote this status last, but it is the API server's copy that counts.
     testbed::wait_for(
-        &op.destinations(),
+        &op.api::<EventDestination>(),
         "d",
         |d: Option<&EventDestination>| {
             d.and_then(|d| d.status.as_ref()).is_some_and(|s| {
@@ -197,20 +201,14 @@ async fn delete_removes_the_destination_then_the_finalizer() {
     let op = Operator::start("delete").await;
     op.create(&destination("d", json!({"target": kinesis_role("s")})))
         .await;
-    let ready = op.wait_ready("d").await;
+    let ready = op.wait_ready::<EventDestination>("d").await;
     assert_eq!(
         ready.metadata.finalizers.as_deref(),
         Some(&["events.ngrok.io/cleanup".to_string()][..])
     );
     let id = ready.status.unwrap().common.id.unwrap();
 
-    op.destinations()
-        .delete("d", &Default::default())
-        .await
-        .unwrap();
-    testbed::wait_deleted(&op.destinations(), "d", common::WAIT)
-        .await
-        .unwrap();
+    op.delete_and_wait::<EventDestination>("d").await;
     let deletes = op.requests("DELETE", "/event_destinations/{id}");
     assert_eq!(deletes.len(), 1);
     assert_eq!(deletes[0].path, format!("/event_destinations/{id}"));
@@ -226,14 +224,8 @@ async fn retain_leaves_the_destination_in_ngrok() {
         json!({"deletionPolicy": "Retain", "target": kinesis_role("s")}),
     ))
     .await;
-    let id = op.wait_ready("d").await.status.unwrap().common.id.unwrap();
-    op.destinations()
-        .delete("d", &Default::default())
-        .await
-        .unwrap();
-    testbed::wait_deleted(&op.destinations(), "d", common::WAIT)
-        .await
-        .unwrap();
+    let id = op.wait_ready_id::<EventDestination>("d").await;
+    op.delete_and_wait::<EventDestination>("d").await;
     assert!(op.requests("DELETE", "/event_destinations/{id}").is_empty());
     assert!(
         op.emulator.object(&id).is_some(),
@@ -252,7 +244,7 @@ async fn a_rotated_secret_is_patched_to_ngrok() {
         json!({"target": {"datadog": {"apiKeyRef": {"name": "dd", "key": "api-key"}}}}),
     ))
     .await;
-    let ready = op.wait_ready("d").await;
+    let ready = op.wait_ready::<EventDestination>("d").await;
     let hash_before = ready.status.as_ref().unwrap().secrets_hash.clone().unwrap();
 
     let rotated = json!({"stringData": {"api-key": "dd-value-after"}});
@@ -269,7 +261,7 @@ async fn a_rotated_secret_is_patched_to_ngrok() {
         Some(json!({"target": {"datadog": {"api_key": "dd-value-after"}}}))
     );
     let after = testbed::wait_for(
-        &op.destinations(),
+        &op.api::<EventDestination>(),
         "d",
         move |d: Option<&EventDestination>| {
             d.and_then(|d| d.status.as_ref())
@@ -291,17 +283,10 @@ async fn a_rotated_secret_is_patched_to_ngrok() {
 async fn a_missing_secret_stalls_without_calling_ngrok_and_converges_when_it_appears() {
     let op = Operator::start("missing-secret").await;
     op.create(&destination("d", json!({"target": {"kinesis": {"streamArn": "arn:aws:kinesis:us-east-2:1:stream/s", "auth": creds("aws")}}}))).await;
-    let stalled = op.wait_condition("d", "Stalled", "SecretNotFound").await;
-    let ready = stalled
-        .status
-        .as_ref()
-        .unwrap()
-        .common
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap()
-        .clone();
+    let stalled = op
+        .wait_condition::<EventDestination>("d", "Stalled", "SecretNotFound")
+        .await;
+    let ready = stalled.condition("Ready").unwrap().clone();
     assert_eq!(ready.status, "False");
     assert_eq!(
         ready.message,
@@ -311,14 +296,16 @@ async fn a_missing_secret_stalls_without_calling_ngrok_and_converges_when_it_app
 
     // The wrong key first: the message names Secret and key.
     op.create_secret("aws", &[("id", "AKIA")]).await;
-    let stalled = op.wait_condition("d", "Stalled", "SecretKeyNotFound").await;
+    let stalled = op
+        .wait_condition::<EventDestination>("d", "Stalled", "SecretKeyNotFound")
+        .await;
     let message = &stalled.status.unwrap().common.conditions[0].message;
     assert_eq!(message, r#"Secret "aws" has no key "secret""#);
     assert!(op.emulator.requests().is_empty());
 
     op.patch_secret("aws", json!({"stringData": {"secret": "s3cr3t"}}))
         .await;
-    let ready = op.wait_ready("d").await;
+    let ready = op.wait_ready::<EventDestination>("d").await;
     assert!(ready.status.unwrap().common.id.is_some());
     assert_eq!(op.requests("POST", "/event_destinations").len(), 1);
     assert_eq!(
@@ -342,7 +329,9 @@ async fn a_spec_over_ngrok_byte_limits_stalls_before_any_call() {
         json!({"description": "é".repeat(128), "target": kinesis_role("s")}),
     ))
     .await;
-    let stalled = op.wait_condition("d", "Stalled", "InvalidSpec").await;
+    let stalled = op
+        .wait_condition::<EventDestination>("d", "Stalled", "InvalidSpec")
+        .await;
     assert_eq!(
         stalled.status.unwrap().common.conditions[0].message,
         "spec.description is 256 bytes long; ngrok allows at most 255 bytes"
@@ -361,7 +350,7 @@ async fn a_wrong_api_key_stalls_naming_authentication_without_retrying() {
     op.create(&destination("d", json!({"target": kinesis_role("s")})))
         .await;
     let stalled = op
-        .wait_condition("d", "Stalled", "NgrokAuthenticationFailed")
+        .wait_condition::<EventDestination>("d", "Stalled", "NgrokAuthenticationFailed")
         .await;
     let message = stalled.status.unwrap().common.conditions[0].message.clone();
     assert!(
@@ -374,7 +363,7 @@ async fn a_wrong_api_key_stalls_naming_authentication_without_retrying() {
     assert_eq!(calls, 1, "one attempt, no retries");
 
     // Further triggers without a change do not call ngrok again.
-    op.touch("d").await;
+    op.touch::<EventDestination>("d").await;
     assert_eq!(op.emulator.requests().len(), calls);
     op.stop().await;
 }
@@ -403,7 +392,7 @@ async fn resources_converge_through_a_storm_of_server_errors() {
     }
     let mut ids = Vec::new();
     for name in &names {
-        ids.push(op.wait_ready(name).await.status.unwrap().common.id.unwrap());
+        ids.push(op.wait_ready_id::<EventDestination>(name).await);
     }
     ids.sort();
     ids.dedup();
@@ -441,7 +430,9 @@ async fn a_spec_ngrok_refuses_stalls_without_retrying_until_it_changes() {
     .await;
     op.create(&destination("d", json!({"target": kinesis_role(marker)})))
         .await;
-    let stalled = op.wait_condition("d", "Stalled", "NgrokRejected").await;
+    let stalled = op
+        .wait_condition::<EventDestination>("d", "Stalled", "NgrokRejected")
+        .await;
     let message = stalled.status.as_ref().unwrap().common.conditions[0]
         .message
         .clone();
@@ -457,16 +448,16 @@ async fn a_spec_ngrok_refuses_stalls_without_retrying_until_it_changes() {
     );
 
     // Triggers without a change of spec or secrets do not call ngrok again.
-    op.touch("d").await;
+    op.touch::<EventDestination>("d").await;
     assert_eq!(op.emulator.requests().len(), 1, "no retry storm");
 
     // Fixing the spec converges.
-    op.patch(
+    op.patch::<EventDestination>(
         "d",
         json!({"spec": {"target": kinesis_role("good-stream")}}),
     )
     .await;
-    op.wait_ready("d").await;
+    op.wait_ready::<EventDestination>("d").await;
     assert_eq!(op.requests("POST", "/event_destinations").len(), 2);
     op.stop().await;
 }

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use common::{API_KEY, Operator, destination};
+use ngrok_events_operator::crd::EventDestination;
 use serde_json::json;
 
 #[derive(Clone, Default)]
@@ -56,7 +57,7 @@ async fn trace_logs_of_a_full_lifecycle_contain_no_secret_value() {
         "clientSecretRef": {"name": "az", "key": "secret"}, "logsIngestionUri": "https://x", "dataCollectionRuleId": "d", "dataCollectionStreamName": "s"}}})))
         .await;
     for name in ["aws", "dd", "az"] {
-        op.wait_ready(name).await;
+        op.wait_ready::<EventDestination>(name).await;
     }
     // Rotation sends a secret in a PATCH; deletion ends the lifecycle.
     op.patch_secret("dd", json!({"stringData": {"api-key": secrets[3]}}))
@@ -69,13 +70,7 @@ async fn trace_logs_of_a_full_lifecycle_contain_no_secret_value() {
     .await
     .unwrap();
     for name in ["aws", "dd", "az"] {
-        op.destinations()
-            .delete(name, &Default::default())
-            .await
-            .unwrap();
-        testbed::wait_deleted(&op.destinations(), name, common::WAIT)
-            .await
-            .unwrap();
+        op.delete_and_wait::<EventDestination>(name).await;
     }
     // The values did reach ngrok: the test exercised the paths that carry them.
     let bodies = serde_json::to_string(&op.emulator.requests()).unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Operator, Options, destination, kinesis_role, subscription};
+use common::{Kind, Operator, Options, destination, kinesis_role, ready_message, subscription};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams};
 use ngrok_events_operator::crd::{EventDestination, EventSubscription};
@@ -20,7 +20,7 @@ const DESTINATION: &str = "/event_destinations/{id}";
 async fn ready_destination(op: &Operator, name: &str) -> String {
     op.create(&destination(name, json!({"target": kinesis_role(name)})))
         .await;
-    op.wait_ready(name).await.status.unwrap().common.id.unwrap()
+    op.wait_ready_id::<EventDestination>(name).await
 }
 
 fn traffic(refs: &[&str]) -> EventSubscription {
@@ -44,18 +44,12 @@ fn sent_ids(op: &Operator, id: &str) -> Vec<String> {
         .collect()
 }
 
-fn ready_message(subscription: &EventSubscription) -> String {
-    let status = subscription.status.as_ref().unwrap();
-    let ready = status.common.conditions.iter().find(|c| c.type_ == "Ready");
-    ready.unwrap().message.clone()
-}
-
 #[tokio::test]
 async fn a_subscription_is_created_updated_and_deleted() {
     let op = Operator::start("sub-lifecycle").await;
     let audit = ready_destination(&op, "audit").await;
-    op.create_subscription(&traffic(&["audit"])).await;
-    let ready = op.wait_subscription_ready("traffic").await;
+    op.create(&traffic(&["audit"])).await;
+    let ready = op.wait_ready::<EventSubscription>("traffic").await;
     let status = ready.status.unwrap();
     let id = status.common.id.unwrap();
     assert!(id.starts_with("esb_"), "{id}");
@@ -102,7 +96,7 @@ async fn a_subscription_is_created_updated_and_deleted() {
         .unwrap()
         .id;
     let posts = op.requests("POST", SUBSCRIPTIONS).len();
-    op.patch_of::<EventSubscription>(
+    op.patch::<EventSubscription>(
         "traffic",
         json!({"spec": {
             "description": "HTTP traffic",
@@ -111,7 +105,7 @@ async fn a_subscription_is_created_updated_and_deleted() {
         }}),
     )
     .await;
-    let updated = op.wait_subscription_ready("traffic").await;
+    let updated = op.wait_ready::<EventSubscription>("traffic").await;
     assert_eq!(
         updated.status.as_ref().unwrap().common.id.as_deref(),
         Some(id.as_str())
@@ -145,19 +139,16 @@ async fn a_subscription_is_created_updated_and_deleted() {
 #[tokio::test]
 async fn a_subscription_waits_for_its_destination_to_exist_and_be_ready() {
     let op = Operator::start("sub-before-dest").await;
-    op.create_subscription(&traffic(&["later"])).await;
+    op.create(&traffic(&["later"])).await;
     let waiting = op
-        .wait_ready_status_of::<EventSubscription>("traffic", "False", "DestinationNotReady")
+        .wait_ready_status::<EventSubscription>("traffic", "False", "DestinationNotReady")
         .await;
     assert_eq!(
         ready_message(&waiting),
         r#"waiting for EventDestination "later", which does not exist"#
     );
-    let reconciling = waiting.status.as_ref().unwrap().common.conditions.iter();
     assert!(
-        reconciling
-            .clone()
-            .any(|c| c.type_ == "Reconciling" && c.status == "True"),
+        waiting.has_condition("Reconciling", "True", "DestinationNotReady"),
         "waiting is progress, not a stall"
     );
     op.wait_event("traffic", "DestinationNotReady").await;
@@ -168,7 +159,7 @@ async fn a_subscription_waits_for_its_destination_to_exist_and_be_ready() {
 
     // The destination appears and becomes Ready: the subscription follows without a nudge.
     let later = ready_destination(&op, "later").await;
-    let ready = op.wait_subscription_ready("traffic").await;
+    let ready = op.wait_ready::<EventSubscription>("traffic").await;
     assert_eq!(ready.status.unwrap().destination_ids, [later]);
     assert_eq!(op.requests("POST", SUBSCRIPTIONS).len(), 1);
     op.stop().await;
@@ -178,27 +169,17 @@ async fn a_subscription_waits_for_its_destination_to_exist_and_be_ready() {
 async fn a_destination_in_use_is_deleted_only_once_its_subscription_is_gone() {
     let op = Operator::start("sub-dest-in-use").await;
     let audit = ready_destination(&op, "audit").await;
-    op.create_subscription(&traffic(&["audit"])).await;
-    op.wait_subscription_ready("traffic").await;
+    op.create(&traffic(&["audit"])).await;
+    op.wait_ready::<EventSubscription>("traffic").await;
 
-    op.destinations()
+    op.api::<EventDestination>()
         .delete("audit", &DeleteParams::default())
         .await
         .unwrap();
     let held: EventDestination = op
-        .wait_ready_status_of("audit", "False", "DestinationInUse")
+        .wait_ready_status("audit", "False", "DestinationInUse")
         .await;
-    let message = held
-        .status
-        .as_ref()
-        .unwrap()
-        .common
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap()
-        .message
-        .clone();
+    let message = ready_message(&held);
     assert!(
         message.contains(&format!("EventSubscription {}/traffic", op.namespace)),
         "{message}"
@@ -212,13 +193,11 @@ async fn a_destination_in_use_is_deleted_only_once_its_subscription_is_gone() {
     assert!(op.emulator.object(&audit).is_some());
 
     // The subscription goes: the destination follows, without a nudge.
-    op.subscriptions()
+    op.api::<EventSubscription>()
         .delete("traffic", &DeleteParams::default())
         .await
         .unwrap();
-    testbed::wait_deleted(&op.destinations(), "audit", common::WAIT)
-        .await
-        .unwrap();
+    op.wait_deleted::<EventDestination>("audit").await;
     assert!(op.emulator.destination_ids().is_empty());
     assert!(op.emulator.subscription_ids().is_empty());
     op.stop().await;
@@ -228,18 +207,16 @@ async fn a_destination_in_use_is_deleted_only_once_its_subscription_is_gone() {
 async fn deleting_both_at_once_deletes_in_the_right_order() {
     let op = Operator::start("sub-both").await;
     ready_destination(&op, "audit").await;
-    op.create_subscription(&traffic(&["audit"])).await;
-    op.wait_subscription_ready("traffic").await;
+    op.create(&traffic(&["audit"])).await;
+    op.wait_ready::<EventSubscription>("traffic").await;
 
     // As `kubectl delete -f` of a file listing the destination first.
-    op.destinations()
+    op.api::<EventDestination>()
         .delete("audit", &DeleteParams::default())
         .await
         .unwrap();
     op.delete_and_wait::<EventSubscription>("traffic").await;
-    testbed::wait_deleted(&op.destinations(), "audit", common::WAIT)
-        .await
-        .unwrap();
+    op.wait_deleted::<EventDestination>("audit").await;
     assert!(op.emulator.destination_ids().is_empty());
     assert!(op.emulator.subscription_ids().is_empty());
     let refused: Vec<_> = op
@@ -263,11 +240,11 @@ async fn deleting_the_namespace_deletes_subscription_then_destination() {
         json!({"apiKeyRef": key, "target": kinesis_role("audit")}),
     ))
     .await;
-    op.wait_ready("audit").await;
+    op.wait_ready::<EventDestination>("audit").await;
     let mut sub = traffic(&["audit"]);
     sub.spec.api_key_ref = serde_json::from_value(key).unwrap();
-    op.create_subscription(&sub).await;
-    op.wait_subscription_ready("traffic").await;
+    op.create(&sub).await;
+    op.wait_ready::<EventSubscription>("traffic").await;
 
     let namespaces = Api::<Namespace>::all(op.client.clone());
     namespaces
@@ -290,27 +267,20 @@ async fn a_destination_re_created_by_drift_repair_is_followed() {
     )
     .await;
     let old = ready_destination(&op, "audit").await;
-    op.create_subscription(&traffic(&["audit"])).await;
-    let id = op
-        .wait_subscription_ready("traffic")
-        .await
-        .status
-        .unwrap()
-        .common
-        .id
-        .unwrap();
+    op.create(&traffic(&["audit"])).await;
+    let id = op.wait_ready_id::<EventSubscription>("traffic").await;
 
     // Deleted in ngrok behind the operator's back (ngrok itself would refuse while the
     // subscription names it; the emulator's admin surface does not ask).
     assert!(op.emulator.delete_object(&old));
     let new = testbed::eventually("the destination re-created", common::WAIT, || async {
-        let d = op.destinations().get("audit").await.ok()?;
+        let d = op.api::<EventDestination>().get("audit").await.ok()?;
         d.status.and_then(|s| s.common.id).filter(|id| *id != old)
     })
     .await
     .unwrap();
     testbed::eventually("the subscription follows", common::WAIT, || async {
-        let s = op.subscriptions().get("traffic").await.ok()?;
+        let s = op.api::<EventSubscription>().get("traffic").await.ok()?;
         (s.status?.destination_ids == [new.clone()]).then_some(())
     })
     .await
@@ -343,8 +313,8 @@ async fn a_subscription_is_adopted_and_paused_like_a_destination() {
     let mut adopter = traffic(&["audit"]);
     adopter.metadata.annotations =
         Some([("events.ngrok.io/adopt-id".to_string(), existing.clone())].into());
-    op.create_subscription(&adopter).await;
-    let ready = op.wait_subscription_ready("traffic").await;
+    op.create(&adopter).await;
+    let ready = op.wait_ready::<EventSubscription>("traffic").await;
     assert_eq!(
         ready.status.unwrap().common.id.as_deref(),
         Some(existing.as_str())
@@ -361,17 +331,17 @@ async fn a_subscription_is_adopted_and_paused_like_a_destination() {
     op.wait_event("traffic", "Adopted").await;
 
     // Paused: spec changes wait, and deletion leaves the subscription in ngrok.
-    op.patch_of::<EventSubscription>(
+    op.patch::<EventSubscription>(
         "traffic",
         json!({"metadata": {"annotations": {"events.ngrok.io/paused": "true"}}}),
     )
     .await;
-    op.wait_ready_status_of::<EventSubscription>("traffic", "False", "Paused")
+    op.wait_ready_status::<EventSubscription>("traffic", "False", "Paused")
         .await;
     let writes = op.writes();
-    op.patch_of::<EventSubscription>("traffic", json!({"spec": {"description": "changed"}}))
+    op.patch::<EventSubscription>("traffic", json!({"spec": {"description": "changed"}}))
         .await;
-    op.wait_ready_status_of::<EventSubscription>("traffic", "False", "Paused")
+    op.wait_ready_status::<EventSubscription>("traffic", "False", "Paused")
         .await;
     assert_eq!(op.writes(), writes, "nothing written while paused");
     op.delete_and_wait::<EventSubscription>("traffic").await;
@@ -399,9 +369,9 @@ async fn a_destination_of_another_ngrok_account_stalls_the_subscription() {
     .await;
     let mut sub = traffic(&["audit"]);
     sub.spec.api_key_ref = serde_json::from_value(json!({"name": "keys", "key": "other"})).unwrap();
-    op.create_subscription(&sub).await;
+    op.create(&sub).await;
     let stalled = op
-        .wait_condition_of::<EventSubscription>("traffic", "Stalled", "AccountMismatch")
+        .wait_condition::<EventSubscription>("traffic", "Stalled", "AccountMismatch")
         .await;
     assert!(
         ready_message(&stalled).contains(r#"EventDestination "audit" is in another ngrok account"#),
@@ -412,19 +382,12 @@ async fn a_destination_of_another_ngrok_account_stalls_the_subscription() {
     assert!(op.requests("POST", SUBSCRIPTIONS).is_empty());
 
     // Another key of the same account is fine: the destination is visible with it.
-    op.patch_of::<EventSubscription>(
+    op.patch::<EventSubscription>(
         "traffic",
         json!({"spec": {"apiKeyRef": {"name": "keys", "key": "same"}}}),
     )
     .await;
-    let id = op
-        .wait_subscription_ready("traffic")
-        .await
-        .status
-        .unwrap()
-        .common
-        .id
-        .unwrap();
+    let id = op.wait_ready_id::<EventSubscription>("traffic").await;
     assert_eq!(
         op.emulator.account_of(&id).as_deref(),
         Some(common::API_KEY)

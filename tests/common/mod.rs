@@ -1,13 +1,15 @@
 //! Shared set-up of the integration tests: the cluster, the CRDs, a namespace per test.
 #![allow(dead_code)] // each test binary uses a different part of this module
+pub mod kind;
 pub mod process;
+pub mod webhook;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
+pub use kind::Kind;
 use kube::Client;
 use ngrok_events_operator::crd::{EventDestination, EventSubscription};
-use ngrok_events_operator::reconcile::{Managed, ManagedStatus};
 pub use ngrok_events_operator::secrets::CREDENTIALS_LABEL;
 use tokio::sync::OnceCell;
 
@@ -152,7 +154,7 @@ impl Operator {
     }
 
     /// The resources of kind `K` in the test's namespace.
-    pub fn api<K: Managed>(&self) -> kube::Api<K> {
+    pub fn api<K: Kind>(&self) -> kube::Api<K> {
         kube::Api::namespaced(self.client.clone(), &self.namespace)
     }
 
@@ -165,40 +167,31 @@ impl Operator {
     }
 
     /// Deletes a resource of kind `K` and waits until it is gone (its finalizer removed).
-    pub async fn delete_and_wait<K: Managed>(&self, name: &str) {
+    pub async fn delete_and_wait<K: Kind>(&self, name: &str) {
         self.api::<K>()
             .delete(name, &Default::default())
             .await
             .expect("delete resource");
+        self.wait_deleted::<K>(name).await;
+    }
+
+    /// Waits until a resource of kind `K` is gone (its finalizer removed).
+    pub async fn wait_deleted<K: Kind>(&self, name: &str) {
         testbed::wait_deleted(&self.api::<K>(), name, WAIT)
             .await
-            .unwrap();
-    }
-
-    pub fn destinations(&self) -> kube::Api<EventDestination> {
-        self.api()
-    }
-
-    pub fn subscriptions(&self) -> kube::Api<EventSubscription> {
-        self.api()
-    }
-
-    pub async fn create_subscription(&self, subscription: &EventSubscription) -> EventSubscription {
-        self.subscriptions()
-            .create(&Default::default(), subscription)
-            .await
-            .expect("create EventSubscription")
+            .unwrap_or_else(|e| panic!("{} {name} is not gone: {e}", K::kind_name()));
     }
 
     pub fn secrets(&self) -> kube::Api<k8s_openapi::api::core::v1::Secret> {
         kube::Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    pub async fn create(&self, destination: &EventDestination) -> EventDestination {
-        self.destinations()
-            .create(&Default::default(), destination)
+    /// Creates a resource of kind `K`.
+    pub async fn create<K: Kind>(&self, resource: &K) -> K {
+        self.api::<K>()
+            .create(&Default::default(), resource)
             .await
-            .expect("create EventDestination")
+            .unwrap_or_else(|e| panic!("create {} {}: {e}", K::kind_name(), resource.name()))
     }
 
     /// Creates a Secret that resources may use (labelled `events.ngrok.io/credentials=true`).
@@ -222,57 +215,39 @@ impl Operator {
 
     /// Waits until the resource's Ready condition has `status` and `reason` for its current
     /// generation.
-    pub async fn wait_ready_status_of<K: Managed>(
-        &self,
-        name: &str,
-        status: &str,
-        reason: &str,
-    ) -> K {
+    pub async fn wait_ready_status<K: Kind>(&self, name: &str, status: &str, reason: &str) -> K {
         wait_ready_reason(&self.api::<K>(), name, status, reason).await
     }
 
-    pub async fn wait_ready_status(
-        &self,
-        name: &str,
-        status: &str,
-        reason: &str,
-    ) -> EventDestination {
-        self.wait_ready_status_of(name, status, reason).await
-    }
-
-    pub async fn wait_ready(&self, name: &str) -> EventDestination {
+    /// Waits until the resource is Ready (`Synced`) at its current generation.
+    pub async fn wait_ready<K: Kind>(&self, name: &str) -> K {
         self.wait_ready_status(name, "True", "Synced").await
     }
 
-    pub async fn wait_subscription_ready(&self, name: &str) -> EventSubscription {
-        self.wait_ready_status_of(name, "True", "Synced").await
+    /// Waits until the resource is Ready (`Synced`) and returns its `status.id`.
+    pub async fn wait_ready_id<K: Kind>(&self, name: &str) -> String {
+        let ready = self.wait_ready::<K>(name).await;
+        ready
+            .status_id()
+            .expect("a Ready resource has an id")
+            .to_string()
     }
 
     /// Waits until a condition of `type_` is True with `reason`.
-    pub async fn wait_condition_of<K: Managed>(&self, name: &str, type_: &str, reason: &str) -> K {
+    pub async fn wait_condition<K: Kind>(&self, name: &str, type_: &str, reason: &str) -> K {
         let (type_, reason) = (type_.to_string(), reason.to_string());
         testbed::wait_for(
             &self.api::<K>(),
             name,
-            move |d: Option<&K>| {
-                d.and_then(|d| d.status()).is_some_and(|s| {
-                    s.conditions()
-                        .iter()
-                        .any(|c| c.type_ == type_ && c.status == "True" && c.reason == reason)
-                })
-            },
+            move |d: Option<&K>| d.is_some_and(|d| d.has_condition(&type_, "True", &reason)),
             WAIT,
         )
         .await
         .unwrap()
     }
 
-    pub async fn wait_condition(&self, name: &str, type_: &str, reason: &str) -> EventDestination {
-        self.wait_condition_of(name, type_, reason).await
-    }
-
     /// Merge-patches a resource of kind `K`.
-    pub async fn patch_of<K: Managed>(&self, name: &str, patch: serde_json::Value) {
+    pub async fn patch<K: Kind>(&self, name: &str, patch: serde_json::Value) {
         self.api::<K>()
             .patch(
                 name,
@@ -281,11 +256,6 @@ impl Operator {
             )
             .await
             .expect("patch resource");
-    }
-
-    /// Merge-patches an EventDestination.
-    pub async fn patch(&self, name: &str, patch: serde_json::Value) {
-        self.patch_of::<EventDestination>(name, patch).await
     }
 
     /// Merge-patches a Secret (`{"stringData": {...}}` changes values).
@@ -300,16 +270,17 @@ impl Operator {
             .expect("patch Secret");
     }
 
-    /// Triggers a reconcile without changing the spec (a label change) and waits until it ran.
-    pub async fn touch(&self, name: &str) {
-        let reconciles = self.successful_reconciles();
+    /// Triggers a reconcile without changing the spec (a label change) and waits until one
+    /// more reconcile of kind `K` succeeded.
+    pub async fn touch<K: Kind>(&self, name: &str) {
+        let reconciles = self.successful_reconciles::<K>();
         let label = format!("{:x}", rand::random::<u32>());
-        self.patch(
+        self.patch::<K>(
             name,
             serde_json::json!({"metadata": {"labels": {"touched": label}}}),
         )
         .await;
-        self.wait_reconciles(reconciles, 1.0).await;
+        self.wait_reconciles::<K>(reconciles, 1.0).await;
     }
 
     /// Waits until an Event with `reason` about the named resource exists, and returns its note.
@@ -360,17 +331,24 @@ impl Operator {
             .unwrap_or(0.0)
     }
 
-    /// Successful reconciles so far.
-    pub fn successful_reconciles(&self) -> f64 {
-        self.metric(
-            r#"ngrok_events_operator_reconciles_total{kind="EventDestination",result="success"}"#,
-        )
+    /// Reconciles of kind `K` so far that ended with `result` (`success` or a reason).
+    pub fn reconciles<K: Kind>(&self, result: &str) -> f64 {
+        self.metric(&format!(
+            r#"ngrok_events_operator_reconciles_total{{kind="{}",result="{result}"}}"#,
+            K::kind_name()
+        ))
     }
 
-    /// Waits until the operator has completed `n` more successful reconciles than `since`.
-    pub async fn wait_reconciles(&self, since: f64, n: f64) {
+    /// Successful reconciles of kind `K` so far.
+    pub fn successful_reconciles<K: Kind>(&self) -> f64 {
+        self.reconciles::<K>("success")
+    }
+
+    /// Waits until the operator has completed `n` more successful reconciles of kind `K` than
+    /// `since`.
+    pub async fn wait_reconciles<K: Kind>(&self, since: f64, n: f64) {
         testbed::eventually("more successful reconciles", WAIT, || async {
-            (self.successful_reconciles() >= since + n).then_some(())
+            (self.successful_reconciles::<K>() >= since + n).then_some(())
         })
         .await
         .unwrap();
@@ -418,7 +396,7 @@ impl PrivateCluster {
 
 /// Waits until the resource's Ready condition has `status` and `reason` for its current
 /// generation.
-pub async fn wait_ready_reason<K: Managed>(
+pub async fn wait_ready_reason<K: Kind>(
     api: &kube::Api<K>,
     name: &str,
     status: &str,
@@ -429,14 +407,7 @@ pub async fn wait_ready_reason<K: Managed>(
         api,
         name,
         move |d: Option<&K>| {
-            d.is_some_and(|d| {
-                d.status().is_some_and(|s| {
-                    s.observed_generation() == d.meta().generation
-                        && s.conditions()
-                            .iter()
-                            .any(|c| c.type_ == "Ready" && c.status == status && c.reason == reason)
-                })
-            })
+            d.is_some_and(|d| d.generation_observed() && d.has_condition("Ready", &status, &reason))
         },
         WAIT,
     )
@@ -445,10 +416,9 @@ pub async fn wait_ready_reason<K: Managed>(
 }
 
 /// The message of the resource's Ready condition.
-pub fn ready_message<K: Managed>(resource: &K) -> String {
+pub fn ready_message<K: Kind>(resource: &K) -> String {
     resource
-        .status()
-        .and_then(|s| s.conditions().iter().find(|c| c.type_ == "Ready"))
+        .condition("Ready")
         .map(|c| c.message.clone())
         .unwrap_or_default()
 }
