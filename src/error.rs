@@ -66,6 +66,13 @@ pub enum Error {
     #[error("{0}; looking for it before creating again")]
     NgrokUnknownOutcome(#[source] ngrok_api::Error),
 
+    /// Leader election's fence stopped an ngrok call before it was sent: this replica does
+    /// not hold the lease (reason `NotLeader`), or the lease might run out before the call
+    /// could finish (`LeaseExpiring`). Time fixes it: the leader (this replica once it renewed
+    /// the lease, or its successor) reconciles again.
+    #[error("{0}; the leader retries")]
+    LeaseNotHeld(#[source] ngrok_api::Error),
+
     /// After a create whose outcome was lost, more than one object in ngrok could be this
     /// resource's. Guessing could leave a twin or adopt someone else's.
     #[error(
@@ -137,6 +144,7 @@ impl Error {
             Error::NgrokAuthentication(_) => "NgrokAuthenticationFailed",
             Error::NgrokUnavailable(_) => "NgrokUnavailable",
             Error::NgrokUnknownOutcome(_) => "NgrokUnknownOutcome",
+            Error::LeaseNotHeld(e) => e.fence_reason().map_or("NotLeader", |r| r.as_str()),
             Error::AmbiguousCreate { .. } => "AmbiguousCreate",
             Error::AdoptTargetNotFound { .. } => "AdoptTargetNotFound",
             Error::AdoptTargetInUse { .. } => "AdoptTargetInUse",
@@ -180,6 +188,7 @@ impl Error {
             Error::DestinationNotReady { .. } | Error::DestinationInUse { .. } => false,
             Error::NgrokUnavailable(_)
             | Error::NgrokUnknownOutcome(_)
+            | Error::LeaseNotHeld(_)
             | Error::CreateQueued
             | Error::Kube(_)
             | Error::Finalizer(_) => false,
@@ -201,6 +210,8 @@ impl Error {
     pub fn from_ngrok(error: ngrok_api::Error) -> Self {
         use ngrok_api::ErrorClass;
         match error.class() {
+            // A create cut off by the fence after sending stays an unknown outcome (below).
+            ErrorClass::Retryable if error.fence_reason().is_some() => Error::LeaseNotHeld(error),
             ErrorClass::UnknownOutcome => Error::NgrokUnknownOutcome(error),
             ErrorClass::Retryable => Error::NgrokUnavailable(error),
             _ if matches!(error.status(), Some(401 | 403)) => Error::NgrokAuthentication(error),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
+use governor::clock::Clock as _;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
 use reqwest::{Method, StatusCode};
@@ -16,6 +17,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::error::{ApiError, Error, Operation, Result};
+use crate::fence::{self, Fence};
 use crate::secret::Secret;
 use crate::types::{
     EventDestination, EventDestinationCreate, EventDestinationList, EventDestinationUpdate,
@@ -71,6 +73,9 @@ pub struct ClientConfig {
     pub max_retry_after: Duration,
     /// Told of every attempt (for metrics).
     pub observer: Option<Arc<dyn RequestObserver>>,
+    /// Bounds every call in time (leader election); `None`: calls are not fenced. See
+    /// [`crate::fence`].
+    pub fence: Option<Arc<dyn Fence>>,
     /// The `User-Agent` header: [`CLIENT_USER_AGENT`], after the product's own name and
     /// version when set with [`with_product`](Self::with_product), so that ngrok (and a
     /// person reading the account's audit log) can tell which program made a request.
@@ -93,6 +98,7 @@ impl fmt::Debug for ClientConfig {
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("max_retries", &self.max_retries)
             .field("observer", &self.observer.as_ref().map(|_| "set"))
+            .field("fence", &self.fence.as_ref().map(|_| "set"))
             .field("user_agent", &self.user_agent)
             .finish_non_exhaustive()
     }
@@ -113,6 +119,7 @@ impl ClientConfig {
             max_backoff: Duration::from_secs(10),
             max_retry_after: Duration::from_secs(60),
             observer: None,
+            fence: None,
             user_agent: CLIENT_USER_AGENT.to_owned(),
         }
     }
@@ -424,16 +431,23 @@ impl Client {
             .with_jitter();
         let max_retry_after = config.max_retry_after;
         let is_create = method == Method::POST;
+        let fence = config.fence.as_deref();
         (|| self.attempt(&method, &url, resource, body.as_deref()))
             .retry(backoff)
             .sleep(tokio::time::sleep)
             .when(|error| may_retry(is_create, error))
             .adjust(|error, delay| {
                 let delay = delay?;
-                match error.retry_after() {
-                    Some(wait) if wait > max_retry_after => None,
-                    Some(wait) => Some(wait),
-                    None => Some(delay),
+                let wait = match error.retry_after() {
+                    Some(wait) if wait > max_retry_after => return None,
+                    Some(wait) => wait,
+                    None => delay,
+                };
+                // A wait that would end past the fence's deadline is not sat out: the caller
+                // gets this error now and tries again later (as leader, if it still is).
+                match fence.map(|fence| fence::admits(fence, wait, method != Method::GET)) {
+                    Some(Err(_)) => None,
+                    _ => Some(wait),
                 }
             })
             .notify(|error, delay| {
@@ -452,8 +466,29 @@ impl Client {
         resource: &'static str,
         body: Option<&[u8]>,
     ) -> Result<Vec<u8>> {
+        let fence = self.inner.config.fence.as_deref();
+        let fenced = |reason, sent| Error::Fenced {
+            operation: operation(method, url, resource),
+            reason,
+            sent,
+        };
+        let is_write = *method != Method::GET;
+        let admit = |wait| match fence {
+            Some(fence) => fence::admits(fence, wait, is_write).map_err(|r| fenced(r, false)),
+            None => Ok(()),
+        };
+        admit(Duration::ZERO)?;
         if let Some(limiter) = &self.inner.limiter {
-            limiter.until_ready().await;
+            if let Err(not_until) = limiter.check() {
+                // Refused at once if the next slot comes too late; else waited for, as long
+                // as the fence holds (others may take the slot first).
+                admit(not_until.wait_time_from(limiter.clock().now()))?;
+                tokio::select! {
+                    () = limiter.until_ready() => {}
+                    reason = fence::lapsed(fence) => return Err(fenced(reason, false)),
+                }
+                admit(Duration::ZERO)?;
+            }
         }
         let mut request = self.inner.http.request(method.clone(), url.clone());
         if let Some(body) = body {
@@ -462,7 +497,10 @@ impl Client {
                 .body(body.to_vec());
         }
         let started = Instant::now();
-        let result = self.exchange(request, method, url, resource).await;
+        let result = tokio::select! {
+            result = self.exchange(request, method, url, resource) => result,
+            reason = fence::lapsed(fence) => Err(fenced(reason, true)),
+        };
         let elapsed = started.elapsed();
         let elapsed_ms = elapsed.as_millis() as u64;
         let status = match &result {
@@ -544,6 +582,8 @@ fn may_retry(is_create: bool, error: &Error) -> bool {
     match error {
         Error::Connect { .. } => true,
         Error::Api(api) if api.status == 429 => true,
+        // Refused or cut off by the fence: retrying within this call cannot help.
+        Error::Fenced { .. } => false,
         _ if is_create => false,
         _ => error.is_retryable(),
     }

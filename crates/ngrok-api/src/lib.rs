@@ -30,9 +30,12 @@
 //!   a client-side retry, since ngrok may have acted on it.
 //! - `Retry-After` is honoured in its seconds form; the HTTP-date form is ignored.
 //! - `next_page_uri` is followed on the configured origin only, so the key stays there.
+//! - With a [`Fence`] ([`ClientConfig::fence`]), every call ends by the fence's deadline:
+//!   see [`fence`].
 
 pub mod client;
 pub mod error;
+pub mod fence;
 pub mod secret;
 pub mod text;
 pub mod types;
@@ -42,4 +45,5 @@ pub use client::{
     RequestObserver,
 };
 pub use error::{ApiError, Error, ErrorClass, Operation, Result};
+pub use fence::{Fence, FenceReason};
 pub use secret::Secret;
