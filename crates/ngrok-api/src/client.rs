@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use governor::clock::Clock as _;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
 use reqwest::{Method, StatusCode};
@@ -17,7 +16,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::error::{ApiError, Error, Operation, Result};
-use crate::fence::{self, Fence};
+use crate::fence::{self, Fence, FenceReason};
 use crate::secret::Secret;
 use crate::types::{
     EventDestination, EventDestinationCreate, EventDestinationList, EventDestinationUpdate,
@@ -431,23 +430,17 @@ impl Client {
             .with_jitter();
         let max_retry_after = config.max_retry_after;
         let is_create = method == Method::POST;
-        let fence = config.fence.as_deref();
         (|| self.attempt(&method, &url, resource, body.as_deref()))
             .retry(backoff)
-            .sleep(tokio::time::sleep)
+            // Cut short when the fence's deadline passes; the next attempt is then refused.
+            .sleep(fence::Sleep(config.fence.clone()))
             .when(|error| may_retry(is_create, error))
             .adjust(|error, delay| {
                 let delay = delay?;
-                let wait = match error.retry_after() {
-                    Some(wait) if wait > max_retry_after => return None,
-                    Some(wait) => wait,
-                    None => delay,
-                };
-                // A wait that would end past the fence's deadline is not sat out: the caller
-                // gets this error now and tries again later (as leader, if it still is).
-                match fence.map(|fence| fence::admits(fence, wait, method != Method::GET)) {
-                    Some(Err(_)) => None,
-                    _ => Some(wait),
+                match error.retry_after() {
+                    Some(wait) if wait > max_retry_after => None,
+                    Some(wait) => Some(wait),
+                    None => Some(delay),
                 }
             })
             .notify(|error, delay| {
@@ -466,29 +459,16 @@ impl Client {
         resource: &'static str,
         body: Option<&[u8]>,
     ) -> Result<Vec<u8>> {
-        let fence = self.inner.config.fence.as_deref();
-        let fenced = |reason, sent| Error::Fenced {
-            operation: operation(method, url, resource),
-            reason,
-            sent,
-        };
-        let is_write = *method != Method::GET;
-        let admit = |wait| match fence {
-            Some(fence) => fence::admits(fence, wait, is_write).map_err(|r| fenced(r, false)),
-            None => Ok(()),
-        };
-        admit(Duration::ZERO)?;
+        self.admit(method, url, resource)?;
         if let Some(limiter) = &self.inner.limiter {
-            if let Err(not_until) = limiter.check() {
-                // Refused at once if the next slot comes too late; else waited for, as long
-                // as the fence holds (others may take the slot first).
-                admit(not_until.wait_time_from(limiter.clock().now()))?;
-                tokio::select! {
-                    () = limiter.until_ready() => {}
-                    reason = fence::lapsed(fence) => return Err(fenced(reason, false)),
+            // Waited for as long as the fence holds, and the fence asked again after it.
+            tokio::select! {
+                () = limiter.until_ready() => {}
+                reason = fence::lapsed(self.inner.config.fence.clone()) => {
+                    return Err(fenced(method, url, resource, reason, false));
                 }
-                admit(Duration::ZERO)?;
             }
+            self.admit(method, url, resource)?;
         }
         let mut request = self.inner.http.request(method.clone(), url.clone());
         if let Some(body) = body {
@@ -499,7 +479,9 @@ impl Client {
         let started = Instant::now();
         let result = tokio::select! {
             result = self.exchange(request, method, url, resource) => result,
-            reason = fence::lapsed(fence) => Err(fenced(reason, true)),
+            reason = fence::lapsed(self.inner.config.fence.clone()) => {
+                Err(fenced(method, url, resource, reason, true))
+            }
         };
         let elapsed = started.elapsed();
         let elapsed_ms = elapsed.as_millis() as u64;
@@ -520,6 +502,15 @@ impl Client {
             observer.observe(method.as_str(), status, elapsed);
         }
         result.map(|(_, body)| body)
+    }
+
+    /// Whether the fence lets the request go now.
+    fn admit(&self, method: &Method, url: &Url, resource: &'static str) -> Result<()> {
+        let Some(fence) = self.inner.config.fence.as_deref() else {
+            return Ok(());
+        };
+        fence::admits(fence, *method != Method::GET)
+            .map_err(|reason| fenced(method, url, resource, reason, false))
     }
 
     async fn exchange(
@@ -557,6 +548,20 @@ fn operation(method: &Method, url: &Url, resource: &'static str) -> Operation {
         method,
         path: url.path().to_owned(),
         resource,
+    }
+}
+
+fn fenced(
+    method: &Method,
+    url: &Url,
+    resource: &'static str,
+    reason: FenceReason,
+    sent: bool,
+) -> Error {
+    Error::Fenced {
+        operation: operation(method, url, resource),
+        reason,
+        sent,
     }
 }
 

@@ -7,11 +7,17 @@
 //!
 //! - No request is started without a deadline ahead ([`Fence::deadline`]); a write only if
 //!   at least [`Fence::write_window`] is left, so that it can be answered before the deadline.
-//! - Waits are refused, not sat out, when they would end past the deadline: the rate
-//!   limiter's, a backoff delay, a `Retry-After`. The call then fails at once.
-//! - A request still running at the deadline is cut off (the deadline is read again then: a
-//!   renewal meanwhile extends it). A create cut off this way has an unknown outcome.
+//! - Waits end at the deadline: the rate limiter's, a backoff delay, a `Retry-After`. The
+//!   request after them is refused ([`FenceReason::LeaseExpiring`]).
+//! - A request still running at the deadline is cut off. A create cut off this way has an
+//!   unknown outcome.
+//!
+//! The deadline is read again whenever it is reached, so a renewal of the lease meanwhile
+//! (a later deadline) lets the wait or the request go on.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Until when a caller may act on ngrok.
@@ -46,13 +52,12 @@ impl FenceReason {
     }
 }
 
-/// Whether a call may start now and then wait `wait` before its request: `Err` says why not.
-pub(crate) fn admits(fence: &dyn Fence, wait: Duration, is_write: bool) -> Result<(), FenceReason> {
+/// Whether a request may be sent now: `Err` says why not.
+pub(crate) fn admits(fence: &dyn Fence, is_write: bool) -> Result<(), FenceReason> {
     let deadline = fence.deadline().ok_or(FenceReason::NotLeader)?;
-    let needed = if is_write {
-        wait + fence.write_window()
-    } else {
-        wait
+    let needed = match is_write {
+        true => fence.write_window(),
+        false => Duration::ZERO,
     };
     match Instant::now().checked_add(needed) {
         Some(start_by) if start_by < deadline => Ok(()),
@@ -60,8 +65,25 @@ pub(crate) fn admits(fence: &dyn Fence, wait: Duration, is_write: bool) -> Resul
     }
 }
 
+/// Sleeps between retries: the delay, or less if the fence lapses first.
+pub(crate) struct Sleep(pub(crate) Option<Arc<dyn Fence>>);
+
+impl backon::Sleeper for Sleep {
+    type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    fn sleep(&self, delay: Duration) -> Self::Sleep {
+        let fence = self.0.clone();
+        Box::pin(async move {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = lapsed(fence) => {}
+            }
+        })
+    }
+}
+
 /// Resolves once the fence's deadline has passed without being extended, or it closed.
-pub(crate) async fn lapsed(fence: Option<&dyn Fence>) -> FenceReason {
+pub(crate) async fn lapsed(fence: Option<Arc<dyn Fence>>) -> FenceReason {
     let Some(fence) = fence else {
         return std::future::pending().await;
     };
@@ -90,43 +112,34 @@ mod tests {
     }
 
     #[test]
-    fn admits_only_what_fits_before_the_deadline() {
+    fn admits_reads_before_the_deadline_and_writes_with_their_window_left() {
         let soon = Until(
+            Some(Instant::now() + Duration::from_millis(500)),
+            Duration::from_secs(1),
+        );
+        assert_eq!(admits(&soon, false), Ok(()));
+        assert_eq!(admits(&soon, true), Err(FenceReason::LeaseExpiring));
+        let later = Until(
             Some(Instant::now() + Duration::from_secs(2)),
             Duration::from_secs(1),
         );
-        assert_eq!(admits(&soon, Duration::ZERO, true), Ok(()));
-        assert_eq!(admits(&soon, Duration::from_millis(1500), false), Ok(()));
-        assert_eq!(
-            admits(&soon, Duration::from_millis(1500), true),
-            Err(FenceReason::LeaseExpiring)
-        );
-        assert_eq!(
-            admits(&soon, Duration::from_secs(3), false),
-            Err(FenceReason::LeaseExpiring)
-        );
+        assert_eq!(admits(&later, true), Ok(()));
         let past = Until(Some(Instant::now()), Duration::ZERO);
-        assert_eq!(
-            admits(&past, Duration::ZERO, false),
-            Err(FenceReason::LeaseExpiring)
-        );
+        assert_eq!(admits(&past, false), Err(FenceReason::LeaseExpiring));
         let closed = Until(None, Duration::ZERO);
-        assert_eq!(
-            admits(&closed, Duration::ZERO, false),
-            Err(FenceReason::NotLeader)
-        );
+        assert_eq!(admits(&closed, false), Err(FenceReason::NotLeader));
     }
 
     #[tokio::test]
     async fn lapses_at_the_deadline_or_at_once_when_closed() {
-        let closed = Until(None, Duration::ZERO);
-        assert_eq!(lapsed(Some(&closed)).await, FenceReason::NotLeader);
+        let closed: Arc<dyn Fence> = Arc::new(Until(None, Duration::ZERO));
+        assert_eq!(lapsed(Some(closed)).await, FenceReason::NotLeader);
         let started = Instant::now();
-        let soon = Until(
+        let soon: Arc<dyn Fence> = Arc::new(Until(
             Some(Instant::now() + Duration::from_millis(50)),
             Duration::ZERO,
-        );
-        assert_eq!(lapsed(Some(&soon)).await, FenceReason::LeaseExpiring);
+        ));
+        assert_eq!(lapsed(Some(soon)).await, FenceReason::LeaseExpiring);
         assert!(started.elapsed() >= Duration::from_millis(50));
     }
 }

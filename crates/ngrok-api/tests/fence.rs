@@ -156,11 +156,11 @@ async fn a_request_running_at_the_deadline_is_cut_off_unless_the_lease_was_renew
 }
 
 #[tokio::test]
-async fn waits_that_would_end_past_the_deadline_fail_at_once() {
+async fn waits_end_at_the_deadline_and_nothing_is_sent_after_them() {
     let emulator = emulator().await;
-    let lease = Lease::held_for(Duration::from_secs(3));
 
     // ngrok's Retry-After (about a minute once its rate limit is used up) is not sat out.
+    let lease = Lease::held_for(Duration::from_secs(30));
     let rate_limited = client(&emulator, &lease, |_| {});
     emulator
         .set_faults(&FaultsUpdate {
@@ -169,36 +169,47 @@ async fn waits_that_would_end_past_the_deadline_fail_at_once() {
         })
         .unwrap();
     rate_limited.list_event_destinations().await.unwrap();
+    lease.set(Some(Instant::now() + Duration::from_secs(1)));
     let started = Instant::now();
     let error = rate_limited.list_event_destinations().await.unwrap_err();
-    assert_eq!(error.status(), Some(429), "{error}");
+    assert_eq!(
+        error.fence_reason(),
+        Some(FenceReason::LeaseExpiring),
+        "{error}"
+    );
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
+    assert_eq!(
+        emulator.count("GET", "/event_destinations"),
+        2,
+        "no retry after the deadline"
+    );
     emulator.reset();
-    emulator
-        .set_faults(&FaultsUpdate {
-            rate_limit_per_minute: Some(0),
-            ..Default::default()
-        })
-        .unwrap();
 
-    // Nor is our own limiter's wait: 6 a minute, burst 1, so the second call would wait 10 s.
+    // Nor is our own limiter's: 6 a minute, burst 1, so the create would wait 10 s.
     let limited = client(&emulator, &lease, |config| {
         config.rate_limit_per_minute = 6;
         config.rate_limit_burst = 1;
     });
+    lease.set(Some(Instant::now() + Duration::from_secs(30)));
     limited.list_event_destinations().await.unwrap();
+    lease.set(Some(Instant::now() + Duration::from_secs(1)));
     let started = Instant::now();
     let error = limited
         .create_event_destination(&create())
         .await
         .unwrap_err();
     assert_eq!(error.fence_reason(), Some(FenceReason::LeaseExpiring));
+    assert_eq!(
+        error.class(),
+        ErrorClass::Retryable,
+        "not sent: nothing to look for"
+    );
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
