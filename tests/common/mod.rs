@@ -1,6 +1,7 @@
 //! Shared set-up of the integration tests: the cluster, the CRDs, a namespace per test.
 #![allow(dead_code)] // each test binary uses a different part of this module
 pub mod process;
+pub mod proxy;
 
 use std::path::PathBuf;
 
