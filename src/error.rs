@@ -229,3 +229,37 @@ impl From<ngrok_api::Error> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ngrok_api::{FenceReason, Operation};
+
+    fn fenced(method: &'static str, reason: FenceReason, sent: bool) -> Error {
+        Error::from_ngrok(ngrok_api::Error::Fenced {
+            operation: Operation {
+                method,
+                path: "/event_destinations".into(),
+                resource: "destination",
+            },
+            reason,
+            sent,
+        })
+    }
+
+    #[test]
+    fn a_fenced_call_is_retried_with_its_own_reason_and_a_cut_off_create_is_looked_for() {
+        let refused = fenced("POST", FenceReason::LeaseExpiring, false);
+        assert!(matches!(refused, Error::LeaseNotHeld(_)));
+        assert_eq!(refused.reason(), "LeaseExpiring");
+        assert!(!refused.is_stalled());
+        let not_leader = fenced("PATCH", FenceReason::NotLeader, true);
+        assert_eq!(not_leader.reason(), "NotLeader");
+        assert!(!not_leader.is_stalled());
+        let cut_off = fenced("POST", FenceReason::LeaseExpiring, true);
+        assert!(
+            matches!(cut_off, Error::NgrokUnknownOutcome(_)),
+            "{cut_off:?}"
+        );
+    }
+}

@@ -180,26 +180,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     template.rate_limit_per_minute = args.api_rate_limit;
     template.observer = Some(Arc::new(metrics.clone()));
     let instance = leader::default_identity();
-    let election = match args.leader_elect {
-        true => {
-            let namespace = args
-                .leader_election_namespace
-                .clone()
-                .or_else(|| std::env::var("POD_NAMESPACE").ok())
-                .or_else(|| args.namespace.clone())
-                .context("--leader-elect needs --leader-election-namespace (or POD_NAMESPACE)")?;
-            let election = LeaderElection::new(
-                client.clone(),
-                &namespace,
-                &args.leader_election_lease,
-                instance.clone(),
-            )
-            .with_lease_duration(args.leader_election_lease_duration);
-            // Every ngrok call of every account stays inside the time the lease is sure.
-            template.fence = Some(Arc::new(election.fence()));
-            Some(election)
-        }
-        false => None,
+    let election = if args.leader_elect {
+        let namespace = args
+            .leader_election_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .or_else(|| args.namespace.clone())
+            .context("--leader-elect needs --leader-election-namespace (or POD_NAMESPACE)")?;
+        let election = LeaderElection::new(
+            client.clone(),
+            &namespace,
+            &args.leader_election_lease,
+            instance.clone(),
+        )
+        .with_lease_duration(args.leader_election_lease_duration);
+        // Every ngrok call of every account stays inside the time the lease is sure.
+        template.fence = Some(Arc::new(election.fence()));
+        Some(election)
+    } else {
+        None
     };
     // The environment wins over the file (see operator_api_key); only a file can change.
     let from_env = std::env::var("NGROK_API_KEY").is_ok_and(|k| !k.trim().is_empty());
