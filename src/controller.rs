@@ -44,6 +44,9 @@ pub struct Settings {
     /// Resources may only read Secrets labelled `events.ngrok.io/credentials=true`; only those
     /// are watched.
     pub require_credentials_label: bool,
+    /// Leader election's fence: no write, to ngrok or to Kubernetes, unless the lease is
+    /// surely held. `None` without leader election.
+    pub fence: Option<crate::leader::LeaseFence>,
 }
 
 /// Runs the controllers until `shutdown` is cancelled; in-flight reconciles finish first.
@@ -90,6 +93,7 @@ pub async fn run(
         subscription_store.clone(),
     );
     ctx.require_credentials_label = settings.require_credentials_label;
+    ctx.fence = settings.fence.clone();
     let (destination_triggers, destination_requests) = mpsc::unbounded();
     let (subscription_triggers, subscription_requests) = mpsc::unbounded();
     let triggers = Triggers {

@@ -95,6 +95,18 @@ pub enum Error {
     #[error("{0}; looking for it before creating again")]
     NgrokUnknownOutcome(#[source] ngrok_api::Error),
 
+    /// Leader election's fence stopped an ngrok call before it was sent: this replica does
+    /// not hold the lease (reason `NotLeader`), or the lease might run out before the call
+    /// could finish (`LeaseExpiring`). Time fixes it: the leader (this replica once it renewed
+    /// the lease, or its successor) reconciles again.
+    #[error("{0}; the leader retries")]
+    LeaseNotHeld(#[source] ngrok_api::Error),
+
+    /// This replica is not sure to hold the leader lease, so it writes nothing to Kubernetes
+    /// either (a late status write of a deposed leader could undo its successor's).
+    #[error("this replica is not sure to hold the leader lease; the leader reconciles")]
+    NotLeader,
+
     /// After a create whose outcome was lost, more than one object in ngrok could be this
     /// resource's. Guessing could leave a twin or adopt someone else's.
     #[error(
@@ -169,6 +181,8 @@ impl Error {
             Error::RemoteUnreadable { .. } => "RemoteUnreadable",
             Error::AccountChanged { .. } => "AccountChanged",
             Error::NgrokUnknownOutcome(_) => "NgrokUnknownOutcome",
+            Error::LeaseNotHeld(e) => e.fence_reason().map_or("NotLeader", |r| r.as_str()),
+            Error::NotLeader => "NotLeader",
             Error::AmbiguousCreate { .. } => "AmbiguousCreate",
             Error::AdoptTargetNotFound { .. } => "AdoptTargetNotFound",
             Error::AdoptTargetInUse { .. } => "AdoptTargetInUse",
@@ -217,6 +231,8 @@ impl Error {
             Error::NgrokUnexpectedResponse(_) | Error::RemoteUnreadable { .. } => false,
             Error::NgrokUnavailable(_)
             | Error::NgrokUnknownOutcome(_)
+            | Error::LeaseNotHeld(_)
+            | Error::NotLeader
             | Error::CreateQueued
             | Error::Kube(_)
             | Error::Finalizer(_) => false,
@@ -234,6 +250,11 @@ impl Error {
         )
     }
 
+    /// True when leader election's fence stopped the work: the leader retries soon.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Error::LeaseNotHeld(_) | Error::NotLeader)
+    }
+
     /// True when ngrok refused the API key.
     pub fn is_ngrok_authentication(&self) -> bool {
         matches!(self, Error::NgrokAuthentication(_))
@@ -246,6 +267,8 @@ impl Error {
     pub fn from_ngrok(error: ngrok_api::Error) -> Self {
         use ngrok_api::ErrorClass;
         match error.class() {
+            // A create cut off by the fence after sending stays an unknown outcome (below).
+            ErrorClass::Retryable if error.fence_reason().is_some() => Error::LeaseNotHeld(error),
             ErrorClass::UnknownOutcome => Error::NgrokUnknownOutcome(error),
             ErrorClass::Retryable => Error::NgrokUnavailable(error),
             ErrorClass::Transient => Error::NgrokUnexpectedResponse(error),
@@ -300,7 +323,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 mod tests {
     use std::time::Duration;
 
-    use ngrok_api::{ApiError, Operation};
+    use ngrok_api::{ApiError, FenceReason, Operation};
 
     use super::*;
 
@@ -447,5 +470,33 @@ mod tests {
             );
             assert!(message.chars().count() <= MAX_MESSAGE_CHARS);
         }
+    }
+
+    fn fenced(method: &'static str, reason: FenceReason, sent: bool) -> Error {
+        Error::from_ngrok(ngrok_api::Error::Fenced {
+            operation: Operation {
+                method,
+                path: "/event_destinations".into(),
+                resource: "destination",
+            },
+            reason,
+            sent,
+        })
+    }
+
+    #[test]
+    fn a_fenced_call_is_retried_with_its_own_reason_and_a_cut_off_create_is_looked_for() {
+        let refused = fenced("POST", FenceReason::LeaseExpiring, false);
+        assert!(matches!(refused, Error::LeaseNotHeld(_)));
+        assert_eq!(refused.reason(), "LeaseExpiring");
+        assert!(!refused.is_stalled());
+        let not_leader = fenced("PATCH", FenceReason::NotLeader, true);
+        assert_eq!(not_leader.reason(), "NotLeader");
+        assert!(!not_leader.is_stalled());
+        let cut_off = fenced("POST", FenceReason::LeaseExpiring, true);
+        assert!(
+            matches!(cut_off, Error::NgrokUnknownOutcome(_)),
+            "{cut_off:?}"
+        );
     }
 }

@@ -180,6 +180,27 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("--api-url")?;
     template.rate_limit_per_minute = args.api_rate_limit;
     template.observer = Some(Arc::new(metrics.clone()));
+    let instance = leader::default_identity();
+    let election = if args.leader_elect {
+        let namespace = args
+            .leader_election_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .or_else(|| args.namespace.clone())
+            .context("--leader-elect needs --leader-election-namespace (or POD_NAMESPACE)")?;
+        let election = LeaderElection::new(
+            client.clone(),
+            &namespace,
+            &args.leader_election_lease,
+            instance.clone(),
+        )
+        .with_lease_duration(args.leader_election_lease_duration);
+        // Every ngrok call of every account stays inside the time the lease is sure.
+        template.fence = Some(Arc::new(election.fence()));
+        Some(election)
+    } else {
+        None
+    };
     // The environment wins over the file (see operator_api_key); only a file can change.
     let from_env = std::env::var("NGROK_API_KEY").is_ok_and(|k| !k.trim().is_empty());
     let accounts = Accounts::new(
@@ -197,29 +218,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         namespace: args.namespace.clone(),
         drift_interval: args.drift_interval,
         concurrency: args.concurrency,
-        instance: leader::default_identity(),
+        instance,
         operator_key_namespace_selector: args
             .operator_key_namespace_selector
             .clone()
             .filter(|s| !s.trim().is_empty()),
         require_credentials_label: args.require_credentials_label,
+        fence: election.as_ref().map(LeaderElection::fence),
     };
-    let result = if args.leader_elect {
-        let namespace = args
-            .leader_election_namespace
-            .clone()
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .or_else(|| args.namespace.clone())
-            .context("--leader-elect needs --leader-election-namespace (or POD_NAMESPACE)")?;
+    let result = if let Some(election) = election {
         // A standby replica is healthy and ready: it is waiting, as designed.
         health.set_ready(true);
-        let election = LeaderElection::new(
-            client.clone(),
-            &namespace,
-            &args.leader_election_lease,
-            settings.instance.clone(),
-        )
-        .with_lease_duration(args.leader_election_lease_duration);
         let (metrics, health) = (metrics.clone(), health.clone());
         election
             .run_as_leader(shutdown.clone(), Some(metrics.clone()), move |token| {

@@ -7,7 +7,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use ngrok_events_operator::leader::LeaderElection;
+use ngrok_events_operator::leader::{LeaderElection, LeaseFence};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -30,6 +30,7 @@ enum Work {
 
 struct Candidate {
     shutdown: CancellationToken,
+    fence: LeaseFence,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -45,6 +46,7 @@ fn candidate(
     let report = report.clone();
     let election = LeaderElection::new(client.clone(), namespace, LEASE, identity)
         .with_lease_duration(LEASE_DURATION);
+    let fence = election.fence();
     let task =
         tokio::spawn(
             election.run_as_leader(shutdown.clone(), None, move |token| async move {
@@ -54,7 +56,11 @@ fn candidate(
                 Ok(())
             }),
         );
-    Candidate { shutdown, task }
+    Candidate {
+        shutdown,
+        fence,
+        task,
+    }
 }
 
 async fn next(reports: &mut mpsc::UnboundedReceiver<Work>, within: Duration) -> Work {
@@ -87,6 +93,7 @@ async fn a_standby_takes_over_as_soon_as_the_leader_stops() {
     let first = candidate(&client, &namespace, "first", &report);
     assert_eq!(next(&mut reports, STEP).await, Work::Started("first"));
     assert_eq!(holder(&leases).await.as_deref(), Some("first"));
+    assert!(first.fence.is_held(), "the leader's fence is open");
 
     // Two standbys. For longer than a lease duration, neither starts and the leader keeps
     // working: the leader renews, and the standbys respect the renewed lease.
@@ -98,6 +105,12 @@ async fn a_standby_takes_over_as_soon_as_the_leader_stops() {
         "unexpected report {quiet:?} while the leader holds the lease"
     );
     assert_eq!(holder(&leases).await.as_deref(), Some("first"));
+    // The fence follows the renewals: after more than a lease duration it is still open, and
+    // never further ahead than the lease duration less the margin.
+    let until = first.fence.valid_until().expect("leading");
+    assert!(until > std::time::Instant::now());
+    assert!(until <= std::time::Instant::now() + LEASE_DURATION - first.fence.margin());
+    assert!(!second.fence.is_held() && !third.fence.is_held());
 
     // A standby asked to shut down returns at once, without working.
     third.shutdown.cancel();
@@ -108,7 +121,9 @@ async fn a_standby_takes_over_as_soon_as_the_leader_stops() {
     first.shutdown.cancel();
     assert_eq!(next(&mut reports, STEP).await, Work::Stopped("first"));
     finished(first.task, STEP).await.unwrap();
+    assert!(!first.fence.is_held(), "closed once the work stopped");
     assert_eq!(next(&mut reports, STEP).await, Work::Started("second"));
+    assert!(second.fence.is_held());
     let handover = stopped_at.elapsed();
     assert!(
         handover < HANDOVER,
@@ -138,6 +153,7 @@ async fn losing_the_lease_cancels_the_work_and_fails() {
 
     let leader = candidate(&client, &namespace, "leader", &report);
     assert_eq!(next(&mut reports, STEP).await, Work::Started("leader"));
+    assert!(leader.fence.is_held());
 
     // Someone else takes the lease over, as a replica would after the leader's lease expired
     // during a network partition.
@@ -158,6 +174,10 @@ async fn losing_the_lease_cancels_the_work_and_fails() {
     // The leader notices at its next renewal at the latest, stops working and fails.
     let within = LEASE_DURATION + STEP;
     assert_eq!(next(&mut reports, within).await, Work::Stopped("leader"));
+    assert!(
+        !leader.fence.is_held(),
+        "the fence closed when the lease was lost"
+    );
     let error = finished(leader.task, STEP).await.unwrap_err();
     assert!(
         format!("{error:#}").contains("lost the leader lease"),

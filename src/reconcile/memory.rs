@@ -16,6 +16,7 @@ use super::Managed;
 use super::managed::RemoteObject;
 use crate::accounts::{Account, Accounts};
 use crate::crd::{EventDestination, EventSubscription};
+use crate::leader::LeaseFence;
 use crate::metrics::Metrics;
 use crate::secrets::SecretIndex;
 
@@ -41,6 +42,8 @@ pub struct Context {
     /// The namespaces that may use the operator-wide key (those matching
     /// `--operator-key-namespace-selector`); every namespace when `None`.
     pub operator_key_namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
+    /// Leader election's fence (see [`Context::may_write`]); `None` without leader election.
+    pub fence: Option<LeaseFence>,
 }
 
 impl Context {
@@ -66,7 +69,14 @@ impl Context {
             destination_memory: Memory::default(),
             subscription_memory: Memory::default(),
             operator_key_namespaces: None,
+            fence: None,
         }
+    }
+
+    /// Whether this replica may write (to ngrok or to Kubernetes): it surely holds the leader
+    /// lease, or there is no leader election.
+    pub fn may_write(&self) -> bool {
+        self.fence.as_ref().is_none_or(LeaseFence::is_held)
     }
 
     /// Whether resources of `namespace` may use the operator-wide API key.

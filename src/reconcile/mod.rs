@@ -53,13 +53,21 @@ pub const FINALIZER: &str = "events.ngrok.io/cleanup";
 pub async fn reconcile<K: Managed>(resource: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = resource.namespace().unwrap_or_default();
     let span = tracing::info_span!("reconcile", kind = K::KIND, namespace = %namespace, name = %resource.name_any());
+    if !ctx.may_write() {
+        // A deposed (or not yet confirmed) leader starts nothing.
+        return Err(Error::NotLeader);
+    }
     let _timer = ctx.metrics.start_reconcile(K::KIND);
     let api = Api::<K>::namespaced(ctx.client.clone(), &namespace);
     let result = tracing::Instrument::instrument(
         finalizer(&api, FINALIZER, resource, |event| async {
             match event {
                 Finalizer::Apply(resource) => apply(resource.as_ref(), &ctx).await,
-                Finalizer::Cleanup(resource) => cleanup::cleanup(resource.as_ref(), &ctx).await,
+                Finalizer::Cleanup(resource) => {
+                    let done = cleanup::cleanup(resource.as_ref(), &ctx).await?;
+                    // The finalizer is removed next: only by the leader.
+                    ctx.may_write().then_some(done).ok_or(Error::NotLeader)
+                }
             }
         }),
         span,
@@ -93,7 +101,9 @@ async fn apply<K: Managed>(resource: &K, ctx: &Context) -> Result<Action> {
         let inputs = (resource.meta().generation, o.prepared.inputs_hash.clone());
         K::memory(ctx).with(&r.object_ref(), |entry| entry.refused = Some(inputs));
     }
-    if !matches!(outcome, Outcome::Unchanged) {
+    // A fenced replica writes no status either: the leader does.
+    let fenced = matches!(&outcome, Outcome::Failed(e) if e.is_fenced());
+    if !matches!(outcome, Outcome::Unchanged) && !fenced {
         let phase = match &outcome {
             Outcome::Ready => Phase::Ready,
             Outcome::Paused => Phase::Paused,
@@ -168,16 +178,17 @@ pub fn error_policy<K: Managed>(resource: Arc<K>, error: &Error, ctx: Arc<Contex
         entry.failures = entry.failures.saturating_add(1);
         entry.failures
     });
-    let queued = matches!(error, Error::CreateQueued);
+    // Waiting for another resource's create, or for the lease, is expected to end soon.
+    let queued = matches!(error, Error::CreateQueued) || error.is_fenced();
     let delay = if queued {
-        // Waiting for another resource's create is expected to end soon; retrying faster (but
-        // still backing off, in case that create is itself stuck) keeps such bursts short.
+        // Retrying faster (but still backing off, in case the wait is itself stuck) keeps
+        // such bursts short.
         backoff_delay(attempt, Duration::from_millis(200), Duration::from_secs(10))
     } else {
         backoff_delay(attempt, Duration::from_secs(1), Duration::from_secs(300))
     };
     if queued {
-        debug!(kind, namespace, name, retry_in = ?delay, "waiting for another create of the same content");
+        debug!(kind, namespace, name, reason = error.reason(), retry_in = ?delay, "waiting for another create of the same content, or for the leader lease");
     } else if error.waits_for_another_resource() {
         // That resource's changes trigger this one; the requeue is only a safety net.
         debug!(kind, namespace, name, reason = error.reason(), error = %error.message(), retry_in = ?delay, "waiting for another resource");

@@ -12,7 +12,7 @@ use tracing::warn;
 
 use super::{Context, Managed, ManagedStatus};
 use crate::conditions::{self, Phase};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Field manager of every status write (server-side apply).
 pub const FIELD_MANAGER: &str = "ngrok-events-operator";
@@ -67,6 +67,9 @@ impl<'a, K: Managed> Reconciliation<'a, K> {
         common.observed_generation = generation;
         if self.written.as_ref() == Some(&self.status) {
             return Ok(());
+        }
+        if !self.ctx.may_write() {
+            return Err(Error::NotLeader);
         }
         self.note_transition(&previous, phase);
         let api = Api::<K>::namespaced(

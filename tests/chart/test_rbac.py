@@ -151,7 +151,7 @@ RULES = [("neo-ngrok-events-operator", "events.ngrok.io", "eventdestinations", v
     *[("neo-ngrok-events-operator", "", "secrets", v) for v in ("get", "list", "watch")],
     *[("neo-ngrok-events-operator", "events.k8s.io", "events", v) for v in ("create", "patch")],
 ]
-# leases list + watch serve the standbys' watch for a prompt takeover (src/leader.rs); a single
+# leases list + watch serve the standbys' watch for a prompt takeover (src/leader/mod.rs); a single
 # uncontested replica acquires without them, so this scenario cannot show their need.
 LEASE_RULES = [("neo-ngrok-events-operator-leader-election", "coordination.k8s.io", "leases", v)
                for v in ("get", "create", "patch")]

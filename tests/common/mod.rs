@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 pub mod kind;
 pub mod process;
+pub mod proxy;
 pub mod webhook;
 
 use std::path::PathBuf;
@@ -133,6 +134,7 @@ impl Operator {
             instance: format!("test-{namespace}"),
             operator_key_namespace_selector: options.operator_key_namespace_selector,
             require_credentials_label: options.require_credentials_label,
+            fence: None,
         };
         let shutdown = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(ngrok_events_operator::controller::run(

@@ -70,8 +70,9 @@ pub struct OperatorProcess {
 }
 
 impl OperatorProcess {
-    /// Starts `ngrok-events-operator run` with JSON logs, the API rate limiter off, and
-    /// `--api-url`, `--namespace`, `--metrics-addr` from `spec`.
+    /// Starts `ngrok-events-operator run` with JSON logs, the API rate limiter off (unless
+    /// `extra_args` set `--api-rate-limit`), and `--api-url`, `--namespace`, `--metrics-addr`
+    /// from `spec`.
     pub fn spawn(spec: &Spec) -> Result<Self> {
         let stdout_path = spec.log_dir.join(format!("{}.stdout", spec.label));
         let stderr_path = spec.log_dir.join(format!("{}.stderr", spec.label));
@@ -85,8 +86,11 @@ impl OperatorProcess {
         command
             .args(["--api-url", &spec.api_url])
             .args(["--metrics-addr", &spec.metrics_addr.to_string()])
-            .args(["--log-format", "json"])
-            .args(["--api-rate-limit", "0"])
+            .args(["--log-format", "json"]);
+        if !spec.extra_args.iter().any(|arg| arg == "--api-rate-limit") {
+            command.args(["--api-rate-limit", "0"]);
+        }
+        command
             .args(&spec.extra_args)
             .env("NGROK_API_KEY", &spec.api_key)
             .env("KUBECONFIG", &spec.kubeconfig)

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::error::{ApiError, Error, Operation, Result};
+use crate::fence::{self, Fence, FenceReason};
 use crate::listing::Listed;
 use crate::secret::Secret;
 use crate::types::{
@@ -73,6 +74,9 @@ pub struct ClientConfig {
     pub max_retry_after: Duration,
     /// Told of every attempt (for metrics).
     pub observer: Option<Arc<dyn RequestObserver>>,
+    /// Bounds every call in time (leader election); `None`: calls are not fenced. See
+    /// [`crate::fence`].
+    pub fence: Option<Arc<dyn Fence>>,
     /// The `User-Agent` header: [`CLIENT_USER_AGENT`], after the product's own name and
     /// version when set with [`with_product`](Self::with_product), so that ngrok (and a
     /// person reading the account's audit log) can tell which program made a request.
@@ -95,6 +99,7 @@ impl fmt::Debug for ClientConfig {
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("max_retries", &self.max_retries)
             .field("observer", &self.observer.as_ref().map(|_| "set"))
+            .field("fence", &self.fence.as_ref().map(|_| "set"))
             .field("user_agent", &self.user_agent)
             .finish_non_exhaustive()
     }
@@ -115,6 +120,7 @@ impl ClientConfig {
             max_backoff: Duration::from_secs(10),
             max_retry_after: Duration::from_secs(60),
             observer: None,
+            fence: None,
             user_agent: CLIENT_USER_AGENT.to_owned(),
         }
     }
@@ -461,7 +467,8 @@ impl Client {
         let is_create = method == Method::POST;
         (|| self.attempt(&method, &url, resource, body.as_deref()))
             .retry(backoff)
-            .sleep(tokio::time::sleep)
+            // Cut short when the fence's deadline passes; the next attempt is then refused.
+            .sleep(fence::Sleep(config.fence.clone()))
             .when(|error| may_retry(is_create, error))
             .adjust(|error, delay| {
                 let delay = delay?;
@@ -487,8 +494,16 @@ impl Client {
         resource: &'static str,
         body: Option<&[u8]>,
     ) -> Result<Vec<u8>> {
+        self.admit(method, url, resource)?;
         if let Some(limiter) = &self.inner.limiter {
-            limiter.until_ready().await;
+            // Waited for as long as the fence holds, and the fence asked again after it.
+            tokio::select! {
+                () = limiter.until_ready() => {}
+                reason = fence::lapsed(self.inner.config.fence.clone()) => {
+                    return Err(fenced(method, url, resource, reason, false));
+                }
+            }
+            self.admit(method, url, resource)?;
         }
         let mut request = self.inner.http.request(method.clone(), url.clone());
         if let Some(body) = body {
@@ -497,7 +512,12 @@ impl Client {
                 .body(body.to_vec());
         }
         let started = Instant::now();
-        let result = self.exchange(request, method, url, resource).await;
+        let result = tokio::select! {
+            result = self.exchange(request, method, url, resource) => result,
+            reason = fence::lapsed(self.inner.config.fence.clone()) => {
+                Err(fenced(method, url, resource, reason, true))
+            }
+        };
         let elapsed = started.elapsed();
         let elapsed_ms = elapsed.as_millis() as u64;
         let status = match &result {
@@ -517,6 +537,15 @@ impl Client {
             observer.observe(method.as_str(), status, elapsed);
         }
         result.map(|(_, body)| body)
+    }
+
+    /// Whether the fence lets the request go now.
+    fn admit(&self, method: &Method, url: &Url, resource: &'static str) -> Result<()> {
+        let Some(fence) = self.inner.config.fence.as_deref() else {
+            return Ok(());
+        };
+        fence::admits(fence, *method != Method::GET)
+            .map_err(|reason| fenced(method, url, resource, reason, false))
     }
 
     async fn exchange(
@@ -557,6 +586,20 @@ fn operation(method: &Method, url: &Url, resource: &'static str) -> Operation {
     }
 }
 
+fn fenced(
+    method: &Method,
+    url: &Url,
+    resource: &'static str,
+    reason: FenceReason,
+    sent: bool,
+) -> Error {
+    Error::Fenced {
+        operation: operation(method, url, resource),
+        reason,
+        sent,
+    }
+}
+
 /// A transport failure: nothing sent (connect), or, for a create, an unknown outcome.
 fn classify_transport(is_create: bool, operation: Operation, source: reqwest::Error) -> Error {
     // Drop the URL: it is known from `operation` and need not be repeated in every message.
@@ -579,6 +622,8 @@ fn may_retry(is_create: bool, error: &Error) -> bool {
     match error {
         Error::Connect { .. } => true,
         Error::Api(api) if api.status == 429 => true,
+        // Refused or cut off by the fence: retrying within this call cannot help.
+        Error::Fenced { .. } => false,
         _ if is_create => false,
         _ => error.is_retryable(),
     }

@@ -6,6 +6,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::fence::FenceReason;
+
 /// What a caller should do about an [`Error`].
 ///
 /// | Failure                                                   | Class            |
@@ -170,6 +172,29 @@ pub enum Error {
     /// The client configuration is unusable (bad base URL, bad id).
     #[error("invalid ngrok client configuration: {0}")]
     Config(String),
+    /// The [fence](crate::Fence) stopped the call: it was not sent (`sent: false`), or it was
+    /// cut off at the deadline, answer unread (`sent: true`; a create may then exist).
+    #[error("{}", fenced_message(operation, *reason, *sent))]
+    Fenced {
+        operation: Operation,
+        reason: FenceReason,
+        sent: bool,
+    },
+}
+
+fn fenced_message(operation: &Operation, reason: FenceReason, sent: bool) -> String {
+    let why = match reason {
+        FenceReason::NotLeader => "this replica does not hold the leader lease",
+        FenceReason::LeaseExpiring => "the leader lease may run out before it could finish",
+    };
+    match (sent, operation.method) {
+        (false, _) => format!("{operation} was not sent: {why}"),
+        (true, "POST") => format!(
+            "{operation} was cut off unanswered ({why}): the outcome is unknown, the {} may exist",
+            operation.resource
+        ),
+        (true, _) => format!("{operation} was cut off unanswered: {why}"),
+    }
 }
 
 impl Error {
@@ -188,6 +213,13 @@ impl Error {
             }
             Self::InvalidResponse { .. } => ErrorClass::Transient,
             Self::Config(_) => ErrorClass::Terminal,
+            // A create cut off after sending may have happened.
+            Self::Fenced {
+                operation,
+                sent: true,
+                ..
+            } if operation.method == "POST" => ErrorClass::UnknownOutcome,
+            Self::Fenced { .. } => ErrorClass::Retryable,
         }
     }
 
@@ -238,6 +270,7 @@ impl Error {
             Self::UnknownOutcome { .. } => "UnknownOutcome",
             Self::InvalidResponse { .. } => "InvalidResponse",
             Self::Config(_) => "InvalidConfig",
+            Self::Fenced { reason, .. } => reason.as_str(),
         }
     }
 
@@ -262,6 +295,14 @@ impl Error {
     /// ngrok's operation id, if ngrok sent one.
     pub fn operation_id(&self) -> Option<&str> {
         self.api_error()?.operation_id.as_deref()
+    }
+
+    /// Why the fence stopped the call, if it did.
+    pub fn fence_reason(&self) -> Option<FenceReason> {
+        match self {
+            Self::Fenced { reason, .. } => Some(*reason),
+            _ => None,
+        }
     }
 
     /// How long ngrok asked us to wait (`Retry-After`).
@@ -419,5 +460,26 @@ mod tests {
         );
         assert_eq!(api_with(302, false).reason(), "Redirected");
         assert_eq!(api_with(403, false).reason(), "UnexpectedAnswer");
+    }
+
+    #[test]
+    fn a_fenced_create_cut_off_after_sending_has_an_unknown_outcome() {
+        let fenced = |method, sent| Error::Fenced {
+            operation: Operation {
+                method,
+                path: "/event_destinations".into(),
+                resource: "destination",
+            },
+            reason: FenceReason::LeaseExpiring,
+            sent,
+        };
+        assert_eq!(fenced("POST", true).class(), ErrorClass::UnknownOutcome);
+        assert_eq!(fenced("POST", false).class(), ErrorClass::Retryable);
+        assert_eq!(fenced("PATCH", true).class(), ErrorClass::Retryable);
+        assert_eq!(fenced("POST", false).reason(), "LeaseExpiring");
+        assert_eq!(
+            fenced("POST", false).to_string(),
+            "POST /event_destinations was not sent: the leader lease may run out before it could finish"
+        );
     }
 }

@@ -33,10 +33,13 @@
 //! - A list call parses each object on its own: one that does not parse is reported in
 //!   [`Listed::unreadable`] (by id) and the others are returned, so that one object of a shape
 //!   this client does not know cannot hide the rest of the account.
+//! - With a [`Fence`] ([`ClientConfig::fence`]), every call ends by the fence's deadline:
+//!   see [`fence`].
 //! - Which failures are the request's fault and which are not: see [`ErrorClass`].
 
 pub mod client;
 pub mod error;
+pub mod fence;
 pub mod listing;
 pub mod secret;
 pub mod text;
@@ -47,5 +50,6 @@ pub use client::{
     RequestObserver,
 };
 pub use error::{ApiError, Error, ErrorClass, Operation, Result};
+pub use fence::{Fence, FenceReason};
 pub use listing::{Listed, Unreadable};
 pub use secret::Secret;

@@ -1,57 +1,56 @@
 //! Leader election over a `coordination.k8s.io/v1` Lease, so that of several replicas exactly
-//! one reconciles while the others wait as hot standbys.
+//! one reconciles while the others wait as hot standbys, and a fence ([`LeaseFence`]) that
+//! keeps the leader's ngrok calls inside the time it is sure to hold the lease.
 //!
-//! Acquiring and renewing the lease is done by [`kube_lease_manager`] (server-side apply with a
-//! field manager per identity, so two candidates can never both acquire it). This module adds
-//! what a controller needs around it:
+//! Acquiring, renewing and releasing the lease is done by [`kube_lease_manager`]'s
+//! [`LeaseManager::watch`] (server-side apply with a field manager per identity, so two
+//! candidates can never both acquire it; the leader renews every half lease duration). This
+//! module adds what a controller needs around it:
 //!
 //! - **Prompt takeover.** A standby of `kube_lease_manager` sleeps until the lease it last saw
 //!   expires, even when the holder released it right away. Standbys here also watch the Lease
 //!   and start over as soon as it has no holder, so a rolling update hands over in well under
 //!   a second instead of a lease duration.
-//! - **Loss detection independent of the API server's answers.** The leader counts as such only
-//!   while it observes its own renewals: if `kube_lease_manager` reports another holder, or no
-//!   renewal of ours has been seen for a whole lease duration (API server unreachable, renewals
-//!   failing or hanging), the lease is considered lost, since another replica may take it from
-//!   then on.
-//! - **Release on exit** with an optimistic-concurrency precondition, so releasing never
-//!   clears a lease someone else already took.
+//! - **Fencing and loss detection on this replica's own clock.** The leader counts as such
+//!   only until its fence runs out (see [`fence`]): if `kube_lease_manager` reports another
+//!   holder, or no renewal was confirmed in time (API server unreachable, renewals failing or
+//!   hanging), the lease is lost.
 //!
 //! Needs RBAC on `leases` in the lease's namespace: `get`, `list`, `watch`, `create`, `patch`.
 
+pub mod fence;
+
 use std::future::Future;
 use std::pin::pin;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow};
+use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use rand::Rng;
 use rand::distr::Alphanumeric;
-use tokio::time::Instant;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+pub use self::fence::LeaseFence;
 use crate::metrics::Metrics;
 
 /// Default lease duration: how long a crashed leader blocks its successor.
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
-
-/// Field manager of the release patch (acquisition and renewal use one per identity).
-const RELEASE_FIELD_MANAGER: &str = "ngrok-events-operator-leader-election";
 
 /// Upper bounds on the time spent releasing the lease when stopping: after working, and on a
 /// shutdown while standing by (where there is rarely anything to release).
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 const STANDBY_RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Retry delays after failing API calls while waiting or renewing.
+/// Retry delays after failing to read the Lease while standing by.
 const MIN_RETRY_DELAY: Duration = Duration::from_millis(500);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
@@ -65,6 +64,7 @@ pub struct LeaderElection {
     lease_name: String,
     identity: String,
     lease_duration: Duration,
+    fence: LeaseFence,
 }
 
 impl std::fmt::Debug for LeaderElection {
@@ -75,6 +75,32 @@ impl std::fmt::Debug for LeaderElection {
             .field("identity", &self.identity)
             .field("lease_duration", &self.lease_duration)
             .finish_non_exhaustive()
+    }
+}
+
+/// The lease manager's background task while it runs: `held` says whether this candidate
+/// holds the lease.
+struct Manager {
+    held: watch::Receiver<bool>,
+    task: JoinHandle<kube_lease_manager::Result<LeaseManager>>,
+}
+
+impl Manager {
+    /// Stops the manager; it releases the lease if this candidate holds it. Waits `within`
+    /// at most. `Ok(())` once released or nothing to release.
+    async fn stop(self, within: Duration) -> anyhow::Result<()> {
+        let Manager { held, mut task } = self;
+        // Closing the channel is what tells the manager's task to release and end.
+        drop(held);
+        match tokio::time::timeout(within, &mut task).await {
+            Ok(Ok(Ok(_manager))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(e.into()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => {
+                task.abort();
+                anyhow::bail!("releasing the leader lease timed out")
+            }
+        }
     }
 }
 
@@ -93,13 +119,17 @@ impl LeaderElection {
             lease_name: lease_name.into(),
             identity: identity.into(),
             lease_duration: DEFAULT_LEASE_DURATION,
+            fence: LeaseFence::new(DEFAULT_LEASE_DURATION),
         }
     }
 
     /// How long the lease stays valid after the last renewal, in whole seconds, at least 2 s.
-    /// The leader renews it when a third of it (at least 1 s) is left.
+    /// The leader renews it every half of it; its fence ends a third of it before the lease
+    /// could expire.
     pub fn with_lease_duration(mut self, lease_duration: Duration) -> Self {
         self.lease_duration = lease_duration;
+        self.fence
+            .set_lease_duration(Duration::from_secs(lease_duration.as_secs()));
         self
     }
 
@@ -107,11 +137,18 @@ impl LeaderElection {
         &self.identity
     }
 
+    /// The fence of this candidate: closed until it leads, then open as long as it is sure to
+    /// hold the lease. Hand it to every ngrok client ([`ngrok_api::ClientConfig::fence`]).
+    pub fn fence(&self) -> LeaseFence {
+        self.fence.clone()
+    }
+
     /// Waits as a standby until this candidate holds the lease, then runs `work` and returns
     /// its result once it finished.
     ///
     /// - `work` gets a token that is cancelled when `shutdown` is, or when the lease is lost;
-    ///   it must then wind down and return.
+    ///   it must then wind down and return. The [fence](Self::fence) is open while `work` may
+    ///   act, and closes for good when the lease is lost or `work` returns.
     /// - When `work` returns, the lease is released at once, so a standby takes over
     ///   immediately rather than after the lease expires.
     /// - `shutdown` while standing by returns `Ok(())` promptly, without running `work`.
@@ -131,13 +168,11 @@ impl LeaderElection {
         F: FnOnce(CancellationToken) -> Fut,
         Fut: Future<Output = anyhow::Result<()>>,
     {
-        let duration_secs = self.lease_duration.as_secs();
         anyhow::ensure!(
-            duration_secs >= 2,
+            self.lease_duration.as_secs() >= 2,
             "the lease duration must be at least 2 s, got {:?}",
             self.lease_duration
         );
-        let lease_duration = Duration::from_secs(duration_secs);
         let set_leader = |leader: bool| {
             if let Some(metrics) = &metrics {
                 metrics.set_leader(leader);
@@ -146,42 +181,42 @@ impl LeaderElection {
         set_leader(false);
 
         let api = Api::<Lease>::namespaced(self.client.clone(), &self.namespace);
-        let mut lease_events: LeaseEvents = watcher::watch_object(api.clone(), &self.lease_name)
+        let mut lease_events: LeaseEvents = watcher::watch_object(api, &self.lease_name)
             .default_backoff()
             .boxed();
+        // The lease manager's requests go through a client that tells the fence when each
+        // renewal was sent.
+        let lease_path = format!(
+            "/apis/coordination.k8s.io/v1/namespaces/{}/leases/{}",
+            self.namespace, self.lease_name
+        );
+        let client = fence::stamping_client(
+            self.client.clone(),
+            lease_path,
+            self.identity.clone(),
+            self.fence.clone(),
+        );
 
-        let Some(manager) = self.acquire(&shutdown, &mut lease_events).await else {
-            // An acquisition may have been in flight when shutdown came; don't leave the
-            // lease to expire in that case.
-            if let Err(e) = self.release(&api, STANDBY_RELEASE_TIMEOUT).await {
-                debug!(error = %format!("{e:#}"), "releasing the leader lease on shutdown failed");
-            }
+        let Some(mut manager) = self.acquire(&client, &shutdown, &mut lease_events).await else {
             return Ok(());
         };
+        drop(lease_events);
         info!(
             lease = %self.lease_name, identity = %self.identity,
             "acquired the leader lease, starting work"
         );
+        self.fence.open();
         set_leader(true);
 
         let token = shutdown.child_token();
-        let (result, lost) = self
-            .lead(
-                &manager,
-                &mut lease_events,
-                lease_duration,
-                token.clone(),
-                work(token),
-            )
-            .await;
+        let (result, lost) = self.lead(&mut manager, token.clone(), work(token)).await;
+        self.fence.close();
         set_leader(false);
-        drop(manager);
 
         match lost {
             None => {
-                match self.release(&api, RELEASE_TIMEOUT).await {
-                    Ok(true) => info!(lease = %self.lease_name, "released the leader lease"),
-                    Ok(false) => {}
+                match manager.stop(RELEASE_TIMEOUT).await {
+                    Ok(()) => info!(lease = %self.lease_name, "released the leader lease"),
                     Err(e) => warn!(
                         lease = %self.lease_name, error = %format!("{e:#}"),
                         "cannot release the leader lease; a successor takes over once it expires"
@@ -190,7 +225,9 @@ impl LeaderElection {
                 result
             }
             Some(reason) => {
-                let lost = anyhow!(
+                // Not the holder any more, or not sure to be: nothing to release.
+                manager.task.abort();
+                let lost = anyhow::anyhow!(
                     "lost the leader lease {}/{}: {reason}",
                     self.namespace,
                     self.lease_name
@@ -209,30 +246,40 @@ impl LeaderElection {
     /// Stands by until this candidate holds the lease (`Some`) or `shutdown` fires (`None`).
     async fn acquire(
         &self,
+        client: &kube::Client,
         shutdown: &CancellationToken,
         lease_events: &mut LeaseEvents,
-    ) -> Option<LeaseManager> {
-        let mut retry = RetryDelay::default();
+    ) -> Option<Manager> {
+        let retry = ExponentialBuilder::default()
+            .with_min_delay(MIN_RETRY_DELAY)
+            .with_max_delay(MAX_RETRY_DELAY)
+            .without_max_times()
+            .with_jitter();
         loop {
             // A fresh manager reads the Lease anew; an existing one would keep sleeping until
             // the lease it last saw expires.
+            let build = (|| self.lease_manager(client))
+                .retry(retry)
+                .notify(|e, delay| {
+                    warn!(
+                        lease = %self.lease_name, error = %e, delay_ms = delay.as_millis() as u64,
+                        "cannot read the leader lease, retrying"
+                    )
+                });
             let manager = tokio::select! {
                 _ = shutdown.cancelled() => return None,
-                manager = self.lease_manager() => manager,
+                manager = build => manager,
             };
             let manager = match manager {
                 Ok(manager) => manager,
+                // Retried without limit, so this does not happen.
                 Err(e) => {
-                    warn!(
-                        lease = %self.lease_name, error = %e,
-                        "cannot read the leader lease, retrying"
-                    );
-                    if retry.wait(shutdown).await.is_err() {
-                        return None;
-                    }
+                    warn!(lease = %self.lease_name, error = %e, "cannot read the leader lease");
                     continue;
                 }
             };
+            let (held, task) = manager.watch().await;
+            let mut manager = Manager { held, task };
             let released = async {
                 while let Some(event) = lease_events.next().await {
                     match event {
@@ -246,38 +293,50 @@ impl LeaderElection {
                 // The watch never ends; should it, fall back on the lease manager alone.
                 std::future::pending::<()>().await
             };
-            tokio::select! {
+            enum Standby {
+                Shutdown,
+                Acquired,
+                ManagerStopped,
+                Released,
+            }
+            let outcome = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return None,
-                acquired = manager.changed() => match acquired {
-                    Ok(true) => return Some(manager),
-                    // Not a holder before, so "changed" can only mean acquired; start over.
-                    Ok(false) => {}
-                    Err(e) => {
-                        warn!(
-                            lease = %self.lease_name, error = %e,
-                            "cannot acquire the leader lease, retrying"
-                        );
-                        if retry.wait(shutdown).await.is_err() {
-                            return None;
-                        }
-                    }
+                _ = shutdown.cancelled() => Standby::Shutdown,
+                acquired = manager.held.wait_for(|held| *held) => match acquired {
+                    Ok(_) => Standby::Acquired,
+                    Err(_) => Standby::ManagerStopped,
                 },
-                () = released => {
+                () = released => Standby::Released,
+            };
+            match outcome {
+                Standby::Acquired => return Some(manager),
+                Standby::Shutdown => {
+                    // An acquisition may have been in flight; don't leave the lease to expire.
+                    if let Err(e) = manager.stop(STANDBY_RELEASE_TIMEOUT).await {
+                        debug!(error = %format!("{e:#}"), "releasing the leader lease on shutdown failed");
+                    }
+                    return None;
+                }
+                // The manager's task retries errors itself, so it ended by panicking.
+                Standby::ManagerStopped => {
+                    warn!(lease = %self.lease_name, "the lease manager stopped, starting over")
+                }
+                Standby::Released => {
                     debug!(lease = %self.lease_name, "leader lease has no holder, trying to take it");
-                    retry.reset();
+                    if let Err(e) = manager.stop(STANDBY_RELEASE_TIMEOUT).await {
+                        debug!(error = %format!("{e:#}"), "stopping the standby's lease manager failed");
+                    }
                 }
             }
         }
     }
 
-    /// Runs `work` while keeping the lease renewed. Returns `work`'s result and, if the lease
-    /// was lost on the way, why.
+    /// Runs `work` while the lease manager keeps the lease renewed. Returns `work`'s result
+    /// and, if the lease was lost on the way, why. On losing it, the fence closes and `token`
+    /// is cancelled at once.
     async fn lead<Fut>(
         &self,
-        manager: &LeaseManager,
-        lease_events: &mut LeaseEvents,
-        lease_duration: Duration,
+        manager: &mut Manager,
         token: CancellationToken,
         work: Fut,
     ) -> (anyhow::Result<()>, Option<String>)
@@ -285,112 +344,57 @@ impl LeaderElection {
         Fut: Future<Output = anyhow::Result<()>>,
     {
         let mut work = pin!(work);
-        // `changed()` renews the lease in the background of its future and returns when this
-        // candidate is no longer the holder; errors are retried (the deadline below bounds
-        // how long that may go on).
-        let mut renewal = pin!(async {
-            let mut retry = RetryDelay::default();
-            loop {
-                match manager.changed().await {
-                    Ok(true) => retry.reset(),
-                    Ok(false) => return "another candidate holds it".to_string(),
-                    Err(e) => {
-                        warn!(lease = %self.lease_name, error = %e, "renewing the leader lease failed, retrying");
-                        tokio::time::sleep(retry.next()).await;
-                    }
-                }
-            }
-        });
-        // The lease was just acquired or renewed; each renewal we observe extends it.
-        let mut valid_until = Instant::now() + lease_duration;
-        let mut last_renewal: Option<Timestamp> = None;
         let mut lost: Option<String> = None;
-        let mut events_open = true;
+        let lose = |reason: String| {
+            warn!(lease = %self.lease_name, %reason, "lost the leader lease, stopping work");
+            self.fence.close();
+            token.cancel();
+            Some(reason)
+        };
         loop {
+            // Renewals move the fence on without waking this loop: it is read again when the
+            // instant it said has come.
+            let fence_ends = self.fence.valid_until().unwrap_or_else(Instant::now);
             tokio::select! {
                 result = &mut work => return (result, lost),
-                reason = &mut renewal, if lost.is_none() => {
-                    warn!(lease = %self.lease_name, %reason, "lost the leader lease, stopping work");
-                    lost = Some(reason);
-                    token.cancel();
-                }
-                event = lease_events.next(), if lost.is_none() && events_open => match event {
-                    Some(Ok(Some(lease))) => {
-                        let spec = lease.spec.unwrap_or_default();
-                        let renewed = spec.renew_time.map(|t| t.0);
-                        if spec.holder_identity.as_deref() == Some(self.identity.as_str())
-                            && renewed.is_some()
-                            && renewed > last_renewal
-                        {
-                            last_renewal = renewed;
-                            valid_until = Instant::now() + lease_duration;
-                        }
+                changed = manager.held.changed(), if lost.is_none() => {
+                    let held = changed.is_ok() && *manager.held.borrow_and_update();
+                    if !held {
+                        let reason = match changed {
+                            Ok(()) => "another candidate holds it",
+                            Err(_) => "the lease manager stopped",
+                        };
+                        lost = lose(reason.to_string());
                     }
-                    Some(Ok(None)) => {}
-                    Some(Err(e)) => debug!(error = %e, "watching the leader lease failed, retrying"),
-                    None => events_open = false,
-                },
-                () = tokio::time::sleep_until(valid_until), if lost.is_none() => {
-                    let reason = format!("no renewal observed for {lease_duration:?}");
-                    warn!(lease = %self.lease_name, %reason, "lost the leader lease, stopping work");
-                    lost = Some(reason);
-                    token.cancel();
+                }
+                () = tokio::time::sleep_until(fence_ends.into()), if lost.is_none() => {
+                    if !self.fence.is_held() {
+                        lost = lose(format!(
+                            "no renewal confirmed within {:?}",
+                            self.lease_duration - self.fence.margin()
+                        ));
+                    }
                 }
             }
         }
     }
 
-    async fn lease_manager(&self) -> kube_lease_manager::Result<LeaseManager> {
+    async fn lease_manager(
+        &self,
+        client: &kube::Client,
+    ) -> kube_lease_manager::Result<LeaseManager> {
         let duration = self.lease_duration.as_secs();
-        LeaseManagerBuilder::new(self.client.clone(), &self.lease_name)
+        LeaseManagerBuilder::new(client.clone(), &self.lease_name)
             .with_namespace(&self.namespace)
             .with_identity(&self.identity)
             // Field manager stays the crate's per-identity default: acquisition relies on
             // server-side apply conflicts between distinct field managers.
             .with_duration(duration)
-            .with_grace((duration / 3).max(1))
+            // Renew every half lease duration: the fence (D − D/3) then leaves D/6 for a
+            // renewal's retries.
+            .with_grace((duration / 2).max(1))
             .build()
             .await
-    }
-
-    /// Clears the lease if this candidate holds it, conditional on the version read so that a
-    /// lease taken by another candidate meanwhile is left alone. `Ok(true)` if released.
-    async fn release(&self, api: &Api<Lease>, within: Duration) -> anyhow::Result<bool> {
-        tokio::time::timeout(within, async {
-            // A conflict means the lease changed between read and write: read it again.
-            for _ in 0..3 {
-                let Some(lease) = api.get_opt(&self.lease_name).await? else {
-                    return Ok(false);
-                };
-                if holder(&lease) != Some(self.identity.as_str()) {
-                    return Ok(false);
-                }
-                let patch = serde_json::json!({
-                    "metadata": { "resourceVersion": lease.metadata.resource_version },
-                    "spec": {
-                        "holderIdentity": null,
-                        "acquireTime": null,
-                        "renewTime": null,
-                        "leaseDurationSeconds": null,
-                    },
-                });
-                let params = PatchParams {
-                    field_manager: Some(RELEASE_FIELD_MANAGER.into()),
-                    ..Default::default()
-                };
-                match api
-                    .patch(&self.lease_name, &params, &Patch::Merge(&patch))
-                    .await
-                {
-                    Ok(_) => return Ok(true),
-                    Err(kube::Error::Api(e)) if e.code == 409 => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Err(anyhow!("the lease kept changing while releasing it"))
-        })
-        .await
-        .context("releasing the leader lease timed out")?
     }
 }
 
@@ -418,39 +422,6 @@ pub fn default_identity() -> String {
     format!("{base}-{suffix}")
 }
 
-/// Exponential delay between retries of failing API calls.
-struct RetryDelay {
-    next: Duration,
-}
-
-impl Default for RetryDelay {
-    fn default() -> Self {
-        RetryDelay {
-            next: MIN_RETRY_DELAY,
-        }
-    }
-}
-
-impl RetryDelay {
-    fn next(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(MAX_RETRY_DELAY);
-        delay
-    }
-
-    fn reset(&mut self) {
-        self.next = MIN_RETRY_DELAY;
-    }
-
-    /// Sleeps for the next delay; `Err` if `shutdown` fired first.
-    async fn wait(&mut self, shutdown: &CancellationToken) -> Result<(), ()> {
-        tokio::select! {
-            _ = shutdown.cancelled() => Err(()),
-            () = tokio::time::sleep(self.next()) => Ok(()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,18 +440,5 @@ mod tests {
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         );
         assert!(a.len() <= 70);
-    }
-
-    #[test]
-    fn retry_delay_grows_to_a_cap_and_resets() {
-        let mut retry = RetryDelay::default();
-        assert_eq!(retry.next(), MIN_RETRY_DELAY);
-        assert_eq!(retry.next(), MIN_RETRY_DELAY * 2);
-        for _ in 0..20 {
-            retry.next();
-        }
-        assert_eq!(retry.next(), MAX_RETRY_DELAY);
-        retry.reset();
-        assert_eq!(retry.next(), MIN_RETRY_DELAY);
     }
 }
