@@ -35,7 +35,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Error as FinalizerError, Event as Finalizer, finalizer};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 pub use managed::{Managed, ManagedStatus, Prepared, RemoteObject};
 pub use memory::{Context, Memory, RefusedInputs, Remembered};
@@ -187,8 +187,11 @@ pub fn error_policy<K: Managed>(resource: Arc<K>, error: &Error, ctx: Arc<Contex
     } else {
         backoff_delay(attempt, Duration::from_secs(1), Duration::from_secs(300))
     };
-    if queued {
-        debug!(kind, namespace, name, reason = error.reason(), retry_in = ?delay, "waiting for another create of the same content, or for the leader lease");
+    if error.is_fenced() {
+        // Around a slow renewal of the lease, or on a replica that lost it.
+        info!(kind, namespace, name, reason = error.reason(), retry_in = ?delay, "waiting for the leader lease");
+    } else if queued {
+        debug!(kind, namespace, name, retry_in = ?delay, "waiting for another create of the same content");
     } else if error.waits_for_another_resource() {
         // That resource's changes trigger this one; the requeue is only a safety net.
         debug!(kind, namespace, name, reason = error.reason(), error = %error.message(), retry_in = ?delay, "waiting for another resource");

@@ -138,6 +138,8 @@ pub async fn remote<K: Managed>(
         Read::Object(id) => match K::get(account, &id).await {
             Ok(remote) => Seen::Found(remote),
             Err(e) if e.is_not_found() => Seen::Gone { elsewhere: None },
+            // The object is there, in a shape this client cannot read.
+            Err(ngrok_api::Error::InvalidResponse { detail, .. }) => Seen::Unreadable(detail),
             Err(e) => return Err(e.into()),
         },
         Read::Listing(id) => {
