@@ -163,7 +163,7 @@ async fn a_ready_resource_never_flaps_back_to_creating() {
         op.wait_ready::<EventDestination>(name).await;
     }
     watch.abort();
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     for name in &names {
         let reasons = &seen[name];
         let first_ready = reasons.iter().position(|r| r.starts_with("True:")).unwrap();
