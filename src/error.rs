@@ -13,12 +13,12 @@ pub enum Error {
     #[error("Secret {name:?} does not exist in this namespace")]
     SecretNotFound { name: String },
 
-    /// Only Secrets labelled for it may be referenced (see [`crate::secrets::CREDENTIALS_LABEL`]):
+    /// Only Secrets labelled for it may be referenced (see [`crate::crd::CREDENTIALS_LABEL`]):
     /// otherwise the right to create a resource would be the right to send any Secret of the
     /// namespace to ngrok.
     #[error(
         "Secret {name:?} is not labelled for use by ngrok resources; if it is meant for them, label it: kubectl label secret {name} -n {namespace} {label}=true",
-        label = crate::secrets::CREDENTIALS_LABEL
+        label = crate::crd::CREDENTIALS_LABEL
     )]
     SecretNotLabeled { name: String, namespace: String },
 

@@ -22,8 +22,7 @@ use ngrok_api::Secret;
 use crate::crd::SecretKeyRef;
 use crate::error::{Error, Result};
 
-/// The label that makes a Secret usable by this operator's resources (value `"true"`).
-pub const CREDENTIALS_LABEL: &str = "events.ngrok.io/credentials";
+pub use crate::crd::CREDENTIALS_LABEL;
 
 /// The label selector of the Secrets resources may use.
 pub fn credentials_selector() -> String {

@@ -27,6 +27,8 @@ pub const PAUSED_ANNOTATION: &str = "events.ngrok.io/paused";
 /// Annotation: `observe` reads the ngrok object and reports in `status.drift` what managing it
 /// would change, writing nothing to ngrok; `manage` (the default) manages it.
 pub const MANAGEMENT_ANNOTATION: &str = "events.ngrok.io/management";
+/// Label: `"true"` makes a Secret usable by this operator's resources (see `secrets`).
+pub const CREDENTIALS_LABEL: &str = "events.ngrok.io/credentials";
 /// Annotation: this resource's drift-check interval (`30s`, `5m`), instead of `--drift-interval`.
 pub const DRIFT_INTERVAL_ANNOTATION: &str = "events.ngrok.io/drift-interval";
 

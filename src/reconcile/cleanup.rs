@@ -53,6 +53,13 @@ async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> 
     if let Some(why) = kept_because(resource) {
         if let Some(id) = &id {
             info!(%id, why, "leaving the {} in ngrok", K::NOUN);
+            // No longer this operator's to check.
+            let account = K::memory(r.ctx)
+                .get(&r.object_ref(), |entry| entry.account.clone())
+                .flatten();
+            if let Some(account) = account {
+                account.forget(id);
+            }
             r.event(
                 EventType::Normal,
                 "Retained",
