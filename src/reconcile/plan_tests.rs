@@ -266,7 +266,10 @@ fn observing_without_an_object_is_invalid() {
         mode: Mode::Observe,
         ..facts(&s, &p)
     };
-    assert_eq!(quiet_outcome(&f), row("False", "False", "True", "InvalidSpec"));
+    assert_eq!(
+        quiet_outcome(&f),
+        row("False", "False", "True", "InvalidSpec")
+    );
 }
 
 #[test]
