@@ -103,16 +103,18 @@ async fn apply<K: Managed>(resource: &K, ctx: &Context) -> Result<Action> {
     }
     // A fenced replica writes no status either: the leader does.
     let fenced = matches!(&outcome, Outcome::Failed(e) if e.is_fenced());
-    if !matches!(outcome, Outcome::Unchanged) && !fenced {
-        let phase = match &outcome {
-            Outcome::Ready => Phase::Ready,
-            Outcome::Paused => Phase::Paused,
-            Outcome::Observing(drift) => Phase::Observing {
-                differences: drift.iter().map(|d| d.path.clone()).collect(),
-            },
-            Outcome::Failed(error) => Phase::Failed(error),
-            Outcome::Unchanged => unreachable!("handled above"),
-        };
+    let phase = match &outcome {
+        // ngrok refused exactly this before: the Stalled status stays as it is.
+        Outcome::Unchanged => None,
+        _ if fenced => None,
+        Outcome::Ready => Some(Phase::Ready),
+        Outcome::Paused => Some(Phase::Paused),
+        Outcome::Observing(drift) => Some(Phase::Observing {
+            differences: drift.iter().map(|d| d.path.clone()).collect(),
+        }),
+        Outcome::Failed(error) => Some(Phase::Failed(error)),
+    };
+    if let Some(phase) = phase {
         let written = r.write_status(&phase).await;
         r.publish_events().await;
         written?;
