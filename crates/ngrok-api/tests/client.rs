@@ -8,26 +8,18 @@ use ngrok_api::{CLIENT_USER_AGENT, Client, ClientConfig, Error, ErrorClass, Secr
 use ngrok_api_emulator::{Emulator, EmulatorHandle, FaultsUpdate, codes};
 use serde_json::json;
 
+mod common;
+
 const KEY: &str = "test-api-key";
 
 async fn emulator() -> EmulatorHandle {
-    Emulator::builder()
-        .api_key(KEY)
-        .rate_limit_per_minute(0)
-        .spawn()
-        .await
-        .unwrap()
+    common::emulator(KEY).await
 }
 
 /// A client with the limiter off and quick retries, unless a test says otherwise.
 fn config(emulator: &EmulatorHandle) -> ClientConfig {
-    let mut config = ClientConfig::new(Secret::new(KEY))
-        .with_base_url(&emulator.base_url())
-        .unwrap();
-    config.rate_limit_per_minute = 0;
+    let mut config = common::quick_config(emulator, KEY);
     config.max_retries = 3;
-    config.min_backoff = Duration::from_millis(5);
-    config.max_backoff = Duration::from_millis(20);
     config
 }
 

@@ -5,8 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ngrok_api::types::*;
-use ngrok_api::{Client, ClientConfig, ErrorClass, Fence, FenceReason, Secret};
-use ngrok_api_emulator::{Emulator, EmulatorHandle, FaultsUpdate};
+use ngrok_api::{Client, ClientConfig, ErrorClass, Fence, FenceReason};
+use ngrok_api_emulator::{EmulatorHandle, FaultsUpdate};
+
+mod common;
 
 const KEY: &str = "test-api-key";
 
@@ -40,12 +42,7 @@ impl Fence for Lease {
 }
 
 async fn emulator() -> EmulatorHandle {
-    Emulator::builder()
-        .api_key(KEY)
-        .rate_limit_per_minute(0)
-        .spawn()
-        .await
-        .unwrap()
+    common::emulator(KEY).await
 }
 
 fn client(
@@ -53,12 +50,7 @@ fn client(
     lease: &Lease,
     configure: impl FnOnce(&mut ClientConfig),
 ) -> Client {
-    let mut config = ClientConfig::new(Secret::new(KEY))
-        .with_base_url(&emulator.base_url())
-        .unwrap();
-    config.rate_limit_per_minute = 0;
-    config.min_backoff = Duration::from_millis(5);
-    config.max_backoff = Duration::from_millis(20);
+    let mut config = common::quick_config(emulator, KEY);
     config.fence = Some(Arc::new(lease.clone()));
     configure(&mut config);
     Client::new(config).unwrap()

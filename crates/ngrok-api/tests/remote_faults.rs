@@ -2,34 +2,24 @@
 //! contract: an object of a shape this client does not know, a malformed body, a redirect, a
 //! proxy's error page. And the account identity read from `GET /api_keys`.
 
-use std::time::Duration;
-
 use ngrok_api::types::*;
-use ngrok_api::{Client, ClientConfig, ErrorClass, Secret};
+use ngrok_api::{Client, ErrorClass};
 use ngrok_api_emulator::{Emulator, EmulatorHandle, ScriptedAnswer, Spoiled};
 use serde_json::json;
+
+mod common;
 
 const KEY: &str = "remote-faults-key";
 const DESTINATIONS: &str = "event_destinations";
 const SUBSCRIPTIONS: &str = "event_subscriptions";
 
 async fn emulator() -> EmulatorHandle {
-    Emulator::builder()
-        .api_key(KEY)
-        .rate_limit_per_minute(0)
-        .spawn()
-        .await
-        .unwrap()
+    common::emulator(KEY).await
 }
 
 fn client_with(emulator: &EmulatorHandle, key: &str) -> Client {
-    let mut config = ClientConfig::new(Secret::new(key))
-        .with_base_url(&emulator.base_url())
-        .unwrap();
-    config.rate_limit_per_minute = 0;
+    let mut config = common::quick_config(emulator, key);
     config.max_retries = 2;
-    config.min_backoff = Duration::from_millis(5);
-    config.max_backoff = Duration::from_millis(20);
     Client::new(config).unwrap()
 }
 
