@@ -99,6 +99,7 @@ struct MetricFamilies {
     ngrok_requests: Family<RequestLabels, Counter>,
     ngrok_request_duration: HistogramFamily<MethodLabels>,
     time_to_first_ready: HistogramFamily<KindLabels>,
+    drift_checks: Family<KindLabels, Counter>,
     leader: Gauge,
     events: Family<EventLabels, Counter>,
     resource_states: Arc<ResourceStates>,
@@ -129,6 +130,7 @@ impl Metrics {
             ngrok_requests: Family::default(),
             ngrok_request_duration: Family::new_with_constructor(ngrok_request_histogram),
             time_to_first_ready: Family::new_with_constructor(first_ready_histogram),
+            drift_checks: Family::default(),
             leader: Gauge::default(),
             events: Family::default(),
             resource_states: Arc::default(),
@@ -160,6 +162,11 @@ impl Metrics {
             "Time from a resource's creation to its first Ready condition",
             Unit::Seconds,
             inner.time_to_first_ready.clone(),
+        );
+        registry.register(
+            "drift_checks",
+            "Resources compared with the account's shared listing on a drift pass",
+            inner.drift_checks.clone(),
         );
         registry.register(
             "leader",
@@ -250,6 +257,14 @@ impl Metrics {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         sources.insert(kind, Box::new(states));
+    }
+
+    /// Counts one resource of `kind` compared with its account's listing on a drift pass.
+    pub fn drift_checked(&self, kind: &'static str) {
+        self.inner
+            .drift_checks
+            .get_or_create(&KindLabels { kind })
+            .inc();
     }
 
     /// Sets the `leader` gauge: whether this replica holds the leader lease.
@@ -385,6 +400,7 @@ mod tests {
         metrics.ngrok_request("GET", Some(304), Duration::from_millis(20));
         metrics.ngrok_request("PATCH", None, Duration::from_secs(10));
         metrics.first_ready("EventDestination", 1.5);
+        metrics.drift_checked("EventDestination");
         metrics.set_leader(true);
         metrics.event_published("EventDestination", "Created");
         metrics.register_resource_states("EventDestination", || {
@@ -409,6 +425,7 @@ mod tests {
             r#"ngrok_events_operator_time_to_first_ready_seconds_bucket{le="2.5",kind="EventDestination"} 1"#,
             r#"ngrok_events_operator_time_to_first_ready_seconds_bucket{le="1.0",kind="EventDestination"} 0"#,
             r#"ngrok_events_operator_time_to_first_ready_seconds_bucket{le="600.0",kind="EventDestination"} 1"#,
+            r#"ngrok_events_operator_drift_checks_total{kind="EventDestination"} 1"#,
             "ngrok_events_operator_leader 1",
             r#"ngrok_events_operator_events_total{kind="EventDestination",reason="Created"} 1"#,
             r#"ngrok_events_operator_resources{kind="EventDestination",state="ready"} 3"#,
@@ -431,6 +448,7 @@ mod tests {
                 "ngrok_events_operator_time_to_first_ready_seconds",
                 "histogram",
             ),
+            ("ngrok_events_operator_drift_checks", "counter"),
             ("ngrok_events_operator_leader", "gauge"),
             ("ngrok_events_operator_events", "counter"),
             ("ngrok_events_operator_resources", "gauge"),

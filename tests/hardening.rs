@@ -116,10 +116,16 @@ async fn an_idle_drift_pass_over_250_resources_costs_three_list_calls() {
     .unwrap();
     assert_eq!(op.requests("POST", "/event_destinations").len(), n);
 
-    // One full drift pass: every resource checked once more.
+    // Counting drift checks, not reconciles: the passes the Ready status writes trigger read
+    // nothing. A resource checked (or created) less than half an interval before a pass waits
+    // for the next one, so the first n checks span two passes; after them every resource is
+    // on the same pass, and the next n checks are one full pass.
+    let checks = op.drift_checks::<EventDestination>();
+    op.wait_drift_checks::<EventDestination>(checks, n as f64)
+        .await;
     op.emulator.clear_requests();
-    let reconciles = op.successful_reconciles::<EventDestination>();
-    op.wait_reconciles::<EventDestination>(reconciles, n as f64)
+    let checks = op.drift_checks::<EventDestination>();
+    op.wait_drift_checks::<EventDestination>(checks, n as f64)
         .await;
     let requests = op.emulator.requests();
     let routes: Vec<_> = requests
@@ -479,10 +485,10 @@ async fn imported_yaml_applied_with_kubectl_adopts_the_same_objects() {
     remote.sort();
     assert_eq!(remote, ids);
 
-    // A few drift passes later: content round-trips, only the secrets (unknown to import) were
+    // Two drift passes later: content round-trips, only the secrets (unknown to import) were
     // sent, once, and never the format.
-    let reconciles = op.successful_reconciles::<EventDestination>();
-    op.wait_reconciles::<EventDestination>(reconciles, 10.0)
+    let checks = op.drift_checks::<EventDestination>();
+    op.wait_drift_checks::<EventDestination>(checks, 2.0 * adopted.len() as f64)
         .await;
     assert!(
         op.requests("POST", "/event_destinations").is_empty(),

@@ -55,6 +55,7 @@ pub async fn reconcile<K: Managed>(resource: Arc<K>, ctx: Arc<Context>) -> Resul
     let span = tracing::info_span!("reconcile", kind = K::KIND, namespace = %namespace, name = %resource.name_any());
     if !ctx.may_write() {
         // A deposed (or not yet confirmed) leader starts nothing.
+        ctx.metrics.reconciled(K::KIND, Error::NotLeader.reason());
         return Err(Error::NotLeader);
     }
     let _timer = ctx.metrics.start_reconcile(K::KIND);
@@ -78,9 +79,10 @@ pub async fn reconcile<K: Managed>(resource: Arc<K>, ctx: Arc<Context>) -> Resul
         FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
         other => Error::Finalizer(Box::new(other)),
     });
-    if result.is_ok() {
-        ctx.metrics.reconciled(K::KIND, "success");
-    }
+    // Counted here, not in the error policy: the controller may start the next pass of this
+    // resource before it runs the policy, and the count must not lag behind what it shows.
+    let counted = result.as_ref().map_or_else(Error::reason, |_| "success");
+    ctx.metrics.reconciled(K::KIND, counted);
     result
 }
 
@@ -148,10 +150,15 @@ async fn observe_plan_act<K: Managed>(
     }
     let status = r.status.clone();
     let facts = observation.facts(r.resource, &status);
-    let seen = match observe::remote(r, observation, plan::read(&facts)).await {
+    let read = plan::read(&facts);
+    let drift_check = matches!(read, plan::Read::Listing(_));
+    let seen = match observe::remote(r, observation, read).await {
         Ok(seen) => seen,
         Err(error) => return Outcome::Failed(error),
     };
+    if drift_check {
+        r.ctx.metrics.drift_checked(K::KIND);
+    }
     let plan = plan::plan(&facts, seen);
     if let Outcome::Observing(drift) = &plan.outcome {
         r.status.common_mut().drift = drift.clone();
@@ -165,7 +172,6 @@ async fn observe_plan_act<K: Managed>(
 /// What the controller does after a failed reconcile: a person must act → wait for a change;
 /// otherwise retry with a per-resource backoff that grows until a reconcile succeeds.
 pub fn error_policy<K: Managed>(resource: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconciled(K::KIND, error.reason());
     let (kind, namespace, name) = (
         K::KIND,
         resource.namespace().unwrap_or_default(),

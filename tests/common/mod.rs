@@ -341,6 +341,24 @@ impl Operator {
         ))
     }
 
+    /// Resources of kind `K` compared with their account's listing by drift passes so far.
+    pub fn drift_checks<K: Kind>(&self) -> f64 {
+        self.metric(&format!(
+            r#"ngrok_events_operator_drift_checks_total{{kind="{}"}}"#,
+            K::kind_name()
+        ))
+    }
+
+    /// Waits until drift passes compared `n` more resources of kind `K` with their listings
+    /// than `since`.
+    pub async fn wait_drift_checks<K: Kind>(&self, since: f64, n: f64) {
+        testbed::eventually("drift passes", WAIT, || async {
+            (self.drift_checks::<K>() >= since + n).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+
     /// Successful reconciles of kind `K` so far.
     pub fn successful_reconciles<K: Kind>(&self) -> f64 {
         self.reconciles::<K>("success")
