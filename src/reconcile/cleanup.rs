@@ -9,7 +9,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::managed::{Managed, ManagedStatus, RemoteObject};
 use super::observe::account_for;
@@ -124,30 +124,68 @@ async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> 
     };
     // The remembered account's key may have been revoked since (a rotation): the current
     // key then answers for the same account.
-    let mut result = Ok(());
+    // A status written before fingerprints were recorded counts as the current key's.
+    let recorded = r.status.common().key_fingerprint.clone();
+    let last_saw_it = |account: &Account| {
+        recorded
+            .as_deref()
+            .is_none_or(|f| f == account.key_fingerprint())
+    };
+    // `accounts` is never empty (see above).
+    let mut result = Err(Error::ApiKeyMissing);
     for account in &accounts {
-        result = delete_in::<K>(account, &id).await;
+        result = delete_in::<K>(account, &id)
+            .await
+            .map(|deleted| (deleted, last_saw_it(account)));
         match &result {
             Err(e) if e.is_ngrok_authentication() => continue,
             _ => break,
         }
     }
-    result?;
-    r.event(
-        EventType::Normal,
-        "Deleted",
-        format!("deleted {id} from ngrok"),
-    );
+    match result? {
+        // Not found by a key other than the one that last saw it (the key changed and this
+        // process, restarted, no longer knows the previous one): the object may still be in
+        // that key's account. The resource goes all the same (a namespace must not wait on an
+        // account the operator cannot reach), but not silently.
+        (Deleted::AlreadyGone, false) => {
+            warn!(%id, "{} not found with the current API key, which is not the key that last saw it: it may remain in that key's account", K::NOUN);
+            r.event(
+                EventType::Warning,
+                "DeleteUnconfirmed",
+                format!(
+                    "{id} was not found with the API key in use now, which is not the key that last saw it: if that key's ngrok account still holds {id}, delete it there"
+                ),
+            );
+        }
+        _ => r.event(
+            EventType::Normal,
+            "Deleted",
+            format!("deleted {id} from ngrok"),
+        ),
+    }
     Ok(())
 }
 
+/// What a DELETE found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deleted {
+    Now,
+    AlreadyGone,
+}
+
 /// Deletes `id` in `account`; already gone counts as done.
-async fn delete_in<K: Managed>(account: &Account, id: &str) -> Result<()> {
-    match K::delete(account, id).await {
-        Ok(()) => info!(%id, "deleted {}", K::NOUN),
-        Err(e) if e.is_not_found() => debug!(%id, "{} was already gone", K::NOUN),
+async fn delete_in<K: Managed>(account: &Account, id: &str) -> Result<Deleted> {
+    let deleted = match K::delete(account, id).await {
+        Ok(()) => {
+            info!(%id, "deleted {}", K::NOUN);
+            Deleted::Now
+        }
+        Err(e) if e.is_not_found() => {
+            debug!(%id, "{} was already gone", K::NOUN);
+            Deleted::AlreadyGone
+        }
         Err(e) => return Err(e.into()),
-    }
+    };
     account.forget(id);
-    Ok(())
+    Ok(deleted)
 }

@@ -45,6 +45,15 @@ pub struct Operator {
     pub registry: prometheus_client::registry::Registry,
     shutdown: tokio_util::sync::CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Starts the controller afresh (nothing remembered), with the same settings.
+    launch: Box<dyn Fn() -> Launched + Send + Sync>,
+}
+
+/// A running controller: its metrics, and how to stop it.
+struct Launched {
+    registry: prometheus_client::registry::Registry,
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 /// How a test wants its operator.
@@ -111,19 +120,8 @@ impl Operator {
             None => cluster_with_namespace(prefix).await.expect("test bed"),
         };
         let emulator = options.emulator.spawn().await.expect("emulator");
-        let (metrics, registry) = ngrok_events_operator::metrics::Metrics::new();
         let base_url = emulator.base_url();
-        let accounts = ngrok_events_operator::accounts::Accounts::new(
-            options.operator_api_key.map(ngrok_api::Secret::new),
-            std::sync::Arc::new(move |key| {
-                let mut config = ngrok_api::ClientConfig::new(key)
-                    .with_base_url(&base_url)
-                    .unwrap();
-                config.rate_limit_per_minute = 0;
-                config.min_backoff = std::time::Duration::from_millis(20);
-                config
-            }),
-        );
+        let operator_api_key = options.operator_api_key;
         let settings = ngrok_events_operator::controller::Settings {
             namespace: options
                 .all_namespaces_of
@@ -136,15 +134,43 @@ impl Operator {
             require_credentials_label: options.require_credentials_label,
             fence: None,
         };
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(ngrok_events_operator::controller::run(
-            client.clone(),
-            accounts,
-            metrics,
-            ngrok_events_operator::http::Health::new(),
-            settings,
-            shutdown.clone(),
-        ));
+        let launch = {
+            let client = client.clone();
+            move || {
+                let base_url = base_url.clone();
+                let accounts = ngrok_events_operator::accounts::Accounts::new(
+                    operator_api_key.clone().map(ngrok_api::Secret::new),
+                    std::sync::Arc::new(move |key| {
+                        let mut config = ngrok_api::ClientConfig::new(key)
+                            .with_base_url(&base_url)
+                            .unwrap();
+                        config.rate_limit_per_minute = 0;
+                        config.min_backoff = std::time::Duration::from_millis(20);
+                        config
+                    }),
+                );
+                let (metrics, registry) = ngrok_events_operator::metrics::Metrics::new();
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                let task = tokio::spawn(ngrok_events_operator::controller::run(
+                    client.clone(),
+                    accounts,
+                    metrics,
+                    ngrok_events_operator::http::Health::new(),
+                    settings.clone(),
+                    shutdown.clone(),
+                ));
+                Launched {
+                    registry,
+                    shutdown,
+                    task,
+                }
+            }
+        };
+        let Launched {
+            registry,
+            shutdown,
+            task,
+        } = launch();
         Self {
             client,
             namespace,
@@ -152,7 +178,27 @@ impl Operator {
             registry,
             shutdown,
             task,
+            launch: Box::new(launch),
         }
+    }
+
+    /// Stops the controller (finishing in-flight reconciles) and keeps the rest running: the
+    /// test bed and the emulator, for changes made while no operator runs.
+    pub async fn stop_controller(&mut self) {
+        self.shutdown.cancel();
+        (&mut self.task)
+            .await
+            .expect("operator task")
+            .expect("operator result");
+    }
+
+    /// Starts a new controller with the same settings that remembers nothing, as after a
+    /// restart of the process. Its metrics start at 0.
+    pub fn start_controller(&mut self) {
+        let launched = (self.launch)();
+        self.registry = launched.registry;
+        self.shutdown = launched.shutdown;
+        self.task = launched.task;
     }
 
     /// The resources of kind `K` in the test's namespace.
