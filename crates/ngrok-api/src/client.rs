@@ -17,7 +17,7 @@ use url::Url;
 
 use crate::error::{ApiError, Error, Operation, Result};
 use crate::fence::{self, Fence, FenceReason};
-use crate::listing::Listed;
+use crate::listing::{self, Listed};
 use crate::secret::Secret;
 use crate::types::{
     EventDestination, EventDestinationCreate, EventDestinationList, EventDestinationUpdate,
@@ -428,16 +428,18 @@ impl Client {
     {
         let operation = operation(&method, &url, resource);
         let bytes = self.request(method, url, resource, body).await?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::InvalidResponse {
-            operation,
-            // Category and position only: serde's message can quote the body.
-            detail: format!(
-                "{:?} error at line {} column {}",
-                e.classify(),
-                e.line(),
-                e.column()
-            ),
-        })
+        // Where the body does not parse, as for an item of a listing: the field's path and
+        // serde's message with every quoted part (which can be a value of the body) redacted.
+        let invalid = |detail| Error::InvalidResponse {
+            operation: operation.clone(),
+            detail,
+        };
+        let mut body = serde_json::Deserializer::from_slice(&bytes);
+        let parsed = serde_path_to_error::deserialize(&mut body)
+            .map_err(|e| invalid(listing::reason(&e)))?;
+        body.end()
+            .map_err(|_| invalid("trailing characters after the JSON value".into()))?;
+        Ok(parsed)
     }
 
     /// The pipeline every call goes through; returns the body of a 2xx answer.

@@ -76,7 +76,7 @@ fn readable_id(item: &Value) -> Option<String> {
 
 /// `path: message`, with every double-quoted part of serde's message (which can be a value of
 /// the object) replaced by `"…"`, on one bounded line.
-fn reason(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+pub(crate) fn reason(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
     let path = error.path().to_string();
     let message = redact_quoted(&error.inner().to_string());
     one_line(&format!("{path}: {message}"), MAX_REASON_CHARS)

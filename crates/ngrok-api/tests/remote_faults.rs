@@ -102,6 +102,22 @@ async fn one_unreadable_object_costs_only_itself() {
     assert_eq!(error.class(), ErrorClass::Transient);
     assert!(!error.is_refusal() && error.is_transient());
     assert_eq!(error.reason(), "InvalidResponse");
+    // It says where, as the listing does, and quotes no value of the body.
+    let detail = |error: ngrok_api::Error| match error {
+        ngrok_api::Error::InvalidResponse { detail, .. } => detail,
+        other => panic!("{other:?}"),
+    };
+    let unknown = detail(error);
+    assert!(
+        unknown.starts_with("target: unknown target type splunk"),
+        "{unknown}"
+    );
+    let error = client.get_event_destination(&good[10]).await.unwrap_err();
+    let null_arn = detail(error);
+    assert!(
+        null_arn.starts_with("target.kinesis.stream_arn: ") && !null_arn.contains("arn:aws"),
+        "{null_arn}"
+    );
 }
 
 /// A subscription with a `null` destination id is unreadable; the others are read.
