@@ -37,6 +37,8 @@ const WRITE_WINDOW_DIVISOR: u32 = 10;
 #[derive(Clone)]
 pub struct LeaseFence {
     shared: Arc<Mutex<State>>,
+    /// Wakes [`LeaseFence::lost`] when leading ends before the fence would run out.
+    closed: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug)]
@@ -69,6 +71,7 @@ impl LeaseFence {
                 confirmed_sent_at: None,
                 confirmed_renew_time: None,
             })),
+            closed: Arc::default(),
         }
     }
 
@@ -93,6 +96,23 @@ impl LeaseFence {
             .is_some_and(|until| until > Instant::now())
     }
 
+    /// Resolves once this replica is no longer sure to hold the lease: at once when it is not
+    /// leading, when leading ends, or when the fence runs out (renewals confirmed meanwhile
+    /// move that moment on).
+    pub async fn lost(&self) {
+        loop {
+            // Registered before the state is read, so that a close in between is not missed.
+            let closed = self.closed.notified();
+            let Some(until) = self.valid_until().filter(|until| *until > Instant::now()) else {
+                return;
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(until.into()) => {}
+                () = closed => {}
+            }
+        }
+    }
+
     /// How long before the lease could expire the fence ends: a third of the lease duration.
     pub fn margin(&self) -> Duration {
         margin(self.state().lease_duration)
@@ -115,9 +135,12 @@ impl LeaseFence {
 
     /// Leading ended: the fence stays closed for the life of the process.
     pub(crate) fn close(&self) {
-        let mut state = self.state();
-        state.leading = false;
-        state.ended = true;
+        {
+            let mut state = self.state();
+            state.leading = false;
+            state.ended = true;
+        }
+        self.closed.notify_waiters();
     }
 
     /// The Lease, as the API server answered a `PATCH` sent at `sent_at`.
@@ -232,6 +255,39 @@ mod tests {
         assert!(!fence.is_held());
         fence.open();
         assert!(!fence.is_held(), "closed for good");
+    }
+
+    #[tokio::test]
+    async fn lost_resolves_when_not_leading_when_leading_ends_and_when_the_fence_runs_out() {
+        let bound = Duration::from_secs(10);
+        let fence = LeaseFence::new(Duration::from_secs(60));
+        tokio::time::timeout(bound, fence.lost())
+            .await
+            .expect("not leading: lost at once");
+
+        fence.open();
+        fence.answered(Instant::now(), &lease("me", Timestamp::now()), "me");
+        let lost = tokio::spawn({
+            let fence = fence.clone();
+            async move { fence.lost().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!lost.is_finished(), "held for 40 s more");
+        fence.close();
+        tokio::time::timeout(bound, lost)
+            .await
+            .expect("leading ended: lost long before the fence would run out")
+            .unwrap();
+
+        // 300 ms of lease: the fence runs out 200 ms after the renewal was sent.
+        let short = LeaseFence::new(Duration::from_millis(300));
+        short.open();
+        short.answered(Instant::now(), &lease("me", Timestamp::now()), "me");
+        assert!(short.is_held());
+        tokio::time::timeout(bound, short.lost())
+            .await
+            .expect("the fence ran out");
+        assert!(!short.is_held());
     }
 
     #[test]

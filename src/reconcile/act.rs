@@ -181,19 +181,19 @@ fn pending_elsewhere<K: Managed>(
     account: &Arc<Account>,
     fingerprint: &str,
 ) -> bool {
-    let uid = r.resource.uid();
+    let uid = r.resource.uid().unwrap_or_default();
     let memory = K::memory(r.ctx);
     let others = K::store(r.ctx).state();
-    let others = others
-        .iter()
-        .filter(|other| other.uid() != uid)
-        .filter_map(|other| {
-            let status = other.status()?.common();
-            let same_account = status.pending_create.is_some()
-                && memory.uses_account(&ObjectRef::from_obj(other.as_ref()), account);
-            Some((status, same_account))
-        });
-    plan::create_must_wait(fingerprint, others)
+    let others = others.iter().filter_map(|other| {
+        let other_uid = other.meta().uid.as_deref()?;
+        let status = other.status()?.common();
+        let same_account = other_uid != uid
+            && status.pending_create.is_some()
+            && memory.uses_account(&ObjectRef::from_obj(other.as_ref()), account);
+        Some((status, other_uid, same_account))
+    });
+    let own = r.status.common().pending_create.as_ref();
+    plan::create_must_wait(fingerprint, own.map(|p| (p, uid.as_str())), others)
 }
 
 fn record_created<K: Managed>(

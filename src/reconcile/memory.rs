@@ -16,6 +16,7 @@ use super::Managed;
 use super::managed::RemoteObject;
 use crate::accounts::{Account, Accounts};
 use crate::crd::{EventDestination, EventSubscription};
+use crate::error::{Error, Result};
 use crate::leader::LeaseFence;
 use crate::metrics::Metrics;
 use crate::secrets::SecretIndex;
@@ -77,6 +78,21 @@ impl Context {
     /// lease, or there is no leader election.
     pub fn may_write(&self) -> bool {
         self.fence.as_ref().is_none_or(LeaseFence::is_held)
+    }
+
+    /// Runs `work` until it ends or the fence closes, whichever comes first: work that
+    /// outlives the lease is cut off where it stands, as if the process were killed (which the
+    /// engine is safe against), so that no request starts after the fence; one already
+    /// delivered to the API server cannot be called back.
+    pub async fn fenced<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        match &self.fence {
+            None => work.await,
+            Some(fence) => tokio::select! {
+                biased;
+                result = work => result,
+                () = fence.lost() => Err(Error::NotLeader),
+            },
+        }
     }
 
     /// Whether resources of `namespace` may use the operator-wide API key.

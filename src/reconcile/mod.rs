@@ -60,7 +60,7 @@ pub async fn reconcile<K: Managed>(resource: Arc<K>, ctx: Arc<Context>) -> Resul
     }
     let _timer = ctx.metrics.start_reconcile(K::KIND);
     let api = Api::<K>::namespaced(ctx.client.clone(), &namespace);
-    let result = tracing::Instrument::instrument(
+    let work = async {
         finalizer(&api, FINALIZER, resource, |event| async {
             match event {
                 Finalizer::Apply(resource) => apply(resource.as_ref(), &ctx).await,
@@ -70,15 +70,16 @@ pub async fn reconcile<K: Managed>(resource: Arc<K>, ctx: Arc<Context>) -> Resul
                     ctx.may_write().then_some(done).ok_or(Error::NotLeader)
                 }
             }
-        }),
-        span,
-    )
-    .await
-    .map_err(|e| match e {
-        // What apply or cleanup returned: the error itself, for reasons, policy and metrics.
-        FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
-        other => Error::Finalizer(Box::new(other)),
-    });
+        })
+        .await
+        .map_err(|e| match e {
+            // What apply or cleanup returned: the error itself, for reasons, policy and metrics.
+            FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
+            other => Error::Finalizer(Box::new(other)),
+        })
+    };
+    // Nothing of the pass outlives the lease: not a status write, not the finalizer's removal.
+    let result = tracing::Instrument::instrument(ctx.fenced(work), span).await;
     // Counted here, not in the error policy: the controller may start the next pass of this
     // resource before it runs the policy, and the count must not lag behind what it shows.
     let counted = result.as_ref().map_or_else(Error::reason, |_| "success");

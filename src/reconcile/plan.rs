@@ -335,21 +335,33 @@ pub fn lost_create_candidates<'r, K: Managed>(
 
 /// Whether a create of `fingerprint` must wait: another resource of the same account has a
 /// create of the same content whose outcome is not known yet (its lost-create search could
-/// take this create's object). `others`: each other resource's status, and whether its last
-/// reconcile in this process used the same account; resources of other accounts, or not
-/// reconciled by this process, do not hold a create up.
+/// take this create's object). `others`: each other resource's status, uid, and whether its
+/// last reconcile in this process used the same account; resources of other accounts, or not
+/// reconciled by this process, do not hold a create up. `own`: this resource's pending create
+/// and uid, if it has one: then it waits only for those ahead of it ([`queue_place`]), so
+/// that two intents of the same content (both in flight when a process was killed) never wait
+/// for each other.
 pub fn create_must_wait<'s>(
     fingerprint: &str,
-    mut others: impl Iterator<Item = (&'s CommonStatus, bool)>,
+    own: Option<(&PendingCreate, &str)>,
+    mut others: impl Iterator<Item = (&'s CommonStatus, &'s str, bool)>,
 ) -> bool {
-    others.any(|(status, same_account)| {
+    let own = own
+        .filter(|(pending, _)| pending.fingerprint == fingerprint)
+        .map(|(pending, uid)| queue_place(pending, uid));
+    others.any(|(status, uid, same_account)| {
         same_account
             && status.id.is_none()
-            && status
-                .pending_create
-                .as_ref()
-                .is_some_and(|p| p.fingerprint == fingerprint)
+            && status.pending_create.as_ref().is_some_and(|p| {
+                p.fingerprint == fingerprint && own.is_none_or(|own| queue_place(p, uid) < own)
+            })
     })
+}
+
+/// A pending create's place among those of the same content: the older intent first, then
+/// the smaller uid. A total order (an unreadable time goes first).
+fn queue_place<'a>(pending: &'a PendingCreate, uid: &'a str) -> (Option<Timestamp>, &'a str) {
+    (pending.started_at.parse().ok(), uid)
 }
 
 /// The object is not where the resource's key looks.

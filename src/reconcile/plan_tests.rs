@@ -299,25 +299,29 @@ fn create_queued_only_behind_a_pending_create_of_the_same_account() {
         pending_create: Some(pending(fingerprint.into())),
         ..Default::default()
     };
-    assert!(create_must_wait(fingerprint, [(&other, true)].into_iter()));
+    let wait = |others: &[(&CommonStatus, bool)]| {
+        create_must_wait(
+            fingerprint,
+            None,
+            others
+                .iter()
+                .map(|(status, same)| (*status, "uid-other", *same)),
+        )
+    };
+    assert!(wait(&[(&other, true)]));
     // Defect 5: a stale intent of another account (or of a resource this process has not
     // reconciled) held up every resource with the same content.
-    assert!(!create_must_wait(
-        fingerprint,
-        [(&other, false)].into_iter()
-    ));
+    assert!(!wait(&[(&other, false)]));
     assert!(!create_must_wait(
         "other content",
-        [(&other, true)].into_iter()
+        None,
+        [(&other, "uid-other", true)].into_iter()
     ));
     let created = CommonStatus {
         id: Some("ed_9".into()),
         ..other.clone()
     };
-    assert!(!create_must_wait(
-        fingerprint,
-        [(&created, true)].into_iter()
-    ));
+    assert!(!wait(&[(&created, true)]));
     assert_eq!(
         shown(&Phase::Failed(&Error::CreateQueued)),
         row("False", "True", "False", "CreateQueued")
@@ -780,4 +784,39 @@ fn defect_6_a_resource_with_an_id_is_never_created_again_without_a_look() {
             "Record ed_1"
         );
     }
+}
+
+/// Two resources of the same content whose creates were both in flight when a process was
+/// killed: the older intent goes first (then the smaller uid), the other waits for it, and
+/// never the two for each other (they did, for ever, in a CI run of `tests/kill.rs`).
+#[test]
+fn two_pending_creates_of_the_same_content_queue_by_age_then_uid() {
+    let at = |started_at: &str| PendingCreate {
+        started_at: started_at.into(),
+        fingerprint: "fp".into(),
+    };
+    let (older, newer) = (at("2026-11-30T02:23:28.4Z"), at("2026-11-30T02:23:38.085Z"));
+    let status = |p: &PendingCreate| CommonStatus {
+        pending_create: Some(p.clone()),
+        ..Default::default()
+    };
+    let must_wait = |own: &PendingCreate, uid: &str, other: &PendingCreate, other_uid: &str| {
+        let other = status(other);
+        create_must_wait(
+            "fp",
+            Some((own, uid)),
+            [(&other, other_uid, true)].into_iter(),
+        )
+    };
+    assert!(must_wait(&newer, "b", &older, "a"), "the newer waits");
+    assert!(!must_wait(&older, "a", &newer, "b"), "the older goes");
+    // The same moment: the smaller uid goes.
+    assert!(must_wait(&older, "b", &older, "a"));
+    assert!(!must_wait(&older, "a", &older, "b"));
+    // An intent of other content (the spec changed since) keeps no place in this queue.
+    let stale = PendingCreate {
+        fingerprint: "before".into(),
+        ..older.clone()
+    };
+    assert!(must_wait(&stale, "a", &newer, "b"));
 }
