@@ -46,6 +46,11 @@ pub async fn act<K: Managed>(
                 content_changed,
             } => {
                 info!(id = %remote.id(), "found the {} of an earlier create whose outcome was lost", K::NOUN);
+                // Claimed until the status records it, as a create's object is: a twin's
+                // search must not take it too.
+                K::memory(r.ctx).with(&r.object_ref(), |entry| {
+                    entry.created = Some(remote.clone())
+                });
                 record_created(r, &observation.account, &remote);
                 // It was created from the intent's content; the next pass updates any change.
                 if content_changed {

@@ -153,7 +153,8 @@ async fn observe_plan_act<K: Managed>(
     let facts = observation.facts(r.resource, &status);
     let read = plan::read(&facts);
     let drift_check = matches!(read, plan::Read::Listing(_));
-    let seen = match observe::remote(r, observation, read).await {
+    // `_search`: held until the steps are carried out (see `observe::remote`).
+    let (seen, _search) = match observe::remote(r, observation, read).await {
         Ok(seen) => seen,
         Err(error) => return Outcome::Failed(error),
     };

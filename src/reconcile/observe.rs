@@ -9,11 +9,12 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::ResourceExt;
 use kube::api::Api;
+use kube::runtime::reflector::ObjectRef;
 
 use super::managed::{Managed, ManagedStatus, Prepared};
 use super::plan::{self, Elsewhere, Facts, Mode, Read, Seen};
 use super::{Context, Reconciliation};
-use crate::accounts::{Account, AccountChange, KnownIdentity, Lookup, account_change};
+use crate::accounts::{Account, AccountChange, CreateGuard, KnownIdentity, Lookup, account_change};
 use crate::annotations;
 use crate::error::{Error, PreviousAccount, Result};
 use crate::secrets;
@@ -127,14 +128,16 @@ pub async fn inputs<K: Managed>(r: &Reconciliation<'_, K>) -> Result<Observation
 }
 
 /// Reads from ngrok what `read` asks for.
+/// A lost-create search also returns its account's create guard, to be held until its
+/// outcome is recorded.
 pub async fn remote<K: Managed>(
     r: &Reconciliation<'_, K>,
     observation: &Observation<K>,
     read: Read,
-) -> Result<Seen<K::Remote>> {
+) -> Result<(Seen<K::Remote>, Option<CreateGuard>)> {
     let account = &observation.account;
     let seen = match read {
-        Read::Nothing => return Ok(Seen::NotRead),
+        Read::Nothing => return Ok((Seen::NotRead, None)),
         Read::Object(id) => match K::get(account, &id).await {
             Ok(remote) => Seen::Found(remote),
             Err(e) if e.is_not_found() => Seen::Gone { elsewhere: None },
@@ -153,29 +156,66 @@ pub async fn remote<K: Managed>(
             }
         }
         Read::LostCreate(pending) => {
-            // Searching while another resource creates the same content could take its
-            // object: the search waits for that create, as a create would.
-            let Some(_guard) = account.begin_create(&pending.fingerprint) else {
+            // Searching while another resource creates the same content, or takes the outcome
+            // of its own search, could take its object: the search waits, as a create would,
+            // and the guard is held until what it found is acted on.
+            let Some(guard) = account.begin_create(&pending.fingerprint) else {
                 return Err(Error::CreateQueued);
             };
             let snapshot = K::listing(account, Some(std::time::Instant::now())).await?;
             let claimed = claimed_by_others(r);
-            Seen::Candidates {
+            let seen = Seen::Candidates {
                 found: plan::lost_create_candidates::<K>(
                     snapshot.objects.values(),
                     &pending,
                     &claimed,
                 ),
                 complete: snapshot.is_complete(),
-            }
+                alike: intents_alike(r, &pending.fingerprint, account),
+            };
+            return Ok((seen, Some(guard)));
         }
     };
-    match (seen, r.status.common().id.as_deref()) {
-        (Seen::Gone { .. }, Some(id)) => Ok(Seen::Gone {
+    let seen = match (seen, r.status.common().id.as_deref()) {
+        (Seen::Gone { .. }, Some(id)) => Seen::Gone {
             elsewhere: elsewhere::<K>(r, observation, id).await?,
-        }),
-        (seen, _) => Ok(seen),
-    }
+        },
+        (seen, _) => seen,
+    };
+    Ok((seen, None))
+}
+
+/// How many resources have a create of this content whose outcome is not known, this one
+/// included: its twins (identical content) whose creates were in flight with it when a process
+/// was killed. Resources known to use another account do not count.
+fn intents_alike<K: Managed>(
+    r: &Reconciliation<'_, K>,
+    fingerprint: &str,
+    account: &Arc<Account>,
+) -> usize {
+    let uid = r.resource.uid();
+    let memory = K::memory(r.ctx);
+    let others = K::store(r.ctx).state();
+    1 + others
+        .iter()
+        .filter(|other| other.uid() != uid)
+        .filter(|other| {
+            other.status().is_some_and(|s| {
+                let s = s.common();
+                s.id.is_none()
+                    && s.pending_create
+                        .as_ref()
+                        .is_some_and(|p| p.fingerprint == fingerprint)
+            })
+        })
+        .filter(|other| {
+            let other = ObjectRef::from_obj(other.as_ref());
+            memory
+                .get(&other, |e| e.account.clone())
+                .flatten()
+                .is_none_or(|theirs| Arc::ptr_eq(&theirs, account))
+        })
+        .count()
 }
 
 /// Where an object the resource's key does not see is, when that key is not the one the

@@ -101,6 +101,9 @@ pub enum Seen<R> {
     Candidates {
         found: Vec<R>,
         complete: bool,
+        /// Resources with a create of the same content whose outcome is not known, this one
+        /// included.
+        alike: usize,
     },
 }
 
@@ -277,24 +280,32 @@ fn first_object<K: Managed>(facts: &Facts<'_, K>, seen: Seen<K::Remote>) -> Plan
             Seen::Candidates {
                 found,
                 complete: false,
+                ..
             },
         ) if found.is_empty() => Plan::just(Outcome::Failed(Error::RemoteUnreadable {
             id: "the outcome of a lost create".into(),
             detail: "the account holds objects that cannot be read, and it may be one of them"
                 .into(),
         })),
-        (None, Seen::Candidates { found, .. }) => lost_create(facts, found),
+        (None, Seen::Candidates { found, alike, .. }) => lost_create(facts, found, alike),
         _ => Plan::ready(vec![Step::Create]),
     }
 }
 
-/// The outcome of a lost create: exactly one candidate is it; none means it did not happen;
-/// several means a person decides.
-fn lost_create<K: Managed>(facts: &Facts<'_, K>, mut candidates: Vec<K::Remote>) -> Plan<K> {
-    candidates.sort_by(|a, b| a.id().cmp(b.id()));
+/// The outcome of a lost create: exactly one candidate is it; none means it did not happen.
+/// Several are the creates of `alike` resources of identical content (twins whose creates were
+/// in flight together) when there are no more of them than of those: this resource takes the
+/// oldest, and each twin's search takes the next (they search one at a time). More candidates
+/// than that, and a person decides.
+fn lost_create<K: Managed>(
+    facts: &Facts<'_, K>,
+    mut candidates: Vec<K::Remote>,
+    alike: usize,
+) -> Plan<K> {
+    candidates.sort_by(|a, b| (a.created_at(), a.id()).cmp(&(b.created_at(), b.id())));
     match candidates.len() {
         0 => Plan::ready(vec![Step::Create]),
-        1 => {
+        n if n == 1 || n <= alike => {
             let remote = candidates.remove(0);
             let pending = facts.status.common().pending_create.as_ref();
             let fingerprint = K::fingerprint(&facts.prepared.desired);

@@ -342,7 +342,8 @@ fn unknown_outcome_looks_for_the_lost_create_before_creating_again() {
             &f,
             Seen::Candidates {
                 found: vec![],
-                complete: true
+                complete: true,
+                alike: 1,
             }
         )),
         ["Create"]
@@ -353,6 +354,7 @@ fn unknown_outcome_looks_for_the_lost_create_before_creating_again() {
         Seen::Candidates {
             found: vec![remote("ed_7", "audit", NOW)],
             complete: true,
+            alike: 1,
         },
     );
     assert_eq!(steps(&found), ["RecordLostCreate ed_7 changed=false"]);
@@ -380,6 +382,7 @@ fn ambiguous_create_stalls_naming_the_candidates() {
         Seen::Candidates {
             found: vec![remote("ed_b", "audit", NOW), remote("ed_a", "audit", NOW)],
             complete: true,
+            alike: 1,
         },
     );
     assert!(plan.steps.is_empty());
@@ -394,6 +397,35 @@ fn ambiguous_create_stalls_naming_the_candidates() {
         error.message().contains("ed_a, ed_b"),
         "{}",
         error.message()
+    );
+}
+
+/// Twins (identical content) whose creates were both in flight when a process was killed:
+/// two candidates and two intents. The first to search takes the oldest object; the other
+/// (searching after, with that one claimed) finds the rest. A third candidate is a look-alike
+/// nobody can place: a person decides.
+#[test]
+fn twins_lost_creates_are_shared_out_oldest_first() {
+    let p = prepared("audit");
+    let mut s = status(None, false, None);
+    s.common.pending_create = Some(pending(<EventDestination as Managed>::fingerprint(
+        &p.desired,
+    )));
+    let f = facts(&s, &p);
+    let later = "2030-01-01T00:00:05Z";
+    let twins = || vec![remote("ed_a", "audit", later), remote("ed_b", "audit", NOW)];
+    let candidates = |found, alike| Seen::Candidates {
+        found,
+        complete: true,
+        alike,
+    };
+    let taken = plan(&f, candidates(twins(), 2));
+    assert_eq!(steps(&taken), ["RecordLostCreate ed_b changed=false"]);
+    let mut three = twins();
+    three.push(remote("ed_c", "audit", NOW));
+    assert_eq!(
+        outcome_shown(&plan(&f, candidates(three, 2)).outcome),
+        row("False", "False", "True", "AmbiguousCreate")
     );
 }
 
@@ -412,6 +444,7 @@ fn defect_3_no_create_again_while_the_listing_is_incomplete() {
         Seen::Candidates {
             found: vec![],
             complete: false,
+            alike: 1,
         },
     );
     assert!(plan.steps.is_empty());

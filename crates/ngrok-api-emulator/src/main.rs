@@ -26,6 +26,18 @@ struct Args {
         hide_env_values = true
     )]
     extra_account_keys: Vec<String>,
+    /// Another API key of an existing account (the main key's or an extra account's): both
+    /// see and change the same objects, as ngrok lets an account have several keys. Repeat for
+    /// more (in the environment variable, separate pairs with commas).
+    #[arg(
+        long = "second-key",
+        value_name = "ACCOUNT_KEY=KEY",
+        env = "NGROK_SECOND_KEYS",
+        value_delimiter = ',',
+        value_parser = key_pair,
+        hide_env_values = true
+    )]
+    second_keys: Vec<(String, String)>,
     /// Delay before every API answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -55,6 +67,9 @@ async fn main() -> anyhow::Result<()> {
     for key in args.extra_account_keys {
         builder = builder.account_key(key);
     }
+    for (account_key, key) in args.second_keys {
+        builder = builder.second_key(account_key, key);
+    }
     if let Some(marker) = args.refuse_marker {
         builder = builder.refuse_marker(marker);
     }
@@ -71,4 +86,52 @@ async fn main() -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await?;
     handle.shutdown().await;
     Ok(())
+}
+
+/// `ACCOUNT_KEY=KEY`, both non-empty.
+fn key_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((account, key)) if !account.is_empty() && !key.is_empty() => {
+            Ok((account.to_string(), key.to_string()))
+        }
+        _ => Err("expected ACCOUNT_KEY=KEY, both non-empty".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_keys_are_pairs_of_an_account_key_and_another_key() {
+        let args = Args::try_parse_from([
+            "ngrok-api-emulator",
+            "--api-key",
+            "main",
+            "--second-key",
+            "main=main-2",
+            "--second-key",
+            "other=other-2",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.second_keys,
+            [
+                ("main".to_string(), "main-2".to_string()),
+                ("other".to_string(), "other-2".to_string())
+            ]
+        );
+        for bad in ["main", "=k", "main="] {
+            let error = Args::try_parse_from([
+                "ngrok-api-emulator",
+                "--api-key",
+                "main",
+                "--second-key",
+                bad,
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains("ACCOUNT_KEY=KEY"), "{error}");
+        }
+    }
 }
