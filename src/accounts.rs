@@ -293,6 +293,13 @@ pub struct CreateGuard {
     fingerprint: String,
 }
 
+impl CreateGuard {
+    /// Whether this guard holds the right to create `fingerprint` in `account`.
+    pub fn covers(&self, account: &Arc<Account>, fingerprint: &str) -> bool {
+        Arc::ptr_eq(&self.account, account) && self.fingerprint == fingerprint
+    }
+}
+
 impl Drop for CreateGuard {
     fn drop(&mut self) {
         self.account

@@ -229,6 +229,22 @@ async fn the_webhook_fails_one_matching_request_once() {
     };
     // Not matched: no id.
     write_status(json!({"uri": "u"})).await.unwrap();
+    // The API server asks the webhook again for a denied write only when it began from its
+    // watch cache (it re-reads etcd and retries once): wait until the cache holds the object,
+    // so that the repeat comes and the next write is not mistaken for it.
+    testbed::eventually("the watch cache to hold x", common::WAIT, || async {
+        let cached = api
+            .list(&kube::api::ListParams::default().match_any())
+            .await
+            .ok()?;
+        cached
+            .items
+            .iter()
+            .any(|d| d.status.as_ref().and_then(|s| s.common.uri.as_deref()) == Some("u"))
+            .then_some(())
+    })
+    .await
+    .unwrap();
     let refused = write_status(json!({"id": "ed_1"})).await.unwrap_err();
     assert!(
         refused

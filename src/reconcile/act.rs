@@ -13,15 +13,18 @@ use super::Reconciliation;
 use super::managed::{Managed, ManagedStatus, RemoteObject, record_remote};
 use super::observe::Observation;
 use super::plan::{self, Cause, Step};
-use crate::accounts::Account;
+use crate::accounts::{Account, CreateGuard};
 use crate::conditions::Phase;
 use crate::crd::PendingCreate;
 use crate::error::{Error, Result};
 
+/// `search`: the create guard a lost-create search took, still held; a create of the same
+/// content goes on under it.
 pub async fn act<K: Managed>(
     r: &mut Reconciliation<'_, K>,
     observation: &Observation<K>,
     steps: Vec<Step<K>>,
+    mut search: Option<CreateGuard>,
 ) -> Result<()> {
     let moving = steps
         .iter()
@@ -71,7 +74,7 @@ pub async fn act<K: Managed>(
                 replaced = Some(id);
             }
             Step::Create => {
-                create(r, observation).await?;
+                create(r, observation, search.take()).await?;
                 if let (Some(old), false) = (&replaced, moving) {
                     let new = r.status.common().id.clone().unwrap_or_default();
                     r.event(
@@ -130,13 +133,17 @@ pub async fn act<K: Managed>(
 async fn create<K: Managed>(
     r: &mut Reconciliation<'_, K>,
     observation: &Observation<K>,
+    search: Option<CreateGuard>,
 ) -> Result<()> {
     let (account, prepared) = (&observation.account, &observation.prepared);
     let fingerprint = K::fingerprint(&prepared.desired);
     // One create of a given content at a time per account: a lost create is then
     // recognisable by its content alone, however alike the resources are.
-    let Some(_guard) = account.begin_create(&fingerprint) else {
-        return Err(Error::CreateQueued);
+    let _guard = match search.filter(|guard| guard.covers(account, &fingerprint)) {
+        Some(held) => held,
+        None => account
+            .begin_create(&fingerprint)
+            .ok_or(Error::CreateQueued)?,
     };
     if pending_elsewhere(r, account, &fingerprint) {
         return Err(Error::CreateQueued);

@@ -153,8 +153,8 @@ async fn observe_plan_act<K: Managed>(
     let facts = observation.facts(r.resource, &status);
     let read = plan::read(&facts);
     let drift_check = matches!(read, plan::Read::Listing(_));
-    // `_search`: held until the steps are carried out (see `observe::remote`).
-    let (seen, _search) = match observe::remote(r, observation, read).await {
+    // `search`: held until the steps are carried out (see `observe::remote`).
+    let (seen, search) = match observe::remote(r, observation, read).await {
         Ok(seen) => seen,
         Err(error) => return Outcome::Failed(error),
     };
@@ -165,7 +165,7 @@ async fn observe_plan_act<K: Managed>(
     if let Outcome::Observing(drift) = &plan.outcome {
         r.status.common_mut().drift = drift.clone();
     }
-    match act::act(r, observation, plan.steps).await {
+    match act::act(r, observation, plan.steps, search).await {
         Ok(()) => plan.outcome,
         Err(error) => Outcome::Failed(error),
     }
