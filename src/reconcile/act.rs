@@ -49,11 +49,6 @@ pub async fn act<K: Managed>(
                 content_changed,
             } => {
                 info!(id = %remote.id(), "found the {} of an earlier create whose outcome was lost", K::NOUN);
-                // Claimed until the status records it, as a create's object is: a twin's
-                // search must not take it too.
-                K::memory(r.ctx).with(&r.object_ref(), |entry| {
-                    entry.created = Some(remote.clone())
-                });
                 record_created(r, &observation.account, &remote);
                 // It was created from the intent's content; the next pass updates any change.
                 if content_changed {
@@ -162,11 +157,6 @@ async fn create<K: Managed>(
     match K::create(account, &prepared.desired).await {
         Ok(created) => {
             info!(id = %created.id(), "created {}", K::NOUN);
-            // Until the status records it: if that write fails, the next pass takes this
-            // object rather than look for it or make another.
-            K::memory(r.ctx).with(&r.object_ref(), |entry| {
-                entry.created = Some(created.clone())
-            });
             record_created(r, account, &created);
             r.event(
                 EventType::Normal,
@@ -208,11 +198,17 @@ fn pending_elsewhere<K: Managed>(
     plan::create_must_wait(fingerprint, own.map(|p| (p, uid.as_str())), others)
 }
 
+/// Takes `created` (made by this pass or an earlier one) as the resource's object. It is also
+/// remembered until a status records it: if that write fails, the next pass takes it rather
+/// than look for it or make another, and no other resource's search takes it meanwhile.
 fn record_created<K: Managed>(
     r: &mut Reconciliation<'_, K>,
     account: &Account,
     created: &K::Remote,
 ) {
+    K::memory(r.ctx).with(&r.object_ref(), |entry| {
+        entry.created = Some(created.clone())
+    });
     let common = r.status.common_mut();
     record_remote(common, Some(created));
     common.pending_create = None;

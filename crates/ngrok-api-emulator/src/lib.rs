@@ -23,7 +23,8 @@
 //! - Accounts: `api_key` is the main ngrok account's key; each
 //!   [`account_key`](EmulatorBuilder::account_key) (CLI `--extra-account-key`) adds another
 //!   account, and [`second_key`](EmulatorBuilder::second_key) (CLI
-//!   `--second-key ACCOUNT_KEY=KEY`) another key of an account. As at ngrok, an account sees only its own objects: another account's id
+//!   `--second-key ACCOUNT_KEY=KEY`) another key of an account. As at ngrok, an account sees
+//!   only its own objects: another account's id
 //!   answers 404 exactly as an unknown id, lists hold only the caller's objects, and a
 //!   subscription may only name destinations of the caller's account (else 400
 //!   `ERR_NGROK_7803`). The admin surface and [`EmulatorHandle`] see every account.
