@@ -158,6 +158,9 @@ struct Denied {
     what: String,
     /// What the write would have stored, to recognise the API server's repeat of it.
     new: Value,
+    /// When it was denied: the repeat comes within the same request, before the API server
+    /// answers; a retry of the operator's own comes a backoff (≥ 1 s) later.
+    at: std::time::Instant,
     /// Whether the repeat came (and was denied too).
     repeated: bool,
 }
@@ -182,7 +185,10 @@ impl Faults {
         // object (1.20's GuaranteedUpdate re-reads etcd and retries once): the same request.
         let repeat = self.armed.iter_mut().find_map(|fault| {
             let denied = fault.denied.as_mut()?;
-            let repeats = !denied.repeated && denied.what == what && denied.new == new;
+            // The same object, or the same write within the request (the repeat starts from
+            // etcd's copy, whose metadata or status the cached copy may not have had yet).
+            let soon = denied.at.elapsed() < Duration::from_millis(500);
+            let repeats = !denied.repeated && denied.what == what && (denied.new == new || soon);
             repeats.then(|| {
                 denied.repeated = true;
                 fault.name
@@ -198,6 +204,7 @@ impl Faults {
         fault.denied = Some(Denied {
             what,
             new,
+            at: std::time::Instant::now(),
             repeated: false,
         });
         Some(fault.name)
