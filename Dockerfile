@@ -20,6 +20,8 @@ LABEL org.opencontainers.image.title="ngrok-events-operator" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=builder /ngrok-events-operator /usr/local/bin/ngrok-events-operator
+# The license travels with the binary it covers.
+COPY --from=builder /src/LICENSE /licenses/LICENSE
 # The chart's runAsUser / runAsGroup.
 USER 65532:65532
 EXPOSE 8080

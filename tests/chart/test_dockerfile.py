@@ -26,7 +26,10 @@ def test_runtime_is_minimal_non_root_and_labelled():
     assert parser.baseimage.startswith("gcr.io/distroless/"), "no shell, no package manager"
     final = structure[[i for i, s in enumerate(structure) if s["instruction"] == "FROM"][-1]:]
     copies = [i["value"] for i in final if i["instruction"] == "COPY"]
-    assert copies == ["--from=builder /ngrok-events-operator /usr/local/bin/ngrok-events-operator"], "the binary alone"
+    assert copies == [
+        "--from=builder /ngrok-events-operator /usr/local/bin/ngrok-events-operator",
+        "--from=builder /src/LICENSE /licenses/LICENSE",
+    ], "the binary and its license alone"
     assert [i["value"] for i in final if i["instruction"] == "USER"] == ["65532:65532"]
     assert not [i for i in final if i["instruction"] == "RUN"], "the runtime image has no shell to run anything"
     labels = parser.labels
