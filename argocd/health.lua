@@ -1,6 +1,9 @@
--- Argo CD health of events.ngrok.io/EventDestination, from the kstatus conditions the operator
--- writes (Ready, Reconciling, Stalled). Lua 5.1, as Argo CD runs it. Install it under
--- resource.customizations.health.events.ngrok.io_EventDestination in argocd-cm (see README).
+-- Argo CD health of events.ngrok.io/EventDestination and events.ngrok.io/EventSubscription, from
+-- the kstatus conditions the operator writes (Ready, Reconciling, Stalled) alike for both kinds.
+-- Lua 5.1, as Argo CD runs it. Install it under both
+-- resource.customizations.health.events.ngrok.io_EventDestination and
+-- resource.customizations.health.events.ngrok.io_EventSubscription in argocd-cm: argocd/argocd-cm.yaml
+-- is that ConfigMap, ready to apply (see README).
 local hs = {status = "Progressing", message = "Waiting for the operator"}
 
 local function condition(conditions, type_)
@@ -22,7 +25,7 @@ end
 local metadata = obj.metadata or {}
 if metadata.deletionTimestamp ~= nil then
   hs.status = "Progressing"
-  hs.message = "Deleting: the operator removes the destination from ngrok (or retains it) before the finalizer is released"
+  hs.message = "Deleting: the operator removes the object from ngrok (or retains it) before the finalizer is released"
   return hs
 end
 

@@ -39,6 +39,7 @@ for lib in $(ldd "$binary" | grep -o '/[^ ]*'); do
   install -D -m 0755 "$(readlink -f "$lib")" "$rootfs$lib"
 done
 install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
+install -D -m 0644 LICENSE "$rootfs/licenses/LICENSE"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$rootfs/etc/passwd"
 printf 'root:x:0:\nnonroot:x:65532:\n' >"$rootfs/etc/group"
 install -d -m 1777 "$rootfs/tmp"

@@ -35,6 +35,26 @@ ensure_lua() {
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lua5.1 >/dev/null
 }
 
+# promtool unit-tests the chart's alerts (tests/chart/test_monitoring.py). Debian's prometheus
+# package brings it; --no-install-recommends keeps out what a test does not run, and a
+# policy-rc.d that refuses every start keeps its server from being started by the install.
+ensure_promtool() {
+  command -v promtool >/dev/null && return
+  step "installing promtool (Debian's prometheus package)"
+  local sudo=()
+  [[ $(id -u) -ne 0 ]] && sudo=(sudo)
+  local policy=/usr/sbin/policy-rc.d placed=
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod 0755 "$policy"
+    placed=1
+  fi
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  [[ -n $placed ]] && "${sudo[@]}" rm -f "$policy"
+  command -v promtool >/dev/null
+}
+
 ensure_venv
 if [[ "${1:-}" == render-deploy ]]; then
   exec "$VENV/bin/python" tests/chart/render_deploy.py deploy
@@ -47,6 +67,7 @@ if [[ "${1:-}" == node ]]; then
   exec "$VENV/bin/python" -m pytest -p no:cacheprovider -W ignore::urllib3.exceptions.InsecureRequestWarning -q -rA "$@" test_node_*.py
 fi
 ensure_lua
+ensure_promtool
 
 step "building the operator and the ngrok API emulator"
 cargo build -q --locked -p ngrok-events-operator -p ngrok-api-emulator --bins

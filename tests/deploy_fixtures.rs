@@ -5,16 +5,18 @@
 //!
 //! The test reaches each state, reads the object as the API server returns it, removes what
 //! changes from run to run (uids, times, ids) and compares it with
-//! `tests/fixtures/status/<state>.json`. `UPDATE_FIXTURES=1` rewrites the files instead.
+//! `tests/fixtures/status/<state>.json` (EventDestination) or
+//! `tests/fixtures/status/subscription/<state>.json` (EventSubscription). `UPDATE_FIXTURES=1`
+//! rewrites the files instead.
 
 mod common;
 
 use std::collections::BTreeMap;
 
-use common::{API_KEY, Operator, Options, destination, kinesis_role};
+use common::{API_KEY, Operator, Options, destination, kinesis_role, subscription};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use ngrok_api_emulator::Emulator;
-use ngrok_events_operator::crd::EventDestination;
+use ngrok_events_operator::crd::{EventDestination, EventSubscription};
 use serde_json::{Value, json};
 
 /// Everything health checks (Argo CD's, kstatus) look at.
@@ -38,16 +40,72 @@ fn health_inputs(object: &Value) -> Value {
 /// A finalizer of another controller, holding a deleted object.
 const HOLD: &str = "fixtures.test/hold";
 
-fn dynamic(op: &Operator) -> Api<DynamicObject> {
+fn dynamic<K: common::Kind>(op: &Operator) -> Api<DynamicObject> {
     Api::namespaced_with(
         op.client.clone(),
         &op.namespace,
-        &ApiResource::erase::<EventDestination>(&()),
+        &ApiResource::erase::<K>(&()),
     )
 }
 
-async fn read(op: &Operator, name: &str) -> Value {
-    serde_json::to_value(dynamic(op).get(name).await.expect("get")).unwrap()
+async fn read<K: common::Kind>(op: &Operator, name: &str) -> Value {
+    serde_json::to_value(dynamic::<K>(op).get(name).await.expect("get")).unwrap()
+}
+
+/// Marks `name` for deletion while another controller's finalizer holds it, after the
+/// operator's cleanup has run, and returns the object as it is then; releases it afterwards.
+async fn deleting<K: common::Kind>(op: &Operator, name: &str) -> Value {
+    dynamic::<K>(op)
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
+    testbed::wait_for(
+        &op.api::<K>(),
+        name,
+        |d: Option<&K>| {
+            d.is_some_and(|d| {
+                d.meta().deletion_timestamp.is_some()
+                    && d.meta().finalizers.as_deref() == Some(&[HOLD.to_string()][..])
+            })
+        },
+        common::WAIT,
+    )
+    .await
+    .unwrap();
+    let object = read::<K>(op, name).await;
+    dynamic::<K>(op)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    object
+}
+
+/// The spec change the operator has not seen yet: the API server's answer to the patch is the
+/// object with the new generation and the status of the old one.
+async fn generation_behind<K: common::Kind>(op: &Operator, name: &str) -> Value {
+    let changed = dynamic::<K>(op)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"description": "changed"}})),
+        )
+        .await
+        .unwrap();
+    serde_json::to_value(changed).unwrap()
+}
+
+fn annotated<K: kube::Resource>(mut resource: K, annotations: &[(&str, &str)]) -> K {
+    resource.meta_mut().annotations = Some(
+        annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    resource
 }
 
 /// Replaces what differs between runs with fixed placeholders; keeps everything a health
@@ -109,6 +167,9 @@ fn regex_free_replace_ids(text: &str) -> String {
         out + rest
     };
     let text = replace(text, "ed_", "ed_PLACEHOLDER", |c| c.is_ascii_alphanumeric());
+    let text = replace(&text, "esb_", "esb_PLACEHOLDER", |c| {
+        c.is_ascii_alphanumeric()
+    });
     let text = replace(&text, "op_", "op_PLACEHOLDER", |c| {
         c.is_ascii_alphanumeric()
     });
@@ -192,18 +253,11 @@ async fn status_fixtures_come_from_real_runs() {
         .await;
     fixtures.insert("observing", serde_json::to_value(observing).unwrap());
 
-    // A spec change the operator has not seen yet: the API server's answer to the patch is
-    // the object with the new generation and the status of the old one.
     op.wait_ready::<EventDestination>("ready").await;
-    let changed = dynamic(&op)
-        .patch(
-            "ready",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"description": "changed"}})),
-        )
-        .await
-        .unwrap();
-    fixtures.insert("generation-behind", serde_json::to_value(changed).unwrap());
+    fixtures.insert(
+        "generation-behind",
+        generation_behind::<EventDestination>(&op, "ready").await,
+    );
 
     // Deleting: the object marked for deletion after the operator's cleanup deleted it from
     // ngrok, held by another controller's finalizer (as a GitOps tool or a backup tool may
@@ -212,32 +266,10 @@ async fn status_fixtures_come_from_real_runs() {
     held.metadata.finalizers = Some(vec![HOLD.to_string()]);
     op.create(&held).await;
     op.wait_ready::<EventDestination>("deleting").await;
-    dynamic(&op)
-        .delete("deleting", &DeleteParams::default())
-        .await
-        .unwrap();
-    testbed::wait_for(
-        &op.api::<EventDestination>(),
+    fixtures.insert(
         "deleting",
-        |d: Option<&EventDestination>| {
-            d.is_some_and(|d| {
-                d.metadata.deletion_timestamp.is_some()
-                    && d.metadata.finalizers.as_deref() == Some(&[HOLD.to_string()][..])
-            })
-        },
-        common::WAIT,
-    )
-    .await
-    .unwrap();
-    fixtures.insert("deleting", read(&op, "deleting").await);
-    dynamic(&op)
-        .patch(
-            "deleting",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-        )
-        .await
-        .unwrap();
+        deleting::<EventDestination>(&op, "deleting").await,
+    );
     op.stop().await;
 
     // ngrok failing: Reconciling=True, NgrokUnavailable.
@@ -293,7 +325,114 @@ async fn status_fixtures_come_from_real_runs() {
     slow.wait_ready::<EventDestination>("creating").await;
     slow.stop().await;
 
-    let dir = common::repo_path("tests/fixtures/status");
+    compare_or_update("tests/fixtures/status", fixtures);
+}
+
+/// The same states of an EventSubscription (Argo CD and kstatus read both kinds alike).
+#[tokio::test]
+async fn subscription_status_fixtures_come_from_real_runs() {
+    let mut fixtures: BTreeMap<&str, Value> = BTreeMap::new();
+    let op = Operator::start("fx-sub").await;
+    op.create(&destination(
+        "audit",
+        json!({"target": kinesis_role("audit")}),
+    ))
+    .await;
+    let audit = op.wait_ready_id::<EventDestination>("audit").await;
+    let traffic = |name: &str, spec: Value| {
+        let mut spec = spec;
+        spec["sources"] = json!([{"type": "http_request_complete.v0"}]);
+        subscription(name, spec)
+    };
+    op.create(&traffic(
+        "ready",
+        json!({"destinationRefs": [{"name": "audit"}]}),
+    ))
+    .await;
+    // Waiting for a destination that does not exist: Reconciling=True, DestinationNotReady.
+    op.create(&traffic(
+        "reconciling",
+        json!({"destinationRefs": [{"name": "not-yet"}]}),
+    ))
+    .await;
+    op.create(&traffic(
+        "stalled",
+        json!({"destinationRefs": [{"name": "audit"}], "apiKeyRef": {"name": "missing", "key": "api-key"}}),
+    ))
+    .await;
+    op.create(&annotated(
+        traffic("paused", json!({"destinationRefs": [{"name": "audit"}]})),
+        &[("events.ngrok.io/paused", "true")],
+    ))
+    .await;
+    let ready = op.wait_ready::<EventSubscription>("ready").await;
+    fixtures.insert("ready", serde_json::to_value(ready).unwrap());
+    let reconciling = op
+        .wait_condition::<EventSubscription>("reconciling", "Reconciling", "DestinationNotReady")
+        .await;
+    fixtures.insert("reconciling", serde_json::to_value(reconciling).unwrap());
+    let stalled = op
+        .wait_condition::<EventSubscription>("stalled", "Stalled", "SecretNotFound")
+        .await;
+    fixtures.insert("stalled", serde_json::to_value(stalled).unwrap());
+    let paused = op
+        .wait_ready_status::<EventSubscription>("paused", "False", "Paused")
+        .await;
+    fixtures.insert("paused", serde_json::to_value(paused).unwrap());
+
+    // Observe mode with a difference: a subscription made by hand, observed by a resource
+    // that wants another description.
+    let by_hand = op
+        .ngrok()
+        .create_event_subscription(&ngrok_api::types::EventSubscriptionCreate {
+            description: Some("made by hand".into()),
+            ..ngrok_api::types::EventSubscriptionCreate::new(
+                vec![ngrok_api::types::EventSourceReplace::new(
+                    "http_request_complete.v0",
+                )],
+                vec![audit],
+            )
+        })
+        .await
+        .unwrap();
+    op.create(&annotated(
+        traffic(
+            "observing",
+            json!({"description": "as written", "destinationRefs": [{"name": "audit"}]}),
+        ),
+        &[
+            ("events.ngrok.io/management", "observe"),
+            ("events.ngrok.io/adopt-id", &by_hand.id),
+        ],
+    ))
+    .await;
+    let observing = op
+        .wait_ready_status::<EventSubscription>("observing", "False", "Observing")
+        .await;
+    fixtures.insert("observing", serde_json::to_value(observing).unwrap());
+
+    fixtures.insert(
+        "generation-behind",
+        generation_behind::<EventSubscription>(&op, "ready").await,
+    );
+
+    let mut held = traffic("deleting", json!({"destinationRefs": [{"name": "audit"}]}));
+    held.metadata.finalizers = Some(vec![HOLD.to_string()]);
+    op.create(&held).await;
+    op.wait_ready::<EventSubscription>("deleting").await;
+    fixtures.insert(
+        "deleting",
+        deleting::<EventSubscription>(&op, "deleting").await,
+    );
+    op.stop().await;
+
+    compare_or_update("tests/fixtures/status/subscription", fixtures);
+}
+
+/// Compares what a health check reads of each recorded object with the committed fixture, or
+/// rewrites the fixtures with `UPDATE_FIXTURES=1`.
+fn compare_or_update(dir: &str, fixtures: BTreeMap<&str, Value>) {
+    let dir = common::repo_path(dir);
     let update = std::env::var("UPDATE_FIXTURES").is_ok_and(|v| v == "1");
     if update {
         std::fs::create_dir_all(&dir).unwrap();

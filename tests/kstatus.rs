@@ -58,11 +58,19 @@ fn compute(object: &Value) -> Status {
     }
 }
 
-fn fixture(name: &str) -> Value {
+/// The fixtures of both kinds: EventDestination's in `tests/fixtures/status`, EventSubscription's
+/// in its `subscription` folder.
+const FIXTURE_DIRS: [&str; 2] = [
+    "tests/fixtures/status",
+    "tests/fixtures/status/subscription",
+];
+
+fn fixture(dir: &str, name: &str) -> Option<Value> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/status")
+        .join(dir)
         .join(format!("{name}.json"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    let text = std::fs::read_to_string(&path).ok()?;
+    Some(serde_json::from_str(&text).unwrap())
 }
 
 #[test]
@@ -80,21 +88,30 @@ fn operator_status_maps_to_the_kstatus_states() {
         ("paused", Status::InProgress),
         // Observe mode with differences is the same: Ready=False, nothing under way.
         ("observing", Status::InProgress),
+        // A subscription waiting for its destination.
+        ("reconciling", Status::InProgress),
     ];
-    for (name, status) in expected {
-        assert_eq!(compute(&fixture(name)), status, "fixture {name}");
+    let mut seen = 0;
+    for dir in FIXTURE_DIRS {
+        for (name, status) in &expected {
+            if let Some(object) = fixture(dir, name) {
+                assert_eq!(&compute(&object), status, "fixture {dir}/{name}");
+                seen += 1;
+            }
+        }
     }
+    assert_eq!(seen, 15, "8 destination and 7 subscription fixtures");
 }
 
 #[test]
 fn every_fixture_has_the_three_conditions_with_observed_generation() {
-    for entry in std::fs::read_dir(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/status"
-    ))
-    .unwrap()
-    {
-        let path = entry.unwrap().path();
+    let paths = FIXTURE_DIRS.iter().flat_map(|dir| {
+        std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "json"))
+    });
+    for path in paths {
         let object: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         for type_ in ["Ready", "Reconciling", "Stalled"] {
             let c = condition(&object, type_).unwrap_or_else(|| panic!("{type_} in {path:?}"));

@@ -72,7 +72,7 @@ def test_labels_agree_and_the_version_is_the_charts(image):
 def test_the_binary_is_where_the_dockerfile_puts_it_and_runs_from_the_image_alone(image):
     _, config, files, read = image
     _, final = dockerfile()
-    (copy,) = instruction(final, "COPY")
+    copy = next(c for c in instruction(final, "COPY") if "/ngrok-events-operator " in c)
     assert copy.split()[-1] == "/" + BINARY == config["config"]["Entrypoint"][0]
     assert files[BINARY].mode & 0o111
     # Run the image's own binary with only the image's files (its loader and libraries).
@@ -83,6 +83,13 @@ def test_the_binary_is_where_the_dockerfile_puts_it_and_runs_from_the_image_alon
         out = subprocess.run(["chroot", root, "/" + BINARY, "--version"], capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stderr
         assert "ngrok-events-operator" in out.stdout
+
+
+def test_the_license_is_where_the_dockerfile_puts_it(image):
+    _, _, files, read = image
+    _, final = dockerfile()
+    copy = next(c for c in instruction(final, "COPY") if "LICENSE" in c)
+    assert read(copy.split()[-1].removeprefix("/")) == (ROOT / "LICENSE").read_bytes()
 
 
 def test_the_files_distroless_cc_provides_are_there(image):
