@@ -248,12 +248,14 @@ impl Servers {
                 command.args([
                     "--controllers=namespace,garbagecollector,serviceaccount,serviceaccount-token,\
                      deployment,replicaset,nodelifecycle,root-ca-cert-publisher,endpoint,\
-                     endpointslice,podgc",
+                     endpointslice,podgc,resourcequota",
                     &format!("--service-account-private-key-file={}", sa_key.display()),
                     &format!("--root-ca-file={}", self.api_ca().display()),
                 ]);
             } else {
-                command.arg("--controllers=namespace,garbagecollector");
+                // resourcequota: a ResourceQuota is enforced only once its controller has
+                // counted what the namespace holds (the README's quota example is tested).
+                command.arg("--controllers=namespace,garbagecollector,resourcequota");
             }
             self.spawn("kube-controller-manager", &mut command)?;
         }
