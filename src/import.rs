@@ -50,15 +50,12 @@ pub async fn import(
     Ok(out)
 }
 
-/// The ids of every EventDestination and EventSubscription of the cluster (all namespaces) of
-/// the current kubeconfig: the objects the operator already manages. An error says why the
-/// cluster could not be asked (never a secret: the client's errors carry none).
-pub async fn managed_in_cluster() -> Result<HashSet<String>, String> {
-    let client = kube::Client::try_default().await.map_err(|e| {
-        format!("cannot reach the cluster to leave out the ngrok objects it already manages: {e}")
-    })?;
-    let mut ids = managed_ids::<EventDestination>(&client).await?;
-    ids.extend(managed_ids::<EventSubscription>(&client).await?);
+/// The ids of every EventDestination and EventSubscription of `client`'s cluster (all
+/// namespaces): the objects the operator already manages. An error says why the cluster could
+/// not be asked (never a secret: the client's errors carry none).
+pub async fn managed_in_cluster(client: &kube::Client) -> Result<HashSet<String>, String> {
+    let mut ids = managed_ids::<EventDestination>(client).await?;
+    ids.extend(managed_ids::<EventSubscription>(client).await?);
     Ok(ids)
 }
 
@@ -475,6 +472,17 @@ mod tests {
         );
         assert_eq!(imported.spec.destination_ids, ["ed_elsewhere"]);
         assert!(yaml.starts_with("# 1 ngrok event destination(s) and 1 subscription(s)"));
+    }
+
+    #[test]
+    fn objects_the_cluster_manages_are_named_not_imported() {
+        assert_eq!(
+            already_managed(true, &["ed_1".into(), "esb_2\n---".into()]),
+            "# not imported: ed_1 is already managed by a resource in this cluster\n\
+             # not imported: esb_2_--- is already managed by a resource in this cluster\n"
+        );
+        assert_eq!(already_managed(true, &[]), "");
+        assert!(already_managed(false, &[]).starts_with("# not checked against the cluster"));
     }
 
     #[test]

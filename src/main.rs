@@ -143,7 +143,14 @@ async fn main() -> anyhow::Result<()> {
                 .with_base_url(&args.api_url)
                 .context("--api-url")?;
             let client = ngrok_api::Client::new(config)?;
-            let managed = ngrok_events_operator::import::managed_in_cluster().await;
+            // What the cluster already manages is left out; without a cluster to ask, the
+            // output says so (the operator still refuses to adopt what a resource manages).
+            let managed = match kube::Client::try_default().await {
+                Ok(kube) => ngrok_events_operator::import::managed_in_cluster(&kube).await,
+                Err(e) => Err(format!(
+                    "cannot reach the cluster (KUBECONFIG) to leave out the ngrok objects it already manages: {e}"
+                )),
+            };
             if let Err(why) = &managed {
                 eprintln!("warning: {why}");
             }

@@ -214,6 +214,47 @@ mod tests {
         assert_eq!(names, ["audit", "leaving"]);
     }
 
+    /// Issue 19: a subscription of another namespace that named an id before a destination
+    /// adopted it is reconciled (and then refused) when the destination changes.
+    #[test]
+    fn a_changed_destination_notifies_every_subscription_naming_its_id() {
+        let audit = destination("team-a", "audit", Some("ed_1"));
+        let subscriptions = vec![
+            subscription("team-a", &["audit"], &[], &[]),
+            subscription("team-b", &[], &["ed_1"], &[]),
+            subscription("team-c", &[], &[], &["ed_1"]),
+            subscription("team-d", &["audit"], &["ed_2"], &["ed_2"]),
+        ];
+        let notified: Vec<String> = subscriptions_to_notify(&subscriptions, &audit)
+            .iter()
+            .map(|s| s.namespace().unwrap())
+            .collect();
+        assert_eq!(notified, ["team-a", "team-b", "team-c"]);
+        // Without an id, only by name.
+        let new = destination("team-a", "audit", None);
+        assert_eq!(subscriptions_to_notify(&subscriptions, &new).len(), 1);
+    }
+
+    #[test]
+    fn an_id_is_named_in_another_namespace_by_spec_or_by_what_was_sent() {
+        let subscriptions = vec![
+            subscription("team-a", &[], &["ed_1"], &[]),
+            subscription("team-b", &[], &[], &["ed_2"]),
+        ];
+        assert!(!named_in_another_namespace(
+            &subscriptions,
+            "team-a",
+            "ed_1"
+        ));
+        assert!(named_in_another_namespace(&subscriptions, "team-b", "ed_1"));
+        assert!(named_in_another_namespace(&subscriptions, "team-a", "ed_2"));
+        assert!(!named_in_another_namespace(
+            &subscriptions,
+            "team-a",
+            "ed_3"
+        ));
+    }
+
     #[test]
     fn users_are_listed_in_a_stable_order() {
         let audit = destination("team-a", "audit", Some("ed_1"));

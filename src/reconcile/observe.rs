@@ -16,8 +16,8 @@ use super::plan::{self, AdoptionRights, Elsewhere, Facts, Mode, Read, Seen};
 use super::{Context, Reconciliation};
 use crate::accounts::{Account, AccountChange, CreateGuard, KnownIdentity, Lookup, account_change};
 use crate::annotations;
-use crate::references;
 use crate::error::{Error, PreviousAccount, Result};
+use crate::references;
 use crate::secrets;
 
 /// What a reconcile knows before it reads ngrok.

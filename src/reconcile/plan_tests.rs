@@ -699,7 +699,8 @@ fn adoption_with_the_operator_key_is_for_selected_namespaces_only() {
     };
     let (_, message) = refused(&f);
     assert!(
-        message.contains("--adoption-namespace-selector=tier in (a,b),") && !message.contains("kubectl label"),
+        message.contains("--adoption-namespace-selector=tier in (a,b),")
+            && !message.contains("kubectl label"),
         "{message}"
     );
     // Paused: nothing is done, nothing refused.
