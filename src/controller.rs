@@ -41,6 +41,10 @@ pub struct Settings {
     /// A label selector of the namespaces whose resources may use the operator-wide API key;
     /// every namespace when `None`.
     pub operator_key_namespace_selector: Option<String>,
+    /// A label selector of the namespaces whose resources may adopt ngrok objects
+    /// (`events.ngrok.io/adopt-id`) with the operator-wide key; none when `None`. A resource
+    /// with its own `spec.apiKeyRef` may adopt from its account anywhere.
+    pub adoption_namespace_selector: Option<String>,
     /// Resources may only read Secrets labelled `events.ngrok.io/credentials=true`; only those
     /// are watched.
     pub require_credentials_label: bool,
@@ -100,18 +104,32 @@ pub async fn run(
         destinations: (destination_store.clone(), destination_triggers.clone()),
         subscriptions: (subscription_store.clone(), subscription_triggers.clone()),
     };
-    let namespace_watch = match &settings.operator_key_namespace_selector {
-        Some(selector) => {
-            let (store, watch) =
-                operator_key_namespaces(&client, selector, triggers.clone()).await?;
-            let watch = tokio::spawn(watch);
-            // Before any reconcile, so that no resource is refused for want of a full listing.
-            wait_until_ready(&store).await;
-            ctx.operator_key_namespaces = Some(store);
-            Some(watch)
-        }
-        None => None,
-    };
+    let mut namespace_watches = Vec::new();
+    if let Some(selector) = &settings.operator_key_namespace_selector {
+        let (store, watch) = selected_namespaces(
+            &client,
+            "--operator-key-namespace-selector",
+            selector,
+            triggers.clone(),
+        )
+        .await?;
+        namespace_watches.push(watch);
+        ctx.operator_key_namespaces = Some(store);
+    }
+    if let Some(selector) = &settings.adoption_namespace_selector {
+        let (namespaces, watch) = selected_namespaces(
+            &client,
+            "--adoption-namespace-selector",
+            selector,
+            triggers.clone(),
+        )
+        .await?;
+        namespace_watches.push(watch);
+        ctx.adoption_namespaces = Some(reconcile::SelectedNamespaces {
+            selector: selector.clone(),
+            namespaces,
+        });
+    }
     let ctx = Arc::new(ctx);
     let rotations = tokio::spawn(follow_operator_key(ctx.clone(), triggers));
 
@@ -126,7 +144,7 @@ pub async fn run(
             forget_deleted(&ctx.destination_memory, event);
             if let Some(destination) = changed(event) {
                 for subscription in
-                    references::subscriptions_using(&subscriptions.state(), destination)
+                    references::subscriptions_to_notify(&subscriptions.state(), destination)
                 {
                     triggers
                         .unbounded_send(ObjectRef::from_obj(subscription.as_ref()))
@@ -236,7 +254,7 @@ pub async fn run(
     futures::join!(destination_controller, subscription_controller);
     secret_router.abort();
     rotations.abort();
-    if let Some(watch) = namespace_watch {
+    for watch in namespace_watches {
         watch.abort();
     }
     health.set_ready(false);
@@ -292,22 +310,25 @@ impl<K: Managed> ResourceView for K {
     }
 }
 
-/// The namespaces that may use the operator-wide key: a metadata-only watch of the namespaces
-/// matching `selector` (the API server evaluates it, so any selector kubectl takes works). A
-/// namespace entering or leaving the selection triggers its resources.
-async fn operator_key_namespaces(
+/// The namespaces a selector flag (`flag`) selects, such as those that may use the
+/// operator-wide key: a metadata-only watch of the namespaces matching `selector` (the API
+/// server evaluates it, so any selector kubectl takes works), running once this returns, its
+/// first listing complete so that no resource is refused for want of one. A namespace entering
+/// or leaving the selection triggers its resources.
+async fn selected_namespaces(
     client: &Client,
+    flag: &str,
     selector: &str,
     triggers: Triggers,
 ) -> anyhow::Result<(
     Store<PartialObjectMeta<Namespace>>,
-    impl Future<Output = ()> + Send + 'static,
+    tokio::task::JoinHandle<()>,
 )> {
     // kube 5 asks for metadata only (PartialObjectMetadata) on an Api of PartialObjectMeta.
     let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
     api.list(&ListParams::default().labels(selector).limit(1))
         .await
-        .with_context(|| format!("cannot list namespaces with --operator-key-namespace-selector {selector:?}: is it a valid label selector, and may the operator list namespaces?"))?;
+        .with_context(|| format!("cannot list namespaces with {flag} {selector:?}: is it a valid label selector, and may the operator list namespaces?"))?;
     let (store, writer) = reflector::store();
     let events = reflector(
         writer,
@@ -321,13 +342,14 @@ async fn operator_key_namespaces(
             namespace.metadata.annotations = None;
         }),
     );
-    let watch = events.for_each(move |event| {
+    let watch = tokio::spawn(events.for_each(move |event| {
         if let Some(namespace) = changed(&event) {
             let name = namespace.name_any();
             triggers.every(|resource| resource.namespace().as_deref() == Some(name.as_str()));
         }
         std::future::ready(())
-    });
+    }));
+    wait_until_ready(&store).await;
     Ok((store, watch))
 }
 

@@ -122,6 +122,24 @@ pub enum Error {
     #[error("adopt-id {id} is already managed by {owner}")]
     AdoptTargetInUse { id: String, owner: String },
 
+    /// With the operator-wide key, `adopt-id` names a destination that a subscription of
+    /// another namespace names: taking it over would redirect that subscription's events
+    /// (reason `AdoptTargetInUse`). Nothing of the other namespace is named.
+    #[error(
+        "adopt-id {id} is named by a subscription in another namespace, so it cannot be adopted with the operator's ngrok API key: remove the annotation to create a destination of your own"
+    )]
+    AdoptTargetNamedElsewhere { id: String },
+
+    /// With the operator-wide key, only namespaces the platform team selected may adopt: any
+    /// object of the shared account that no resource manages (made with Terraform or the
+    /// dashboard, another cluster's, one a `Retain` resource left) could otherwise be taken.
+    #[error("{}", adoption_not_allowed(selector.as_deref(), namespace))]
+    AdoptionNotAllowed {
+        /// `--adoption-namespace-selector`; `None` when it is not set (no namespace may).
+        selector: Option<String>,
+        namespace: String,
+    },
+
     /// A subscription names EventDestinations that have no ngrok id yet: nothing is sent until
     /// they do (each `waiting` entry names one and says why).
     #[error("waiting for {}", waiting.join("; "))]
@@ -185,7 +203,10 @@ impl Error {
             Error::NotLeader => "NotLeader",
             Error::AmbiguousCreate { .. } => "AmbiguousCreate",
             Error::AdoptTargetNotFound { .. } => "AdoptTargetNotFound",
-            Error::AdoptTargetInUse { .. } => "AdoptTargetInUse",
+            Error::AdoptTargetInUse { .. } | Error::AdoptTargetNamedElsewhere { .. } => {
+                "AdoptTargetInUse"
+            }
+            Error::AdoptionNotAllowed { .. } => "AdoptionNotAllowed",
             Error::DestinationNotReady { .. } => "DestinationNotReady",
             Error::AccountMismatch { .. } => "AccountMismatch",
             Error::DestinationInUse { .. } => "DestinationInUse",
@@ -219,6 +240,8 @@ impl Error {
             | Error::AmbiguousCreate { .. }
             | Error::AdoptTargetNotFound { .. }
             | Error::AdoptTargetInUse { .. }
+            | Error::AdoptTargetNamedElsewhere { .. }
+            | Error::AdoptionNotAllowed { .. }
             | Error::AccountMismatch { .. }
             | Error::DestinationOfAnotherNamespace { .. }
             | Error::OperatorKeyNotAllowed
@@ -288,6 +311,32 @@ impl From<ngrok_api::Error> for Error {
     fn from(error: ngrok_api::Error) -> Self {
         Error::from_ngrok(error)
     }
+}
+
+/// The message of [`Error::AdoptionNotAllowed`]: which label the namespace needs, from the
+/// selector (a `kubectl label` command when the selector is one `key=value`).
+fn adoption_not_allowed(selector: Option<&str>, namespace: &str) -> String {
+    let own_key = "or set spec.apiKeyRef to a Secret with your team's own ngrok API key (a team may always adopt from its own account)";
+    let Some(selector) = selector else {
+        return format!(
+            "annotation {ADOPT}: no namespace may adopt ngrok objects with the operator's ngrok API key (the operator's --adoption-namespace-selector is not set): ask the platform team to select this namespace, {own_key}",
+            ADOPT = crate::crd::ADOPT_ID_ANNOTATION
+        );
+    };
+    let equality = selector
+        .split_once("==")
+        .or_else(|| selector.split_once('='))
+        .filter(|(key, value)| {
+            !key.is_empty() && !selector.contains([',', '!', '(', ' ']) && !value.contains('=')
+        });
+    let label = match equality {
+        Some((key, value)) => format!(" (kubectl label namespace {namespace} {key}={value})"),
+        None => String::new(),
+    };
+    format!(
+        "annotation {ADOPT}: this namespace may not adopt ngrok objects with the operator's ngrok API key: ask the platform team to label the namespace to match --adoption-namespace-selector={selector}{label}, {own_key}",
+        ADOPT = crate::crd::ADOPT_ID_ANNOTATION
+    )
 }
 
 /// Why the account of a resource's previous API key cannot be compared with the new one's

@@ -39,6 +39,7 @@ enum Command {
     Run(RunArgs),
     /// Print the destinations of an ngrok account as EventDestination YAML that adopts them
     /// (annotation events.ngrok.io/adopt-id), for moving from the dashboard or Terraform.
+    /// Objects a resource of the cluster (KUBECONFIG) already manages are left out.
     Import(ImportArgs),
 }
 
@@ -72,6 +73,12 @@ struct RunArgs {
     /// (e.g. `ngrok.io/operator-key=allowed`); the others need spec.apiKeyRef. Default: all.
     #[arg(long, env = "OPERATOR_KEY_NAMESPACE_SELECTOR")]
     operator_key_namespace_selector: Option<String>,
+    /// Only resources in namespaces matching this label selector may adopt ngrok objects
+    /// (annotation events.ngrok.io/adopt-id) with the operator-wide key (e.g.
+    /// `ngrok.io/adopt=allowed`). Default: none. A resource with spec.apiKeyRef may always adopt
+    /// from its own account.
+    #[arg(long, env = "ADOPTION_NAMESPACE_SELECTOR")]
+    adoption_namespace_selector: Option<String>,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
@@ -136,10 +143,26 @@ async fn main() -> anyhow::Result<()> {
                 .with_base_url(&args.api_url)
                 .context("--api-url")?;
             let client = ngrok_api::Client::new(config)?;
+            // What the cluster already manages is left out; without a cluster to ask, the
+            // output says so (the operator still refuses to adopt what a resource manages).
+            let managed = match kube::Client::try_default().await {
+                Ok(kube) => ngrok_events_operator::import::managed_in_cluster(&kube).await,
+                Err(e) => Err(format!(
+                    "cannot reach the cluster (KUBECONFIG) to leave out the ngrok objects it already manages: {e}"
+                )),
+            };
+            if let Err(why) = &managed {
+                eprintln!("warning: {why}");
+            }
             print!(
                 "{}",
-                ngrok_events_operator::import::import(&client, &args.namespace, args.observe)
-                    .await?
+                ngrok_events_operator::import::import(
+                    &client,
+                    &args.namespace,
+                    args.observe,
+                    managed.as_ref().ok()
+                )
+                .await?
             );
         }
     }
@@ -221,6 +244,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         instance,
         operator_key_namespace_selector: args
             .operator_key_namespace_selector
+            .clone()
+            .filter(|s| !s.trim().is_empty()),
+        adoption_namespace_selector: args
+            .adoption_namespace_selector
             .clone()
             .filter(|s| !s.trim().is_empty()),
         require_credentials_label: args.require_credentials_label,

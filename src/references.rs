@@ -53,6 +53,48 @@ pub fn subscriptions_using<'a>(
     users
 }
 
+/// Whether `id` is named by a subscription of a namespace other than `namespace`, in
+/// `spec.destinationIds` or in what it last sent to ngrok.
+pub fn named_in_another_namespace(
+    subscriptions: &[Arc<EventSubscription>],
+    namespace: &str,
+    id: &str,
+) -> bool {
+    subscriptions
+        .iter()
+        .any(|s| s.namespace().as_deref() != Some(namespace) && names_id(s, id))
+}
+
+/// Whether `subscription` names destination `id` by id: in `spec.destinationIds`, or in what
+/// it last sent to ngrok.
+fn names_id(subscription: &EventSubscription, id: &str) -> bool {
+    subscription.spec.destination_ids.iter().any(|i| i == id)
+        || subscription
+            .status
+            .as_ref()
+            .is_some_and(|s| s.destination_ids.iter().any(|i| i == id))
+}
+
+/// The subscriptions to reconcile when `destination` changed: those that use it, and those of
+/// any namespace that name its id. A subscription of another namespace that named the id
+/// before the destination adopted it is then refused (`DestinationOfAnotherNamespace`) rather
+/// than left showing Ready.
+pub fn subscriptions_to_notify<'a>(
+    subscriptions: &'a [Arc<EventSubscription>],
+    destination: &EventDestination,
+) -> Vec<&'a Arc<EventSubscription>> {
+    let id = destination
+        .status
+        .as_ref()
+        .and_then(|s| s.common.id.as_deref());
+    let mut notified: Vec<_> = subscriptions
+        .iter()
+        .filter(|s| uses(s, destination) || id.is_some_and(|id| names_id(s, id)))
+        .collect();
+    notified.sort_by_key(|s| (s.namespace(), s.name_any()));
+    notified
+}
+
 /// The destinations to reconcile when `subscription` changed: those it uses, and those of its
 /// namespace being deleted, which may have been waiting for it to let go.
 pub fn destinations_to_notify(
@@ -170,6 +212,47 @@ mod tests {
                 .map(|r| r.name)
                 .collect();
         assert_eq!(names, ["audit", "leaving"]);
+    }
+
+    /// Issue 19: a subscription of another namespace that named an id before a destination
+    /// adopted it is reconciled (and then refused) when the destination changes.
+    #[test]
+    fn a_changed_destination_notifies_every_subscription_naming_its_id() {
+        let audit = destination("team-a", "audit", Some("ed_1"));
+        let subscriptions = vec![
+            subscription("team-a", &["audit"], &[], &[]),
+            subscription("team-b", &[], &["ed_1"], &[]),
+            subscription("team-c", &[], &[], &["ed_1"]),
+            subscription("team-d", &["audit"], &["ed_2"], &["ed_2"]),
+        ];
+        let notified: Vec<String> = subscriptions_to_notify(&subscriptions, &audit)
+            .iter()
+            .map(|s| s.namespace().unwrap())
+            .collect();
+        assert_eq!(notified, ["team-a", "team-b", "team-c"]);
+        // Without an id, only by name.
+        let new = destination("team-a", "audit", None);
+        assert_eq!(subscriptions_to_notify(&subscriptions, &new).len(), 1);
+    }
+
+    #[test]
+    fn an_id_is_named_in_another_namespace_by_spec_or_by_what_was_sent() {
+        let subscriptions = vec![
+            subscription("team-a", &[], &["ed_1"], &[]),
+            subscription("team-b", &[], &[], &["ed_2"]),
+        ];
+        assert!(!named_in_another_namespace(
+            &subscriptions,
+            "team-a",
+            "ed_1"
+        ));
+        assert!(named_in_another_namespace(&subscriptions, "team-b", "ed_1"));
+        assert!(named_in_another_namespace(&subscriptions, "team-a", "ed_2"));
+        assert!(!named_in_another_namespace(
+            &subscriptions,
+            "team-a",
+            "ed_3"
+        ));
     }
 
     #[test]

@@ -183,7 +183,7 @@ async fn status_fixtures_come_from_real_runs() {
     let mut fixtures: BTreeMap<&str, Value> = BTreeMap::new();
 
     // One operator for the states a working ngrok API leads to.
-    let op = Operator::start("fx").await;
+    let op = Operator::start_with("fx", Options::adopting()).await;
     op.create(&destination(
         "ready",
         json!({"target": kinesis_role("ready")}),

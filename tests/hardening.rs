@@ -148,7 +148,7 @@ async fn an_idle_drift_pass_over_250_resources_costs_three_list_calls() {
 
 #[tokio::test]
 async fn adoption_takes_over_an_existing_destination_without_creating() {
-    let op = Operator::start("adopt").await;
+    let op = Operator::start_with("adopt", Options::adopting()).await;
     let existing = op
         .ngrok()
         .create_event_destination(&ngrok_api::types::EventDestinationCreate {
@@ -299,7 +299,10 @@ async fn retain_lets_a_namespace_go_even_while_ngrok_fails() {
 async fn imported_yaml_applied_with_kubectl_adopts_the_same_objects() {
     let op = Operator::start_with(
         "import",
-        Options::with_drift_interval(Duration::from_secs(2)),
+        Options {
+            drift_interval: Duration::from_secs(2),
+            ..Options::adopting()
+        },
     )
     .await;
     let ngrok = op.ngrok();
@@ -384,6 +387,7 @@ async fn imported_yaml_applied_with_kubectl_adopts_the_same_objects() {
         .args(["import", "--namespace", &op.namespace])
         .args(["--api-url", &op.emulator.base_url()])
         .env("NGROK_API_KEY", common::API_KEY)
+        .env("KUBECONFIG", common::process::kubeconfig().await)
         .env_remove("NGROK_API_KEY_FILE")
         .output()
         .await
@@ -532,7 +536,10 @@ async fn imported_yaml_applied_with_kubectl_adopts_the_same_objects() {
 async fn observe_mode_reports_differences_and_writes_nothing_until_managed() {
     let op = Operator::start_with(
         "observe",
-        Options::with_drift_interval(Duration::from_secs(2)),
+        Options {
+            drift_interval: Duration::from_secs(2),
+            ..Options::adopting()
+        },
     )
     .await;
     let ngrok = op.ngrok();
@@ -552,7 +559,8 @@ async fn observe_mode_reports_differences_and_writes_nothing_until_managed() {
         })
         .await
         .unwrap();
-    let yaml = ngrok_events_operator::import::import(&ngrok, &op.namespace, true)
+    let managed = Default::default();
+    let yaml = ngrok_events_operator::import::import(&ngrok, &op.namespace, true, Some(&managed))
         .await
         .unwrap();
     let [resource]: [serde_json::Value; 1] =

@@ -150,6 +150,8 @@ async fn namespaces_cannot_use_or_hold_each_others_destinations() {
         "team-a",
         Options {
             all_namespaces_of: Some(cluster.client.clone()),
+            // Every namespace may adopt: B's attempt is refused for taking A's destination.
+            adoption_namespace_selector: Some(common::EVERY_NAMESPACE.into()),
             ..Default::default()
         },
     )

@@ -296,7 +296,7 @@ async fn a_destination_re_created_by_drift_repair_is_followed() {
 
 #[tokio::test]
 async fn a_subscription_is_adopted_and_paused_like_a_destination() {
-    let op = Operator::start("sub-adopt").await;
+    let op = Operator::start_with("sub-adopt", Options::adopting()).await;
     let audit = ready_destination(&op, "audit").await;
     let ngrok = op.ngrok();
     let existing = ngrok

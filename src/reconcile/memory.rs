@@ -43,6 +43,9 @@ pub struct Context {
     /// The namespaces that may use the operator-wide key (those matching
     /// `--operator-key-namespace-selector`); every namespace when `None`.
     pub operator_key_namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
+    /// The namespaces that may adopt with the operator-wide key (those matching
+    /// `--adoption-namespace-selector`); none when `None`.
+    pub adoption_namespaces: Option<SelectedNamespaces>,
     /// Leader election's fence (see [`Context::may_write`]); `None` without leader election.
     pub fence: Option<LeaseFence>,
 }
@@ -70,6 +73,7 @@ impl Context {
             destination_memory: Memory::default(),
             subscription_memory: Memory::default(),
             operator_key_namespaces: None,
+            adoption_namespaces: None,
             fence: None,
         }
     }
@@ -102,6 +106,13 @@ impl Context {
             .is_none_or(|selected| selected.get(&ObjectRef::new(namespace)).is_some())
     }
 
+    /// Whether resources of `namespace` may adopt with the operator-wide API key.
+    pub fn adoption_allowed(&self, namespace: &str) -> bool {
+        self.adoption_namespaces
+            .as_ref()
+            .is_some_and(|selected| selected.contains(namespace))
+    }
+
     /// Forgets every refusal remembered for resources that use the operator-wide key: after
     /// that key changed, ngrok may answer differently.
     pub fn forget_operator_key_refusals(&self) {
@@ -109,6 +120,20 @@ impl Context {
             .forget_refusals_where(|r| self.destinations.get(r).is_some_and(uses_operator_key));
         self.subscription_memory
             .forget_refusals_where(|r| self.subscriptions.get(r).is_some_and(uses_operator_key));
+    }
+}
+
+/// The namespaces a label selector of the operator's selects, as a watch keeps them.
+#[derive(Clone)]
+pub struct SelectedNamespaces {
+    /// The selector, as given on the command line (messages tell tenants what it asks for).
+    pub selector: String,
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+}
+
+impl SelectedNamespaces {
+    pub fn contains(&self, namespace: &str) -> bool {
+        self.namespaces.get(&ObjectRef::new(namespace)).is_some()
     }
 }
 

@@ -38,7 +38,7 @@ use kube::runtime::finalizer::{Error as FinalizerError, Event as Finalizer, fina
 use tracing::{debug, info, warn};
 
 pub use managed::{Managed, ManagedStatus, Prepared, RemoteObject};
-pub use memory::{Context, Memory, RefusedInputs, Remembered};
+pub use memory::{Context, Memory, RefusedInputs, Remembered, SelectedNamespaces};
 pub use status::{FIELD_MANAGER, Reconciliation};
 
 use crate::accounts::Account;

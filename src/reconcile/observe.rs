@@ -12,11 +12,12 @@ use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 
 use super::managed::{Managed, ManagedStatus, Prepared};
-use super::plan::{self, Elsewhere, Facts, Mode, Read, Seen};
+use super::plan::{self, AdoptionRights, Elsewhere, Facts, Mode, Read, Seen};
 use super::{Context, Reconciliation};
 use crate::accounts::{Account, AccountChange, CreateGuard, KnownIdentity, Lookup, account_change};
 use crate::annotations;
 use crate::error::{Error, PreviousAccount, Result};
+use crate::references;
 use crate::secrets;
 
 /// What a reconcile knows before it reads ngrok.
@@ -28,6 +29,7 @@ pub struct Observation<K: Managed> {
     pub mode: Mode,
     pub adopt_id: Option<String>,
     pub adopt_owner: Option<String>,
+    pub adoption: AdoptionRights,
     pub refused_before: bool,
     pub verified_recently: bool,
     pub created_unrecorded: Option<K::Remote>,
@@ -44,6 +46,7 @@ impl<K: Managed> Observation<K> {
             mode: self.mode,
             adopt_id: self.adopt_id.as_deref(),
             adopt_owner: self.adopt_owner.clone(),
+            adoption: self.adoption.clone(),
             prepared: &self.prepared,
             refused_before: self.refused_before,
             verified_recently: self.verified_recently,
@@ -112,6 +115,7 @@ pub async fn inputs<K: Managed>(r: &Reconciliation<'_, K>) -> Result<Observation
     };
     let leftover = memory.get(&object_ref, |e| e.leftover.clone()).flatten();
     let adopt_owner = adopt_id.and_then(|id| owner_of(ctx, resource, id));
+    let adoption = adoption_rights(ctx, resource, adopt_id);
     Ok(Observation {
         account,
         prepared,
@@ -119,6 +123,7 @@ pub async fn inputs<K: Managed>(r: &Reconciliation<'_, K>) -> Result<Observation
         mode,
         adopt_id: adopt_id.map(String::from),
         adopt_owner,
+        adoption,
         refused_before,
         verified_recently,
         created_unrecorded,
@@ -282,6 +287,28 @@ fn owner_of<K: Managed>(ctx: &Context, resource: &K, id: &str) -> Option<String>
             false => format!("an {} in another namespace", K::KIND),
         })
     })
+}
+
+/// Who may adopt `adopt_id` here: the facts [`plan`] decides by. A subscription of another
+/// namespace that names the id is looked for among every subscription this process watches.
+fn adoption_rights<K: Managed>(
+    ctx: &Context,
+    resource: &K,
+    adopt_id: Option<&str>,
+) -> AdoptionRights {
+    let namespace = resource.namespace().unwrap_or_default();
+    AdoptionRights {
+        operator_key: resource.api_key_ref().is_none(),
+        namespace_selected: ctx.adoption_allowed(&namespace),
+        selector: ctx
+            .adoption_namespaces
+            .as_ref()
+            .map(|selected| selected.selector.clone()),
+        named_by_another_namespace: adopt_id.is_some_and(|id| {
+            references::named_in_another_namespace(&ctx.subscriptions.state(), &namespace, id)
+        }),
+        namespace,
+    }
 }
 
 /// The account a resource uses: its own API key from `spec.apiKeyRef`, or the operator's.

@@ -39,6 +39,8 @@ pub struct Facts<'a, K: Managed> {
     /// Another resource that manages `adopt_id` already (`Kind name`, or a phrase that does
     /// not name another namespace's resource).
     pub adopt_owner: Option<String>,
+    /// Who may adopt here (see [`adoption_refused`]).
+    pub adoption: AdoptionRights,
     /// The request, and the inputs it was built from.
     pub prepared: &'a Prepared<K::Desired>,
     /// ngrok refused exactly these inputs at this generation before.
@@ -66,6 +68,63 @@ impl<K: Managed> Facts<'_, K> {
         common.observed_generation == self.generation
             && K::recorded_inputs(self.status).as_deref() == Some(&self.prepared.inputs_hash)
             && crate::conditions::is_true(&common.conditions, crate::conditions::READY)
+    }
+}
+
+/// What decides whether the resource may adopt the object its `adopt-id` names.
+#[derive(Clone, Debug, Default)]
+pub struct AdoptionRights {
+    /// The resource uses the operator-wide key (no `spec.apiKeyRef`): its account is shared,
+    /// and adoption from it is the platform team's to allow.
+    pub operator_key: bool,
+    /// Its namespace matches `--adoption-namespace-selector`.
+    pub namespace_selected: bool,
+    /// `--adoption-namespace-selector`, for the message; `None` when it is not set.
+    pub selector: Option<String>,
+    pub namespace: String,
+    /// A subscription of another namespace names the id (in `spec.destinationIds` or in what
+    /// it last sent to ngrok).
+    pub named_by_another_namespace: bool,
+}
+
+/// Why the resource may not adopt (or keep) what its `adopt-id` names, if it may not:
+/// - an `adopt-id` other than the id the resource manages is a mistake (a copied manifest,
+///   `import` applied over an existing resource), never silently ignored;
+/// - with the operator-wide key, only namespaces the platform team selected may adopt, and
+///   never an id that another namespace's subscription names (taking it would redirect that
+///   subscription's events); a team's own `apiKeyRef` account is theirs to adopt from;
+/// - no one adopts what another resource manages.
+///
+/// Paused resources do nothing, so nothing is refused.
+fn adoption_refused<K: Managed>(facts: &Facts<'_, K>) -> Option<Error> {
+    let adopt_id = facts.adopt_id.filter(|_| facts.mode != Mode::Paused)?;
+    let rights = &facts.adoption;
+    match facts.id() {
+        Some(id) if id != adopt_id => Some(Error::InvalidAnnotation {
+            annotation: ADOPT_ID_ANNOTATION,
+            problem: format!(
+                "names {adopt_id}, but this resource manages {id} (status.id): remove the annotation, or set it to {id}"
+            ),
+        }),
+        Some(_) => None,
+        None if rights.operator_key && !rights.namespace_selected => {
+            Some(Error::AdoptionNotAllowed {
+                selector: rights.selector.clone(),
+                namespace: rights.namespace.clone(),
+            })
+        }
+        None => match &facts.adopt_owner {
+            Some(owner) => Some(Error::AdoptTargetInUse {
+                id: adopt_id.to_string(),
+                owner: owner.clone(),
+            }),
+            None if rights.operator_key && rights.named_by_another_namespace => {
+                Some(Error::AdoptTargetNamedElsewhere {
+                    id: adopt_id.to_string(),
+                })
+            }
+            None => None,
+        },
     }
 }
 
@@ -192,7 +251,7 @@ impl<K: Managed> Plan<K> {
 
 /// What must be read from ngrok to decide.
 pub fn read<K: Managed>(facts: &Facts<'_, K>) -> Read {
-    if facts.refused_before || (facts.id().is_none() && facts.adopt_owner.is_some()) {
+    if facts.refused_before || adoption_refused(facts).is_some() {
         return Read::Nothing;
     }
     match (facts.mode, facts.id(), facts.adopt_id) {
@@ -217,13 +276,8 @@ pub fn plan<K: Managed>(facts: &Facts<'_, K>, seen: Seen<K::Remote>) -> Plan<K> 
     if facts.refused_before {
         return Plan::just(Outcome::Unchanged);
     }
-    if let (None, Some(id), Some(owner)) = (facts.id(), facts.adopt_id, &facts.adopt_owner)
-        && facts.mode != Mode::Paused
-    {
-        return Plan::just(Outcome::Failed(Error::AdoptTargetInUse {
-            id: id.to_string(),
-            owner: owner.clone(),
-        }));
+    if let Some(error) = adoption_refused(facts) {
+        return Plan::just(Outcome::Failed(error));
     }
     match facts.mode {
         Mode::Paused => Plan::just(Outcome::Paused),

@@ -87,6 +87,7 @@ fn facts<'a>(
         mode: Mode::Manage,
         adopt_id: None,
         adopt_owner: None,
+        adoption: AdoptionRights::default(),
         prepared,
         refused_before: false,
         verified_recently: false,
@@ -634,6 +635,158 @@ fn adopt_target_not_found_or_in_use_stalls() {
         outcome_shown(&plan_owned.outcome),
         row("False", "False", "True", "AdoptTargetInUse")
     );
+}
+
+/// Issue 19, item 4: with the operator-wide key, adoption is the platform team's to allow.
+fn operator_key_rights(selected: bool, selector: Option<&str>) -> AdoptionRights {
+    AdoptionRights {
+        operator_key: true,
+        namespace_selected: selected,
+        selector: selector.map(String::from),
+        namespace: "team-a".into(),
+        named_by_another_namespace: false,
+    }
+}
+
+/// The outcome and message of a pass refused before any call to ngrok.
+fn refused(f: &Facts<'_, EventDestination>) -> ((String, String, String, String), String) {
+    assert_eq!(read(f), Read::Nothing, "no call to ngrok");
+    let plan = plan(f, Seen::NotRead);
+    assert!(plan.steps.is_empty(), "{:?}", steps(&plan));
+    let Outcome::Failed(error) = &plan.outcome else {
+        panic!("not refused: {:?}", plan.outcome);
+    };
+    (outcome_shown(&plan.outcome), error.message())
+}
+
+#[test]
+fn adoption_with_the_operator_key_is_for_selected_namespaces_only() {
+    let p = prepared("audit");
+    let s = status(None, false, None);
+    for mode in [Mode::Manage, Mode::Observe] {
+        let f = Facts {
+            adopt_id: Some("ed_5"),
+            mode,
+            adoption: operator_key_rights(false, Some("team.example/adopt=true")),
+            ..facts(&s, &p)
+        };
+        let (shown, message) = refused(&f);
+        assert_eq!(shown, row("False", "False", "True", "AdoptionNotAllowed"));
+        assert!(
+            message.contains(
+                "label the namespace to match --adoption-namespace-selector=team.example/adopt=true (kubectl label namespace team-a team.example/adopt=true)"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("spec.apiKeyRef"), "{message}");
+    }
+    // No selector: no namespace may; a selector that is not one key=value is quoted as is.
+    let f = Facts {
+        adopt_id: Some("ed_5"),
+        adoption: operator_key_rights(false, None),
+        ..facts(&s, &p)
+    };
+    let (shown, message) = refused(&f);
+    assert_eq!(shown, row("False", "False", "True", "AdoptionNotAllowed"));
+    assert!(
+        message.contains("--adoption-namespace-selector is not set"),
+        "{message}"
+    );
+    let f = Facts {
+        adopt_id: Some("ed_5"),
+        adoption: operator_key_rights(false, Some("tier in (a,b)")),
+        ..facts(&s, &p)
+    };
+    let (_, message) = refused(&f);
+    assert!(
+        message.contains("--adoption-namespace-selector=tier in (a,b),")
+            && !message.contains("kubectl label"),
+        "{message}"
+    );
+    // Paused: nothing is done, nothing refused.
+    let f = Facts {
+        adopt_id: Some("ed_5"),
+        mode: Mode::Paused,
+        adoption: operator_key_rights(false, None),
+        ..facts(&s, &p)
+    };
+    assert_eq!(quiet_outcome(&f), row("False", "False", "False", "Paused"));
+    // A selected namespace adopts.
+    let f = Facts {
+        adopt_id: Some("ed_5"),
+        adoption: operator_key_rights(true, Some("team.example/adopt=true")),
+        ..facts(&s, &p)
+    };
+    assert_eq!(read(&f), Read::Object("ed_5".into()));
+    let plan = plan(&f, Seen::Found(remote("ed_5", "audit", NOW)));
+    assert_eq!(steps(&plan), ["Adopt ed_5", "Record ed_5"]);
+}
+
+#[test]
+fn a_teams_own_account_is_theirs_to_adopt_from() {
+    let p = prepared("audit");
+    let s = status(None, false, None);
+    let f = Facts {
+        adopt_id: Some("ed_5"),
+        adoption: AdoptionRights {
+            operator_key: false,
+            named_by_another_namespace: true,
+            ..operator_key_rights(false, None)
+        },
+        ..facts(&s, &p)
+    };
+    assert_eq!(read(&f), Read::Object("ed_5".into()));
+    let plan = plan(&f, Seen::Found(remote("ed_5", "audit", NOW)));
+    assert_eq!(steps(&plan), ["Adopt ed_5", "Record ed_5"]);
+}
+
+#[test]
+fn an_id_another_namespaces_subscription_names_is_not_adopted_with_the_operator_key() {
+    let p = prepared("audit");
+    let s = status(None, false, None);
+    let f = Facts {
+        adopt_id: Some("ed_5"),
+        adoption: AdoptionRights {
+            named_by_another_namespace: true,
+            ..operator_key_rights(true, Some("team.example/adopt=true"))
+        },
+        ..facts(&s, &p)
+    };
+    let (shown, message) = refused(&f);
+    assert_eq!(shown, row("False", "False", "True", "AdoptTargetInUse"));
+    assert!(
+        message.contains("ed_5 is named by a subscription in another namespace"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_adopt_id_other_than_the_managed_id_is_invalid() {
+    let p = prepared("audit");
+    let s = status(Some("ed_1"), true, Some("inputs-1"));
+    for mode in [Mode::Manage, Mode::Observe] {
+        let f = Facts {
+            adopt_id: Some("ed_2"),
+            mode,
+            ..facts(&s, &p)
+        };
+        let (shown, message) = refused(&f);
+        assert_eq!(shown, row("False", "False", "True", "InvalidSpec"));
+        assert!(
+            message.contains("names ed_2, but this resource manages ed_1 (status.id): remove the annotation, or set it to ed_1"),
+            "{message}"
+        );
+    }
+    // The id it adopted: nothing to refuse, even where adopting is no longer allowed (it was
+    // adopted before).
+    let f = Facts {
+        adopt_id: Some("ed_1"),
+        adoption: operator_key_rights(false, None),
+        ..facts(&s, &p)
+    };
+    assert_eq!(read(&f), Read::Listing("ed_1".into()));
+    let plan = plan(&f, Seen::Found(remote("ed_1", "audit", NOW)));
+    assert_eq!(steps(&plan), ["Record ed_1"]);
 }
 
 #[test]

@@ -134,6 +134,20 @@ def test_an_operator_key_namespace_selector_watches_namespaces():
         render({"operatorKeyNamespaceSelector": "a=b", "watchNamespace": "team-a"})
 
 
+# controller.rs selected_namespaces, for --adoption-namespace-selector too.
+def test_an_adoption_namespace_selector_watches_namespaces():
+    docs = render({"multiTenancy": {"adoptionNamespaceSelector": "ngrok.io/adopt=allowed"}})
+    assert rules_of(find(docs, "ClusterRole", "ngrok-events-operator")) == OPERATOR_CALLS | NAMESPACE_CALLS
+    env = {e["name"]: e.get("value") for e in find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ADOPTION_NAMESPACE_SELECTOR"] == "ngrok.io/adopt=allowed"
+    assert env["REQUIRE_CREDENTIALS_LABEL"] == "true", "the rest of multiTenancy keeps its defaults"
+    # Default: no namespace may adopt with the operator-wide key, and namespaces are not watched.
+    default_env = {e["name"] for e in find(render({}), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "ADOPTION_NAMESPACE_SELECTOR" not in default_env
+    with pytest.raises(Exception, match="needs a ClusterRole"):
+        render({"multiTenancy": {"adoptionNamespaceSelector": "a=b"}, "watchNamespace": "team-a"})
+
+
 NON_DEFAULT = {
     "replicaCount": 2,
     "image": {"repository": "registry.example.com/neo", "tag": "1.2.3", "pullPolicy": "Always", "pullSecrets": ["regcred"]},

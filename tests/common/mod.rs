@@ -67,14 +67,28 @@ pub struct Options {
     pub all_namespaces_of: Option<Client>,
     /// `--operator-key-namespace-selector`.
     pub operator_key_namespace_selector: Option<String>,
+    /// `--adoption-namespace-selector` (none by default, as in the binary: no namespace may
+    /// adopt with the operator-wide key); [`EVERY_NAMESPACE`] selects all.
+    pub adoption_namespace_selector: Option<String>,
     /// `--require-credentials-label` (on by default, as in the binary).
     pub require_credentials_label: bool,
 }
+
+/// A label selector of every namespace (the API server labels each with its name).
+pub const EVERY_NAMESPACE: &str = "kubernetes.io/metadata.name";
 
 /// The API key the emulator accepts.
 pub const API_KEY: &str = "test-api-key-0123456789";
 
 impl Options {
+    /// The defaults, but every namespace may adopt with the operator-wide key.
+    pub fn adopting() -> Self {
+        Self {
+            adoption_namespace_selector: Some(EVERY_NAMESPACE.into()),
+            ..Default::default()
+        }
+    }
+
     /// The defaults, with drift checked every `interval`.
     pub fn with_drift_interval(interval: std::time::Duration) -> Self {
         Self {
@@ -94,6 +108,7 @@ impl Default for Options {
                 .rate_limit_per_minute(0),
             all_namespaces_of: None,
             operator_key_namespace_selector: None,
+            adoption_namespace_selector: None,
             require_credentials_label: true,
         }
     }
@@ -131,6 +146,7 @@ impl Operator {
             concurrency: 4,
             instance: format!("test-{namespace}"),
             operator_key_namespace_selector: options.operator_key_namespace_selector,
+            adoption_namespace_selector: options.adoption_namespace_selector,
             require_credentials_label: options.require_credentials_label,
             fence: None,
         };
