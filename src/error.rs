@@ -165,12 +165,13 @@ pub enum Error {
     /// [`Error::is_account_unreachable`]). Retried with backoff `attempts` times in all (its
     /// reason is the cause's); then the resource is released with a Warning
     /// `DeleteUnconfirmed`, so that a deletion always ends.
+    /// The message does not change from one attempt to the next, so that the status write
+    /// of an attempt does not trigger the next one at once: the backoff spaces them.
     #[error(
-        "{cause}; deleting {what} needs this ngrok account: attempt {attempt} of {attempts}, retrying; after the last one the resource is released and {what} may remain in ngrok"
+        "{cause}; deleting {what} needs this ngrok account: retried with backoff, {attempts} attempts in all, after which the resource is released and {what} may remain in ngrok"
     )]
     DeleteUnreachable {
         what: String,
-        attempt: u32,
         attempts: u32,
         cause: Box<Error>,
     },

@@ -107,7 +107,6 @@ pub fn unreachable(facts: &CleanupFacts<'_>, attempt: u32, cause: Error) -> Dele
     }
     Deletion::Failed(Error::DeleteUnreachable {
         what,
-        attempt,
         attempts: UNREACHABLE_DELETE_ATTEMPTS,
         cause: Box::new(cause),
     })
