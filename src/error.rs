@@ -7,6 +7,10 @@
 /// The longest message the operator writes into a condition, an event or a log line.
 pub const MAX_MESSAGE_CHARS: usize = 1024;
 
+/// The longest note an Event may carry: `events.k8s.io/v1` refuses a note over 1024 bytes
+/// (not characters), and a refused Event is lost.
+pub const MAX_NOTE_BYTES: usize = 1024;
+
 /// Why a reconcile did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -151,11 +155,11 @@ pub enum Error {
     )]
     AccountMismatch { destination: String },
 
-    /// ngrok refuses to delete a destination a subscription names; the deletion waits.
-    #[error(
-        "still used by EventSubscription {}: the destination is deleted once they no longer name it (remove it from their destinationRefs or delete them)",
-        subscriptions.join(", ")
-    )]
+    /// ngrok refuses to delete a destination a subscription names; the deletion waits (and is
+    /// retried). `subscriptions`: the EventSubscriptions of this namespace that name it; none
+    /// when only ngrok knows who does (a subscription managed elsewhere, or by no one), which
+    /// the message then does not name.
+    #[error("{}", in_use_message(subscriptions))]
     DestinationInUse { subscriptions: Vec<String> },
 
     /// A raw id in `destinationIds` that an EventDestination of another namespace manages. The
@@ -174,12 +178,38 @@ pub enum Error {
     #[error("waiting for another resource with identical content to finish creating")]
     CreateQueued,
 
+    /// Deleting the resource's ngrok object needs its account, which cannot be reached now
+    /// (`cause`: the API key's Secret is gone or unusable, or ngrok refuses the key; see
+    /// [`Error::is_account_unreachable`]). Retried with backoff `attempts` times in all (its
+    /// reason is the cause's); then the resource is released with a Warning
+    /// `DeleteUnconfirmed`, so that a deletion always ends.
+    /// The message does not change from one attempt to the next, so that the status write
+    /// of an attempt does not trigger the next one at once: the backoff spaces them.
+    #[error(
+        "{cause}; deleting {what} needs this ngrok account: retried with backoff, {attempts} attempts in all, after which the resource is released and {what} may remain in ngrok"
+    )]
+    DeleteUnreachable {
+        what: String,
+        attempts: u32,
+        cause: Box<Error>,
+    },
+
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 
     /// Adding or removing the finalizer failed (apply's and cleanup's own errors are unwrapped).
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+fn in_use_message(subscriptions: &[String]) -> String {
+    if subscriptions.is_empty() {
+        return "ngrok refuses to delete the destination: an ngrok event subscription still names it (one this resource's namespace does not manage, or a subscription that was just changed); the deletion is retried and completes once no subscription names the destination".into();
+    }
+    format!(
+        "still used by EventSubscription {}: the destination is deleted once they no longer name it (remove it from their destinationRefs or delete them)",
+        subscriptions.join(", ")
+    )
 }
 
 impl Error {
@@ -213,6 +243,7 @@ impl Error {
             Error::DestinationOfAnotherNamespace { .. } => "DestinationOfAnotherNamespace",
             Error::OperatorKeyNotAllowed => "OperatorKeyNotAllowed",
             Error::CreateQueued => "CreateQueued",
+            Error::DeleteUnreachable { cause, .. } => cause.reason(),
             Error::Kube(_) => "KubernetesError",
             Error::Finalizer(_) => "FinalizerError",
         }
@@ -259,7 +290,24 @@ impl Error {
             | Error::CreateQueued
             | Error::Kube(_)
             | Error::Finalizer(_) => false,
+            // Retried a bounded number of times, then the deletion ends without it.
+            Error::DeleteUnreachable { .. } => false,
         }
+    }
+
+    /// True when the resource's ngrok account cannot be reached with what the resource names:
+    /// the API key's Secret is missing or unusable, there is no key, or ngrok refuses the key.
+    /// A deletion retries these only a bounded number of times ([`Error::DeleteUnreachable`]).
+    pub fn is_account_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Error::SecretNotFound { .. }
+                | Error::SecretNotLabeled { .. }
+                | Error::SecretKeyNotFound { .. }
+                | Error::SecretValueInvalid { .. }
+                | Error::ApiKeyMissing
+                | Error::NgrokAuthentication(_)
+        )
     }
 
     /// True when the reconcile waits for another resource to change (it is triggered by that

@@ -177,7 +177,8 @@ async fn create<K: Managed>(
 }
 
 /// Whether another resource of this account has a create of the same content whose outcome
-/// is not known yet (see `plan::create_must_wait`).
+/// is not known yet (see `plan::create_must_wait`); only an intent that still holds others
+/// counts (`plan::intent_holds_others`).
 fn pending_elsewhere<K: Managed>(
     r: &Reconciliation<'_, K>,
     account: &Arc<Account>,
@@ -186,16 +187,30 @@ fn pending_elsewhere<K: Managed>(
     let uid = r.resource.uid().unwrap_or_default();
     let memory = K::memory(r.ctx);
     let others = K::store(r.ctx).state();
+    let now = Timestamp::now();
     let others = others.iter().filter_map(|other| {
         let other_uid = other.meta().uid.as_deref()?;
         let status = other.status()?.common();
+        let holds = status
+            .pending_create
+            .as_ref()
+            .is_some_and(|p| plan::intent_holds_others(p, is_managed(other.as_ref()), now));
         let same_account = other_uid != uid
-            && status.pending_create.is_some()
+            && holds
             && memory.uses_account(&ObjectRef::from_obj(other.as_ref()), account);
         Some((status, other_uid, same_account))
     });
     let own = r.status.common().pending_create.as_ref();
     plan::create_must_wait(fingerprint, own.map(|p| (p, uid.as_str())), others)
+}
+
+/// Whether `resource` is being managed: not paused, not observing (nor with an unreadable
+/// management annotation), not being deleted.
+fn is_managed<K: Managed>(resource: &K) -> bool {
+    let annotations = resource.annotations();
+    resource.meta().deletion_timestamp.is_none()
+        && !crate::annotations::is_paused(annotations)
+        && matches!(crate::annotations::is_observing(annotations), Ok(false))
 }
 
 /// Takes `created` (made by this pass or an earlier one) as the resource's object. It is also

@@ -1,7 +1,6 @@
 //! Deletion: the ngrok object goes (or stays, as the resource says) before the finalizer is
 //! released.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
@@ -12,7 +11,8 @@ use kube::runtime::events::EventType;
 use tracing::{debug, info, warn};
 
 use super::managed::{Managed, ManagedStatus, RemoteObject};
-use super::observe::account_for;
+use super::observe::{account_for, search_lost_create};
+use super::plan::{Read, Seen};
 use super::{Context, Reconciliation, plan};
 use crate::accounts::Account;
 use crate::annotations;
@@ -49,28 +49,25 @@ fn kept_because<K: Managed>(resource: &K) -> Option<&'static str> {
 
 async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> {
     let resource = r.resource;
-    let id = r.status.common().id.clone();
-    if let Some(why) = kept_because(resource) {
-        if let Some(id) = &id {
-            info!(%id, why, "leaving the {} in ngrok", K::NOUN);
-            // No longer this operator's to check.
-            let account = K::memory(r.ctx)
-                .get(&r.object_ref(), |entry| entry.account.clone())
-                .flatten();
-            if let Some(account) = account {
-                account.forget(id);
-            }
-            r.event(
-                EventType::Normal,
-                "Retained",
-                format!("left {id} in ngrok: {why}"),
-            );
-        }
-        return Ok(());
-    }
-    let pending = r.status.common().pending_create.clone();
-    if id.is_none() && pending.is_none() {
-        return Ok(());
+    let memory = K::memory(r.ctx);
+    let status = r.status.common().clone();
+    // An object this process created whose status write failed is the resource's too.
+    let created = match &status.id {
+        Some(_) => None,
+        None => memory
+            .get(&r.object_ref(), |e| {
+                e.created.as_ref().map(|c| c.id().to_string())
+            })
+            .flatten(),
+    };
+    let facts = plan::CleanupFacts {
+        id: status.id.as_deref().or(created.as_deref()),
+        pending: status.pending_create.as_ref(),
+        kept: kept_because(resource),
+    };
+    if !plan::cleanup_needs_account(&facts) {
+        let deletion = plan::cleanup::<K::Remote>(&facts, Seen::NotRead);
+        return act(r, &[], deletion).await;
     }
     resource.check_deletable(r.ctx)?;
 
@@ -78,7 +75,6 @@ async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> 
         r.ctx.client.clone(),
         &resource.namespace().unwrap_or_default(),
     );
-    let memory = K::memory(r.ctx);
     let (remembered, leftover) = memory
         .get(&r.object_ref(), |entry| {
             (entry.account.clone(), entry.leftover.clone())
@@ -91,36 +87,105 @@ async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> 
     match current {
         Ok(current) if !accounts.iter().any(|a| Arc::ptr_eq(a, &current)) => accounts.push(current),
         Ok(_) => {}
+        Err(e) if accounts.is_empty() && e.is_account_unreachable() => {
+            let deletion = unreachable(r, &facts, e);
+            return act(r, &accounts, deletion).await;
+        }
         Err(e) if accounts.is_empty() => return Err(e),
         Err(_) => {}
     }
     if let Some((old, from)) = leftover {
-        delete_in::<K>(&from, &old).await?;
-    }
-    let account = accounts[0].clone();
-    let id = match (id, pending) {
-        (Some(id), _) => id,
-        (None, Some(pending)) => {
-            let snapshot = K::listing(&account, Some(std::time::Instant::now())).await?;
-            let claimed: HashSet<String> = K::store(r.ctx)
-                .state()
-                .iter()
-                .filter(|other| other.uid() != resource.uid())
-                .filter_map(|other| other.status().and_then(|s| s.common().id.clone()))
-                .collect();
-            let mut found =
-                plan::lost_create_candidates::<K>(snapshot.objects.values(), &pending, &claimed);
-            match found.len() {
-                0 => return Ok(()),
-                1 => found.remove(0).id().to_string(),
-                _ => {
-                    return Err(Error::AmbiguousCreate {
-                        candidates: found.iter().map(|o| o.id().to_string()).collect(),
-                    });
-                }
-            }
+        match delete_in::<K>(&from, &old).await {
+            Ok(_) => {}
+            // The previous account's key no longer works: nothing will delete it now.
+            Err(e) if e.is_account_unreachable() => unconfirmed(r, &old, &e.message()),
+            Err(e) => return Err(e),
         }
-        (None, None) => return Ok(()),
+    }
+    // The search is creation's (the claimed set, the create guard, a listing newer than the
+    // search), in the account the resource last used; its guard is held until the delete.
+    let (seen, _guard) = match plan::cleanup_read(&facts) {
+        Read::LostCreate(pending) => match search_lost_create(r, &accounts[0], &pending).await {
+            Ok((seen, guard)) => (seen, Some(guard)),
+            Err(e) if e.is_account_unreachable() => {
+                let deletion = unreachable(r, &facts, e);
+                return act(r, &accounts, deletion).await;
+            }
+            Err(e) => return Err(e),
+        },
+        _ => (Seen::NotRead, None),
+    };
+    let deletion = plan::cleanup(&facts, seen);
+    match act(r, &accounts, deletion).await {
+        Err(e) if e.is_account_unreachable() => {
+            let deletion = unreachable(r, &facts, e);
+            act(r, &accounts, deletion).await
+        }
+        result => result,
+    }
+}
+
+/// Counts one more attempt that could not reach the account, and plans what follows.
+fn unreachable<K: Managed>(
+    r: &Reconciliation<'_, K>,
+    facts: &plan::CleanupFacts<'_>,
+    cause: Error,
+) -> plan::Deletion {
+    let attempt = K::memory(r.ctx).with(&r.object_ref(), |entry| {
+        entry.unreachable_deletes = entry.unreachable_deletes.saturating_add(1);
+        entry.unreachable_deletes
+    });
+    plan::unreachable(facts, attempt, cause)
+}
+
+/// The Warning that a deletion ended without deleting `what` in ngrok.
+fn unconfirmed<K: Managed>(r: &mut Reconciliation<'_, K>, what: &str, cause: &str) {
+    warn!(
+        what,
+        cause,
+        "{} not deleted: its ngrok account cannot be reached",
+        K::NOUN
+    );
+    r.event(
+        EventType::Warning,
+        "DeleteUnconfirmed",
+        format!(
+            "{what} could not be deleted, the resource is released all the same: {cause}. If its ngrok account still holds {what}, delete it there"
+        ),
+    );
+}
+
+/// Carries out a deletion's plan. `accounts`: where the object may be, the account this
+/// process last used for it first.
+async fn act<K: Managed>(
+    r: &mut Reconciliation<'_, K>,
+    accounts: &[Arc<Account>],
+    deletion: plan::Deletion,
+) -> Result<()> {
+    let id = match deletion {
+        plan::Deletion::Release => return Ok(()),
+        plan::Deletion::Retain { id, why } => {
+            info!(%id, why, "leaving the {} in ngrok", K::NOUN);
+            // No longer this operator's to check.
+            let account = K::memory(r.ctx)
+                .get(&r.object_ref(), |entry| entry.account.clone())
+                .flatten();
+            if let Some(account) = account {
+                account.forget(&id);
+            }
+            r.event(
+                EventType::Normal,
+                "Retained",
+                format!("left {id} in ngrok: {why}"),
+            );
+            return Ok(());
+        }
+        plan::Deletion::Unconfirmed { what, cause } => {
+            unconfirmed(r, &what, &cause);
+            return Ok(());
+        }
+        plan::Deletion::Failed(error) => return Err(error),
+        plan::Deletion::Delete(id) => id,
     };
     // The remembered account's key may have been revoked since (a rotation): the current
     // key then answers for the same account.
@@ -131,9 +196,8 @@ async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> 
             .as_deref()
             .is_none_or(|f| f == account.key_fingerprint())
     };
-    // `accounts` is never empty (see above).
     let mut result = Err(Error::ApiKeyMissing);
-    for account in &accounts {
+    for account in accounts {
         result = delete_in::<K>(account, &id)
             .await
             .map(|deleted| (deleted, last_saw_it(account)));
@@ -183,6 +247,15 @@ async fn delete_in<K: Managed>(account: &Account, id: &str) -> Result<Deleted> {
         Err(e) if e.is_not_found() => {
             debug!(%id, "{} was already gone", K::NOUN);
             Deleted::AlreadyGone
+        }
+        // A subscription ngrok knows of still names the destination (one of another namespace
+        // that named its id, or one managed outside Kubernetes): retried, like an in-cluster
+        // one, naming no one.
+        Err(e) if e.is_destination_in_use() => {
+            debug!(%id, "ngrok refuses to delete the {} while a subscription names it", K::NOUN);
+            return Err(Error::DestinationInUse {
+                subscriptions: Vec::new(),
+            });
         }
         Err(e) => return Err(e.into()),
     };

@@ -160,6 +160,9 @@ pub struct Remembered<K: Managed> {
     /// The object left in the previous account by a move whose delete there failed: deleted
     /// by the next pass, with the previous account's key.
     pub leftover: Option<(String, Arc<Account>)>,
+    /// Attempts of this deletion that could not reach the resource's account (its Secret gone,
+    /// its key refused): after `plan::UNREACHABLE_DELETE_ATTEMPTS` the resource is released.
+    pub unreachable_deletes: u32,
 }
 
 impl<K: Managed> Default for Remembered<K> {
@@ -171,6 +174,7 @@ impl<K: Managed> Default for Remembered<K> {
             written: None,
             created: None,
             leftover: None,
+            unreachable_deletes: 0,
         }
     }
 }

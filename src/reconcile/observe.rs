@@ -16,6 +16,7 @@ use super::plan::{self, AdoptionRights, Elsewhere, Facts, Mode, Read, Seen};
 use super::{Context, Reconciliation};
 use crate::accounts::{Account, AccountChange, CreateGuard, KnownIdentity, Lookup, account_change};
 use crate::annotations;
+use crate::crd::PendingCreate;
 use crate::error::{Error, PreviousAccount, Result};
 use crate::references;
 use crate::secrets;
@@ -161,23 +162,7 @@ pub async fn remote<K: Managed>(
             }
         }
         Read::LostCreate(pending) => {
-            // Searching while another resource creates the same content, or takes the outcome
-            // of its own search, could take its object: the search waits, as a create would,
-            // and the guard is held until what it found is acted on.
-            let Some(guard) = account.begin_create(&pending.fingerprint) else {
-                return Err(Error::CreateQueued);
-            };
-            let snapshot = K::listing(account, Some(std::time::Instant::now())).await?;
-            let claimed = claimed_by_others(r);
-            let seen = Seen::Candidates {
-                found: plan::lost_create_candidates::<K>(
-                    snapshot.objects.values(),
-                    &pending,
-                    &claimed,
-                ),
-                complete: snapshot.is_complete(),
-                alike: intents_alike(r, &pending.fingerprint, account),
-            };
+            let (seen, guard) = search_lost_create(r, account, &pending).await?;
             return Ok((seen, Some(guard)));
         }
     };
@@ -188,6 +173,29 @@ pub async fn remote<K: Managed>(
         (seen, _) => seen,
     };
     Ok((seen, None))
+}
+
+/// Looks in `account` for the outcome of the resource's lost create `pending`: the search of
+/// creation and of deletion alike. Searching while another resource creates the same content,
+/// or takes the outcome of its own search, could take its object: the search waits, as a
+/// create would (`CreateQueued`), and the returned guard is held until what it found is acted
+/// on. The listing is newer than the search; the objects other resources claim are left out.
+pub async fn search_lost_create<K: Managed>(
+    r: &Reconciliation<'_, K>,
+    account: &Arc<Account>,
+    pending: &PendingCreate,
+) -> Result<(Seen<K::Remote>, CreateGuard)> {
+    let Some(guard) = account.begin_create(&pending.fingerprint) else {
+        return Err(Error::CreateQueued);
+    };
+    let snapshot = K::listing(account, Some(std::time::Instant::now())).await?;
+    let claimed = claimed_by_others(r);
+    let seen = Seen::Candidates {
+        found: plan::lost_create_candidates::<K>(snapshot.objects.values(), pending, &claimed),
+        complete: snapshot.is_complete(),
+        alike: intents_alike(r, &pending.fingerprint, account),
+    };
+    Ok((seen, guard))
 }
 
 /// How many resources have a create of this content whose outcome is not known, this one

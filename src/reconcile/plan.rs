@@ -328,50 +328,55 @@ fn first_object<K: Managed>(facts: &Facts<'_, K>, seen: Seen<K::Remote>) -> Plan
                 detail,
             }))
         }
-        // Nothing found, but the lost create may be among the objects that cannot be read.
         (
             None,
             Seen::Candidates {
                 found,
-                complete: false,
-                ..
+                complete,
+                alike,
             },
-        ) if found.is_empty() => Plan::just(Outcome::Failed(Error::RemoteUnreadable {
-            id: "the outcome of a lost create".into(),
-            detail: "the account holds objects that cannot be read, and it may be one of them"
-                .into(),
-        })),
-        (None, Seen::Candidates { found, alike, .. }) => lost_create(facts, found, alike),
+        ) => match lost_create(found, complete, alike) {
+            Ok(None) => Plan::ready(vec![Step::Create]),
+            Ok(Some(remote)) => {
+                let pending = facts.status.common().pending_create.as_ref();
+                let fingerprint = K::fingerprint(&facts.prepared.desired);
+                let content_changed = pending.is_none_or(|p| p.fingerprint != fingerprint);
+                Plan::ready(vec![Step::RecordLostCreate {
+                    remote,
+                    content_changed,
+                }])
+            }
+            Err(error) => Plan::just(Outcome::Failed(error)),
+        },
         _ => Plan::ready(vec![Step::Create]),
     }
 }
 
-/// The outcome of a lost create: exactly one candidate is it; none means it did not happen.
-/// Several are the creates of `alike` resources of identical content (twins whose creates were
-/// in flight together) when there are no more of them than of those: this resource takes the
-/// oldest, and each twin's search takes the next (they search one at a time). More candidates
-/// than that, and a person decides.
-fn lost_create<K: Managed>(
-    facts: &Facts<'_, K>,
-    mut candidates: Vec<K::Remote>,
+/// The outcome of a lost create, from the candidates a search found
+/// ([`lost_create_candidates`]): the one rule of creation and of deletion ([`cleanup`]).
+/// Exactly one candidate is it; none means it did not happen (`None`), unless the listing was
+/// not `complete` (it may be among the objects that cannot be read: retried). Several are the
+/// creates of `alike` resources of identical content (twins whose creates were in flight
+/// together) when there are no more of them than of those: this resource takes the oldest, and
+/// each twin's search takes the next (they search one at a time). More candidates than that,
+/// and a person decides.
+pub fn lost_create<R: RemoteObject>(
+    mut candidates: Vec<R>,
+    complete: bool,
     alike: usize,
-) -> Plan<K> {
+) -> Result<Option<R>, Error> {
     candidates.sort_by(|a, b| (a.created_at(), a.id()).cmp(&(b.created_at(), b.id())));
     match candidates.len() {
-        0 => Plan::ready(vec![Step::Create]),
-        n if n == 1 || n <= alike => {
-            let remote = candidates.remove(0);
-            let pending = facts.status.common().pending_create.as_ref();
-            let fingerprint = K::fingerprint(&facts.prepared.desired);
-            let content_changed = pending.is_none_or(|p| p.fingerprint != fingerprint);
-            Plan::ready(vec![Step::RecordLostCreate {
-                remote,
-                content_changed,
-            }])
-        }
-        _ => Plan::just(Outcome::Failed(Error::AmbiguousCreate {
+        0 if !complete => Err(Error::RemoteUnreadable {
+            id: "the outcome of a lost create".into(),
+            detail: "the account holds objects that cannot be read, and it may be one of them"
+                .into(),
+        }),
+        0 => Ok(None),
+        n if n == 1 || n <= alike => Ok(Some(candidates.remove(0))),
+        _ => Err(Error::AmbiguousCreate {
             candidates: candidates.iter().map(|o| o.id().to_string()).collect(),
-        })),
+        }),
     }
 }
 
@@ -421,6 +426,27 @@ pub fn create_must_wait<'s>(
                 p.fingerprint == fingerprint && own.is_none_or(|own| queue_place(p, uid) < own)
             })
     })
+}
+
+/// How long an intent to create can hold up another resource's create of the same content
+/// ([`intent_holds_others`]): longer than a create's whole life in the client (5 attempts of
+/// at most 30 s with backoff between them, and a wait for the rate limiter), so that only an
+/// intent whose resource stopped pursuing it lapses.
+pub const INTENT_HOLDS_OTHERS_FOR: SignedDuration = SignedDuration::from_mins(10);
+
+/// Whether another resource's intent to create, `pending`, can make a create of the same
+/// content wait ([`create_must_wait`]) at `now`: only the intent of a resource being managed
+/// (`managed`: not paused, not observing, not being deleted), and only for
+/// [`INTENT_HOLDS_OTHERS_FOR`] after it was written (an unreadable time holds nothing). A
+/// paused resource's intent would otherwise hold every identical resource of its account, in
+/// every namespace, for as long as it stays paused; it still runs its own lost-create search
+/// when it is managed again (the claimed set keeps the others' objects out of it).
+pub fn intent_holds_others(pending: &PendingCreate, managed: bool, now: Timestamp) -> bool {
+    managed
+        && pending
+            .started_at
+            .parse::<Timestamp>()
+            .is_ok_and(|started| now.duration_since(started) < INTENT_HOLDS_OTHERS_FOR)
 }
 
 /// A pending create's place among those of the same content: the older intent first, then
@@ -546,6 +572,13 @@ fn observe_only<K: Managed>(facts: &Facts<'_, K>, seen: Seen<K::Remote>) -> Plan
     };
     Plan::just(Outcome::Observing(drift))
 }
+
+#[path = "plan_deletion.rs"]
+mod deletion;
+pub use deletion::{
+    CleanupFacts, Deletion, UNREACHABLE_DELETE_ATTEMPTS, cleanup, cleanup_needs_account,
+    cleanup_read, unreachable,
+};
 
 #[cfg(test)]
 #[path = "plan_tests.rs"]

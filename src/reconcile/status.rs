@@ -45,9 +45,10 @@ impl<'a, K: Managed> Reconciliation<'a, K> {
         ObjectRef::from_obj(self.resource)
     }
 
-    /// Queues an event, published after the status write.
+    /// Queues an event, published after the status write. The note is bounded in bytes, as
+    /// the API server counts it.
     pub fn event(&mut self, type_: EventType, reason: &'static str, note: String) {
-        let note = ngrok_api::text::one_line(&note, crate::error::MAX_MESSAGE_CHARS);
+        let note = ngrok_api::text::one_line_bytes(&note, crate::error::MAX_NOTE_BYTES);
         self.events.push((type_, reason, note));
     }
 

@@ -96,7 +96,7 @@ impl Managed for EventSubscription {
         let ids: Vec<String> = resolved.into_iter().map(|(_, id)| id).collect();
         let desired = desired::desired(&self.spec, &ids)?;
         Ok(Prepared {
-            inputs_hash: desired.destination_ids.join(","),
+            inputs_hash: inputs_hash(&desired.destination_ids, account.key_fingerprint()),
             desired,
             has_secrets: false,
         })
@@ -106,8 +106,11 @@ impl Managed for EventSubscription {
         status.destination_ids = prepared.desired.destination_ids.clone();
     }
 
+    /// The key's fingerprint is the status's `keyFingerprint`, which every pass that records
+    /// what was sent also sets.
     fn recorded_inputs(status: &Self::Status) -> Option<String> {
-        Some(status.destination_ids.join(","))
+        let fingerprint = status.common.key_fingerprint.as_deref()?;
+        Some(inputs_hash(&status.destination_ids, fingerprint))
     }
 
     fn forget_inputs(status: &mut Self::Status) {
@@ -178,6 +181,13 @@ impl Managed for EventSubscription {
     fn observed_fingerprint(remote: &Remote) -> String {
         desired::observed_fingerprint(remote)
     }
+}
+
+/// What a subscription's request depends on besides its spec: the destination ids, and the
+/// API key (by its fingerprint), so that a refusal remembered for one key (a 401) is not kept
+/// once the key is fixed.
+fn inputs_hash(destination_ids: &[String], key_fingerprint: &str) -> String {
+    format!("{}@{key_fingerprint}", destination_ids.join(","))
 }
 
 /// The id to send for the EventDestination `name`, or why there is none yet. A destination is
@@ -282,6 +292,21 @@ mod tests {
             ..Default::default()
         });
         destination
+    }
+
+    #[test]
+    fn the_inputs_change_with_the_key() {
+        let ids = ["ed_1".to_string()];
+        assert_ne!(inputs_hash(&ids, "aaaa"), inputs_hash(&ids, "bbbb"));
+        assert_ne!(inputs_hash(&ids, "aaaa"), inputs_hash(&[], "aaaa"));
+        let mut status = EventSubscriptionStatus::default();
+        assert_eq!(EventSubscription::recorded_inputs(&status), None);
+        status.destination_ids = ids.to_vec();
+        status.common.key_fingerprint = Some("aaaa".into());
+        assert_eq!(
+            EventSubscription::recorded_inputs(&status),
+            Some(inputs_hash(&ids, "aaaa"))
+        );
     }
 
     #[test]

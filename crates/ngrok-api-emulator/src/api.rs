@@ -349,10 +349,19 @@ fn validate(
             .to_string()
             .contains(marker.as_str())
     {
+        // As ngrok's validation messages do, the answer quotes the value it refused (when a
+        // top-level text field holds the marker), whatever its length or script.
+        let quoted = body
+            .iter()
+            .find_map(|(key, value)| {
+                let text = value.as_str().filter(|t| t.contains(marker.as_str()))?;
+                Some(format!(" Refused {key}: '{text}'."))
+            })
+            .unwrap_or_default();
         return Err(Failure::new(
             StatusCode::BAD_REQUEST,
             codes::INVALID_TARGET,
-            "The target could not be validated: ngrok cannot deliver to it.",
+            format!("The target could not be validated: ngrok cannot deliver to it.{quoted}"),
         ));
     }
     match kind {

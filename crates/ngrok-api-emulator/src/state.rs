@@ -24,7 +24,8 @@ pub struct Faults {
     pub rate_limit_per_minute: u32,
     /// A create or update whose body contains this text is refused with 400
     /// `ERR_NGROK_7800`, as ngrok refuses a target it cannot use (an ARN in a region it does
-    /// not serve, say): an ngrok-side validation failure the CRD schema cannot foresee.
+    /// not serve, say): an ngrok-side validation failure the CRD schema cannot foresee. The
+    /// message quotes the top-level text field that holds the marker, if one does.
     #[serde(default)]
     pub refuse_marker: Option<String>,
 }

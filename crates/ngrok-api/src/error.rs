@@ -197,6 +197,9 @@ fn fenced_message(operation: &Operation, reason: FenceReason, sent: bool) -> Str
     }
 }
 
+/// ngrok's error code for the refused delete of a destination a subscription still names.
+pub const DESTINATION_IN_USE_CODE: &str = "ERR_NGROK_7802";
+
 impl Error {
     /// How a caller should react.
     /// How a caller should react (the table at [`ErrorClass`]).
@@ -290,6 +293,12 @@ impl Error {
     /// `ERR_NGROK_…`, if ngrok sent one.
     pub fn error_code(&self) -> Option<&str> {
         self.api_error()?.error_code.as_deref()
+    }
+
+    /// ngrok refused to delete a destination because a subscription still names it (400
+    /// `ERR_NGROK_7802`): it can be deleted once no subscription does.
+    pub fn is_destination_in_use(&self) -> bool {
+        self.is_refusal() && self.error_code() == Some(DESTINATION_IN_USE_CODE)
     }
 
     /// ngrok's operation id, if ngrok sent one.
