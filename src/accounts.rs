@@ -1,5 +1,6 @@
-//! ngrok accounts: one API client, one rate limiter and one view of the remote state per API
-//! key, shared by every resource that uses that key.
+//! ngrok accounts: one API client, one request budget (a rate limiter whose tokens are
+//! handed out fairly across namespaces, [`crate::fairness::FairBudget`]) and one view of the
+//! remote state per API key, shared by every resource that uses that key.
 //!
 //! The view is a listing of all destinations, and one of all subscriptions (ceil(N/100) calls
 //! each), refreshed at most once per drift pass and shared by every resource of the account, so
@@ -103,7 +104,14 @@ impl Accounts {
         if let Some(account) = accounts.get(&key_hash).and_then(Weak::upgrade) {
             return Ok(account);
         }
-        let client = ngrok_api::Client::new((self.inner.configure)(api_key.clone()))?;
+        let mut config = (self.inner.configure)(api_key.clone());
+        if config.budget.is_none() {
+            // The account's budget, shared by both kinds, handed out fairly across namespaces.
+            config.budget =
+                ngrok_api::Gcra::new(config.rate_limit_per_minute, config.rate_limit_burst)
+                    .map(|gcra| Arc::new(crate::fairness::FairBudget::new(gcra)) as _);
+        }
+        let client = ngrok_api::Client::new(config)?;
         let account = Arc::new(Account::new(client, api_key.clone()));
         // Creating an account is rare; dropping the dead entries then keeps the map as small
         // as the set of keys in use.

@@ -34,7 +34,7 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// How often each resource is compared with ngrok when nothing changed.
     pub drift_interval: Duration,
-    /// Reconciles running at once.
+    /// Reconciles working at once, per kind, shared fairly across namespaces (0: no bound).
     pub concurrency: u16,
     /// Name of this replica, in the events it publishes.
     pub instance: String,
@@ -97,6 +97,15 @@ pub async fn run(
         subscription_store.clone(),
     );
     ctx.require_credentials_label = settings.require_credentials_label;
+    let concurrency = usize::from(settings.concurrency);
+    ctx.destination_gate = crate::fairness::Gate::new(
+        concurrency,
+        metrics.admission_waiters(EventDestination::KIND),
+    );
+    ctx.subscription_gate = crate::fairness::Gate::new(
+        concurrency,
+        metrics.admission_waiters(EventSubscription::KIND),
+    );
     ctx.fence = settings.fence.clone();
     let (destination_triggers, destination_requests) = mpsc::unbounded();
     let (subscription_triggers, subscription_requests) = mpsc::unbounded();
@@ -228,7 +237,10 @@ pub async fn run(
     ));
 
     info!(namespace = settings.namespace.as_deref().unwrap_or("<all>"), drift_interval = ?settings.drift_interval, concurrency = settings.concurrency, require_credentials_label = settings.require_credentials_label, "starting the EventDestination and EventSubscription controllers");
-    let config = controller::Config::default().concurrency(settings.concurrency);
+    // Every reconcile starts at once: the work is bounded by each kind's fair gate
+    // (`reconcile::reconcile`, `--concurrency`), which a reconcile waiting for ngrok's budget
+    // leaves.
+    let config = controller::Config::default().concurrency(0);
     let destination_controller =
         Controller::for_stream(destination_events.applied_objects(), destination_store)
             .reconcile_on(destination_requests)

@@ -16,6 +16,7 @@ pub mod crd;
 pub mod desired;
 pub mod drift;
 pub mod error;
+pub mod fairness;
 pub mod http;
 pub mod import;
 pub mod leader;

@@ -103,6 +103,7 @@ struct MetricFamilies {
     leader: Gauge,
     events: Family<EventLabels, Counter>,
     resource_states: Arc<ResourceStates>,
+    admission_waiters: Family<KindLabels, Gauge>,
 }
 
 impl fmt::Debug for Metrics {
@@ -134,6 +135,7 @@ impl Metrics {
             leader: Gauge::default(),
             events: Family::default(),
             resource_states: Arc::default(),
+            admission_waiters: Family::default(),
         };
         registry.register(
             "reconciles",
@@ -165,7 +167,7 @@ impl Metrics {
         );
         registry.register(
             "drift_checks",
-            "Resources compared with the account's shared listing on a drift pass",
+            "Resources compared with ngrok on a drift check: the account's shared listing, or one GET on a resource's own drift-interval",
             inner.drift_checks.clone(),
         );
         registry.register(
@@ -177,6 +179,16 @@ impl Metrics {
             "events",
             "Kubernetes Events published, by kind of the involved object and reason",
             inner.events.clone(),
+        );
+        registry.register(
+            "admission_waiters",
+            "Reconciles waiting for a work slot of their kind (--concurrency), served round-robin across namespaces",
+            inner.admission_waiters.clone(),
+        );
+        registry.register(
+            "ngrok_budget_waiters",
+            "Requests waiting for a token of their account's ngrok budget (--api-rate-limit), served round-robin across namespaces",
+            crate::fairness::budget_waiters(),
         );
         registry.register_collector(Box::new(ResourceStatesCollector(
             inner.resource_states.clone(),
@@ -265,6 +277,14 @@ impl Metrics {
             .drift_checks
             .get_or_create(&KindLabels { kind })
             .inc();
+    }
+
+    /// The gauge of reconciles of `kind` waiting for a work slot.
+    pub fn admission_waiters(&self, kind: &'static str) -> Gauge {
+        self.inner
+            .admission_waiters
+            .get_or_create(&KindLabels { kind })
+            .clone()
     }
 
     /// Sets the `leader` gauge: whether this replica holds the leader lease.

@@ -48,6 +48,10 @@ pub struct Context {
     pub adoption_namespaces: Option<SelectedNamespaces>,
     /// Leader election's fence (see [`Context::may_write`]); `None` without leader election.
     pub fence: Option<LeaseFence>,
+    /// The work slots of each kind, shared fairly across namespaces ([`crate::fairness`]);
+    /// unbounded until the controller sets them.
+    pub destination_gate: crate::fairness::Gate,
+    pub subscription_gate: crate::fairness::Gate,
 }
 
 impl Context {
@@ -75,6 +79,17 @@ impl Context {
             operator_key_namespaces: None,
             adoption_namespaces: None,
             fence: None,
+            destination_gate: crate::fairness::Gate::new(0, Default::default()),
+            subscription_gate: crate::fairness::Gate::new(0, Default::default()),
+        }
+    }
+
+    /// The work slots of `kind`.
+    pub fn gate(&self, kind: &str) -> &crate::fairness::Gate {
+        if kind == <EventDestination as kube::Resource>::kind(&()) {
+            &self.destination_gate
+        } else {
+            &self.subscription_gate
         }
     }
 

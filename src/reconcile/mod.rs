@@ -15,7 +15,8 @@
 //! Cost model (what the benchmark measures):
 //! - create: one POST; Kubernetes writes: the finalizer, the intent to create, the result;
 //! - in sync: nothing, until the account's next drift pass, where one shared listing per kind
-//!   (ceil(N/100) calls) serves every resource of the account;
+//!   (ceil(N/100) calls) serves every resource of the account; a resource with a drift interval
+//!   of its own is off that pass, and each of its checks is one GET;
 //! - spec or inputs changed: one GET, then one PATCH carrying only what differs.
 
 mod act;
@@ -49,8 +50,20 @@ use plan::Outcome;
 /// Finalizer that holds a resource until its ngrok object is deleted (or retained).
 pub const FINALIZER: &str = "events.ngrok.io/cleanup";
 
-/// Entry point for the controller: dispatches to [`apply`] or [`cleanup`] via the finalizer.
+/// Entry point for the controller: waits for a work slot of its kind, in its namespace's turn
+/// ([`crate::fairness`]), then dispatches to [`apply`] or [`cleanup`] via the finalizer.
+///
+/// The controller runs every reconcile at once (`concurrency(0)`); this gate is what bounds
+/// the work. Until admitted a reconcile is this small future: the work is built, and boxed,
+/// only then.
 pub async fn reconcile<K: Managed>(resource: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = resource.namespace().unwrap_or_default();
+    let gate = ctx.gate(K::KIND).clone();
+    crate::fairness::admitted(&gate, &namespace, move || admitted(resource, ctx)).await
+}
+
+/// A reconcile holding its work slot.
+async fn admitted<K: Managed>(resource: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = resource.namespace().unwrap_or_default();
     let span = tracing::info_span!("reconcile", kind = K::KIND, namespace = %namespace, name = %resource.name_any());
     if !ctx.may_write() {
@@ -152,7 +165,7 @@ async fn observe_plan_act<K: Managed>(
     let status = r.status.clone();
     let facts = observation.facts(r.resource, &status);
     let read = plan::read(&facts);
-    let drift_check = matches!(read, plan::Read::Listing(_));
+    let drift_check = matches!(read, plan::Read::Listing(_) | plan::Read::OwnDriftCheck(_));
     // `search`: held until the steps are carried out (see `observe::remote`).
     let (seen, search) = match observe::remote(r, observation, read).await {
         Ok(seen) => seen,

@@ -33,6 +33,8 @@ pub struct Observation<K: Managed> {
     pub adoption: AdoptionRights,
     pub refused_before: bool,
     pub verified_recently: bool,
+    /// See [`Facts::own_drift_schedule`].
+    pub own_drift_schedule: bool,
     pub created_unrecorded: Option<K::Remote>,
     pub leftover: Option<(String, Arc<Account>)>,
     /// The account that holds the object, when the resource's key has changed since.
@@ -51,6 +53,7 @@ impl<K: Managed> Observation<K> {
             prepared: &self.prepared,
             refused_before: self.refused_before,
             verified_recently: self.verified_recently,
+            own_drift_schedule: self.own_drift_schedule,
             created_unrecorded: self.created_unrecorded.as_ref(),
             leftover: self.leftover.as_ref(),
             previous_account: self.previous_account.as_ref(),
@@ -127,6 +130,7 @@ pub async fn inputs<K: Managed>(r: &Reconciliation<'_, K>) -> Result<Observation
         adoption,
         refused_before,
         verified_recently,
+        own_drift_schedule: interval != ctx.drift_interval,
         created_unrecorded,
         leftover,
         previous_account,
@@ -144,7 +148,7 @@ pub async fn remote<K: Managed>(
     let account = &observation.account;
     let seen = match read {
         Read::Nothing => return Ok((Seen::NotRead, None)),
-        Read::Object(id) => match K::get(account, &id).await {
+        Read::Object(id) | Read::OwnDriftCheck(id) => match K::get(account, &id).await {
             Ok(remote) => Seen::Found(remote),
             Err(e) if e.is_not_found() => Seen::Gone { elsewhere: None },
             // The object is there, in a shape this client cannot read.

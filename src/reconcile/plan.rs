@@ -48,6 +48,9 @@ pub struct Facts<'a, K: Managed> {
     /// The object was written or seen matching recently (less than half a drift interval
     /// ago): a reconcile caused by our own status write needs no look at ngrok.
     pub verified_recently: bool,
+    /// The resource's drift checks run on a schedule of its own (an `events.ngrok.io/drift-interval`
+    /// other than the operator's), off the account's shared pass: each reads its one object.
+    pub own_drift_schedule: bool,
     /// An id this process created for the resource that the status does not record (its
     /// status write failed).
     pub created_unrecorded: Option<&'a K::Remote>,
@@ -137,6 +140,9 @@ pub enum Read {
     /// The account's shared listing, newer than the last time the object was checked: a
     /// drift check that costs ceil(N/100) calls for all of the account's resources together.
     Listing(String),
+    /// GET the object: a drift check on the resource's own schedule, which no shared pass
+    /// serves (one call, whatever the size of the account).
+    OwnDriftCheck(String),
     /// The account's listing, to look for the outcome of a create that was lost.
     LostCreate(PendingCreate),
 }
@@ -266,6 +272,9 @@ pub fn read<K: Managed>(facts: &Facts<'_, K>) -> Read {
             _ => Read::Nothing,
         },
         (Mode::Manage, Some(_), _) if facts.in_sync() && facts.verified_recently => Read::Nothing,
+        (Mode::Manage, Some(id), _) if facts.in_sync() && facts.own_drift_schedule => {
+            Read::OwnDriftCheck(id.to_string())
+        }
         (Mode::Manage, Some(id), _) if facts.in_sync() => Read::Listing(id.to_string()),
         (Mode::Manage, Some(id), _) => Read::Object(id.to_string()),
     }

@@ -91,6 +91,7 @@ fn facts<'a>(
         prepared,
         refused_before: false,
         verified_recently: false,
+        own_drift_schedule: false,
         created_unrecorded: None,
         leftover: None,
         previous_account: None,
@@ -189,6 +190,29 @@ fn quiet_outcome(f: &Facts<'_, EventDestination>) -> (String, String, String, St
 }
 
 // --- The conditions table, row by row ------------------------------------------------------
+
+/// Issue 19, item 2: a drift check off the account's shared pass (its own drift-interval)
+/// reads its one object; a listing would cost ceil(N/100) calls at each of its checks.
+#[test]
+fn a_drift_check_on_its_own_schedule_reads_one_object_not_the_listing() {
+    let p = prepared("audit");
+    let s = status(Some("ed_1"), true, Some("inputs-1"));
+    let mut f = facts(&s, &p);
+    f.own_drift_schedule = true;
+    assert_eq!(read(&f), Read::OwnDriftCheck("ed_1".into()));
+    let plan = plan(&f, Seen::Found(remote("ed_1", "audit", NOW)));
+    assert_eq!(steps(&plan), ["Record ed_1"]);
+    // Checked a moment ago: no read, on either schedule.
+    f.verified_recently = true;
+    assert_eq!(read(&f), Read::Nothing);
+    // Out of sync (the inputs changed): the object, as on the shared schedule.
+    let s = status(Some("ed_1"), true, Some("old-inputs"));
+    let f = Facts {
+        own_drift_schedule: true,
+        ..facts(&s, &p)
+    };
+    assert_eq!(read(&f), Read::Object("ed_1".into()));
+}
 
 #[test]
 fn synced_when_ngrok_matches_the_spec() {

@@ -72,6 +72,10 @@ pub struct Options {
     pub adoption_namespace_selector: Option<String>,
     /// `--require-credentials-label` (on by default, as in the binary).
     pub require_credentials_label: bool,
+    /// `--concurrency`.
+    pub concurrency: u16,
+    /// `--api-rate-limit` and the burst (0: no limit, the default of the tests).
+    pub api_rate_limit: (u32, u32),
 }
 
 /// A label selector of every namespace (the API server labels each with its name).
@@ -110,6 +114,8 @@ impl Default for Options {
             operator_key_namespace_selector: None,
             adoption_namespace_selector: None,
             require_credentials_label: true,
+            concurrency: 4,
+            api_rate_limit: (0, 1),
         }
     }
 }
@@ -143,13 +149,14 @@ impl Operator {
                 .is_none()
                 .then(|| namespace.clone()),
             drift_interval: options.drift_interval,
-            concurrency: 4,
+            concurrency: options.concurrency,
             instance: format!("test-{namespace}"),
             operator_key_namespace_selector: options.operator_key_namespace_selector,
             adoption_namespace_selector: options.adoption_namespace_selector,
             require_credentials_label: options.require_credentials_label,
             fence: None,
         };
+        let (rate, burst) = options.api_rate_limit;
         let launch = {
             let client = client.clone();
             move || {
@@ -160,7 +167,8 @@ impl Operator {
                         let mut config = ngrok_api::ClientConfig::new(key)
                             .with_base_url(&base_url)
                             .unwrap();
-                        config.rate_limit_per_minute = 0;
+                        config.rate_limit_per_minute = rate;
+                        config.rate_limit_burst = burst;
                         config.min_backoff = std::time::Duration::from_millis(20);
                         config
                     }),

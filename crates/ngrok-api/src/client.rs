@@ -3,18 +3,17 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use crate::budget::{Budget, Gcra};
 use crate::error::{ApiError, Error, Operation, Result};
 use crate::fence::{self, Fence, FenceReason};
 use crate::listing::{self, Listed};
@@ -63,6 +62,10 @@ pub struct ClientConfig {
     pub rate_limit_per_minute: u32,
     /// Requests that may go out back to back before the rate applies (at least 1).
     pub rate_limit_burst: u32,
+    /// What each attempt waits for instead of the client's own limiter: `None` builds a
+    /// [`Gcra`] from [`rate_limit_per_minute`](Self::rate_limit_per_minute) and
+    /// [`rate_limit_burst`](Self::rate_limit_burst). Shared by every client configured with it.
+    pub budget: Option<Arc<dyn Budget>>,
     /// Retries after the first attempt, for failures that may be retried.
     pub max_retries: usize,
     /// First backoff delay; doubles per retry, with jitter.
@@ -97,6 +100,7 @@ impl fmt::Debug for ClientConfig {
             .field("timeout", &self.timeout)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("budget", &self.budget.as_ref().map(|_| "set"))
             .field("max_retries", &self.max_retries)
             .field("observer", &self.observer.as_ref().map(|_| "set"))
             .field("fence", &self.fence.as_ref().map(|_| "set"))
@@ -115,6 +119,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             rate_limit_per_minute: 100,
             rate_limit_burst: 10,
+            budget: None,
             max_retries: 4,
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
@@ -141,7 +146,7 @@ impl ClientConfig {
 }
 
 /// A client of ngrok's REST API for one account. Cheap to clone; clones share the connection
-/// pool and the rate limiter.
+/// pool and the request budget.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -150,7 +155,8 @@ pub struct Client {
 struct Inner {
     http: reqwest::Client,
     config: ClientConfig,
-    limiter: Option<DefaultDirectRateLimiter>,
+    /// `None`: no limit.
+    budget: Option<Arc<dyn Budget>>,
 }
 
 impl fmt::Debug for Client {
@@ -187,15 +193,15 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
-        let limiter = NonZeroU32::new(config.rate_limit_per_minute).map(|rate| {
-            let burst = NonZeroU32::new(config.rate_limit_burst).unwrap_or(NonZeroU32::MIN);
-            RateLimiter::direct(Quota::per_minute(rate).allow_burst(burst))
+        let budget = config.budget.clone().or_else(|| {
+            Gcra::new(config.rate_limit_per_minute, config.rate_limit_burst)
+                .map(|gcra| Arc::new(gcra) as Arc<dyn Budget>)
         });
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
                 config,
-                limiter,
+                budget,
             }),
         })
     }
@@ -497,10 +503,10 @@ impl Client {
         body: Option<&[u8]>,
     ) -> Result<Vec<u8>> {
         self.admit(method, url, resource)?;
-        if let Some(limiter) = &self.inner.limiter {
+        if let Some(budget) = &self.inner.budget {
             // Waited for as long as the fence holds, and the fence asked again after it.
             tokio::select! {
-                () = limiter.until_ready() => {}
+                () = budget.ready() => {}
                 reason = fence::lapsed(self.inner.config.fence.clone()) => {
                     return Err(fenced(method, url, resource, reason, false));
                 }

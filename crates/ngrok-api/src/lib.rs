@@ -37,6 +37,7 @@
 //!   see [`fence`].
 //! - Which failures are the request's fault and which are not: see [`ErrorClass`].
 
+pub mod budget;
 pub mod client;
 pub mod error;
 pub mod fence;
@@ -45,6 +46,7 @@ pub mod secret;
 pub mod text;
 pub mod types;
 
+pub use budget::{Budget, BudgetWait, Gcra};
 pub use client::{
     CLIENT_USER_AGENT, Client, ClientConfig, DEFAULT_BASE_URL, LIST_PAGE_LIMIT, NGROK_VERSION,
     RequestObserver,
