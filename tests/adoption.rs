@@ -199,7 +199,7 @@ async fn import_leaves_out_what_the_cluster_manages() {
         )),
         "{yaml}"
     );
-    let documents = testbed::parse_documents(&yaml).unwrap();
+    let documents: Vec<serde_json::Value> = testbed::parse_documents(&yaml).unwrap();
     assert_eq!(documents.len(), 1, "{yaml}");
     let imported: EventDestination = serde_json::from_value(documents[0].clone()).unwrap();
     assert_eq!(

@@ -78,8 +78,9 @@ pub struct Options {
     pub api_rate_limit: (u32, u32),
 }
 
-/// A label selector of every namespace (the API server labels each with its name).
-pub const EVERY_NAMESPACE: &str = "kubernetes.io/metadata.name";
+/// A label selector of every test namespace ([`testbed::namespace`] labels each; the test
+/// bed's API server may be older than 1.21's `kubernetes.io/metadata.name`).
+pub const EVERY_NAMESPACE: &str = "testbed.ngrok.io/test";
 
 /// The API key the emulator accepts.
 pub const API_KEY: &str = "test-api-key-0123456789";
