@@ -184,9 +184,9 @@ async fn ngroks_still_referenced_refusal_is_destination_in_use_and_retried() {
         waiting
             .condition("Reconciling")
             .is_some_and(|c| c.status == "True")
-            && !waiting
+            && waiting
                 .condition("Stalled")
-                .is_some_and(|c| c.status == "True"),
+                .is_none_or(|c| c.status != "True"),
         "retried, not Stalled: {:?}",
         waiting.status
     );

@@ -1,5 +1,6 @@
 //! Deletion: the ngrok object goes (or stays, as the resource says) before the finalizer is
-//! released.
+//! released. What to do is [`plan::cleanup`]'s decision (and [`plan::unreachable`]'s, when
+//! the account cannot be reached); this module reads what it needs and acts.
 
 use std::sync::Arc;
 

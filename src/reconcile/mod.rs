@@ -8,7 +8,8 @@
 //!    reason;
 //! 3. **act** ([`act`]): carry the plan out, then write the status and events ([`status`]).
 //!
-//! Deletion is [`cleanup`]. What differs per kind is in `destination.rs` and
+//! Deletion is planned the same way ([`plan::cleanup_read`], [`plan::cleanup`], with the
+//! lost-create rule of creation) and carried out by [`cleanup`]. What differs per kind is in `destination.rs` and
 //! `subscription.rs`; what each field of a resource becomes in a request, in
 //! [`crate::desired`].
 //!
