@@ -140,6 +140,16 @@ pub async fn run(
         });
     }
     let ctx = Arc::new(ctx);
+    // Stopping waits for the reconciles at work, not for those queued for a slot or for
+    // ngrok's budget (see `fairness::admitted`).
+    let close_gates = tokio::spawn({
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        async move {
+            shutdown.cancelled().await;
+            ctx.destination_gate.close();
+            ctx.subscription_gate.close();
+        }
+    });
     let rotations = tokio::spawn(follow_operator_key(ctx.clone(), triggers));
 
     // Each cache is filled before the event reaches the other controller, so that controller
@@ -266,6 +276,7 @@ pub async fn run(
     futures::join!(destination_controller, subscription_controller);
     secret_router.abort();
     rotations.abort();
+    close_gates.abort();
     for watch in namespace_watches {
         watch.abort();
     }

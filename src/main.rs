@@ -85,10 +85,12 @@ struct RunArgs {
     /// How often each resource is compared with ngrok when nothing changed (`30s`, `10m`, `1h`).
     #[arg(long, env = "DRIFT_INTERVAL", default_value = "10m", value_parser = drift_interval)]
     drift_interval: Duration,
-    /// Reconciles running at once, per kind (destinations and subscriptions each).
+    /// Reconciles working at once, per kind (destinations and subscriptions each), shared
+    /// round-robin across namespaces; one waiting for ngrok's budget does not count. 0: no bound.
     #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
-    /// ngrok requests per minute per account (ngrok allows 120); 0 turns the limiter off.
+    /// ngrok requests per minute per account (ngrok allows 120), handed out round-robin across
+    /// the namespaces using the account; 0 turns the limiter off.
     #[arg(long, env = "NGROK_API_RATE_LIMIT", default_value_t = 100)]
     api_rate_limit: u32,
     /// Address of /metrics, /healthz and /readyz.
@@ -196,7 +198,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         async move { server_shutdown.cancelled().await },
     ));
 
-    // Every account's client is this configuration with its own key (and its own rate limiter).
+    // Every account's client is this configuration with its own key (and its own fair budget,
+    // see `accounts::Accounts::get`).
     let mut template = ngrok_api::ClientConfig::new(Secret::default())
         .with_product(ngrok_events_operator::PRODUCT)
         .with_base_url(&args.api_url)

@@ -31,6 +31,8 @@ struct State {
     parked: HashMap<Arc<str>, usize>,
     /// Reconciles waiting for a slot (returning or new), for the metrics.
     waiters: Gauge,
+    /// Closed: the controller is stopping, and admits nothing new.
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 /// A work slot; dropping it frees it.
@@ -61,6 +63,7 @@ impl Gate {
                 ring: VecDeque::new(),
                 parked: HashMap::new(),
                 waiters,
+                closed: tokio::sync::watch::Sender::new(false),
             })),
         }
     }
@@ -69,19 +72,22 @@ impl Gate {
         self.state.lock().expect("gate lock")
     }
 
-    /// A slot for a new reconcile of `namespace`, in its turn.
-    pub async fn admit(&self, namespace: &Arc<str>) -> Slot {
+    /// A slot for a new reconcile of `namespace`, in its turn; `None` once the gate is closed.
+    pub async fn admit(&self, namespace: &Arc<str>) -> Option<Slot> {
         let receiver = {
             let mut state = self.lock();
+            if *state.closed.borrow() {
+                return None;
+            }
             if state.capacity == 0 {
-                return Slot { gate: None };
+                return Some(Slot { gate: None });
             }
             let nobody_waits = state.returning.is_empty() && state.ring.is_empty();
             if nobody_waits && state.working < state.capacity && state.may_admit(namespace) {
                 state.working += 1;
-                return Slot {
+                return Some(Slot {
                     gate: Some(self.clone()),
-                };
+                });
             }
             let (sender, receiver) = oneshot::channel();
             if !state.waiting.contains_key(namespace) {
@@ -97,7 +103,30 @@ impl Gate {
         };
         // Slots may be free for this namespace while others wait at their bound.
         self.dispatch();
-        self.receive(receiver).await
+        // An error: the gate closed.
+        receiver.await.ok()
+    }
+
+    /// Stops admitting: every reconcile waiting for admission, and every later one, gets
+    /// `None`; reconciles already admitted go on (see [`Gate::closed`]).
+    pub fn close(&self) {
+        let waiting = {
+            let mut state = self.lock();
+            state.closed.send_replace(true);
+            state.ring.clear();
+            let waiting = std::mem::take(&mut state.waiting);
+            state
+                .waiters
+                .dec_by(waiting.values().map(VecDeque::len).sum::<usize>() as i64);
+            waiting
+        };
+        drop(waiting);
+    }
+
+    /// Completes once the gate is closed.
+    pub async fn closed(&self) {
+        let mut closed = self.lock().closed.subscribe();
+        closed.wait_for(|closed| *closed).await.ok();
     }
 
     /// A slot for a reconcile that gave its own back to wait, ahead of new admissions.
@@ -118,10 +147,6 @@ impl Gate {
             state.waiters.inc();
             receiver
         };
-        self.receive(receiver).await
-    }
-
-    async fn receive(&self, receiver: oneshot::Receiver<Slot>) -> Slot {
         // The sender lives in the gate's state, which `self` keeps alive: it is only dropped
         // once it has sent.
         receiver.await.unwrap_or(Slot { gate: None })

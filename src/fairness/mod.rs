@@ -40,23 +40,39 @@ struct Tenant {
     namespace: Arc<str>,
     gate: Gate,
     slot: Arc<Mutex<Option<Slot>>>,
+    /// Whether it waits off its slot now.
+    parked: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Waits for a work slot of `gate` for a reconcile in `namespace`, then runs the future `work`
 /// makes. The work future is built and boxed only once admitted, so that a waiter is small.
-pub async fn admitted<F, T>(gate: &Gate, namespace: &str, work: impl FnOnce() -> F) -> T
+///
+/// `None`: the gate closed (the controller is stopping) before the work was admitted, or
+/// while it waited off its slot for ngrok's budget — a point where no request is in flight,
+/// and where stopping is what a crash would do, which every step is safe against. Without
+/// this, stopping would wait for every reconcile of every namespace queued on the budget.
+pub async fn admitted<F, T>(gate: &Gate, namespace: &str, work: impl FnOnce() -> F) -> Option<T>
 where
     F: Future<Output = T> + Send + 'static,
 {
     let namespace: Arc<str> = namespace.into();
-    let slot = gate.admit(&namespace).await;
+    let slot = gate.admit(&namespace).await?;
     let tenant = Tenant {
         namespace,
         gate: gate.clone(),
         slot: Arc::new(Mutex::new(Some(slot))),
+        parked: Arc::new(tokio::sync::watch::Sender::new(false)),
+    };
+    let mut parked = tenant.parked.subscribe();
+    let abandoned = async move {
+        gate.closed().await;
+        parked.wait_for(|parked| *parked).await.ok();
     };
     let work: std::pin::Pin<Box<dyn Future<Output = T> + Send>> = Box::pin(work());
-    TENANT.scope(tenant, work).await
+    tokio::select! {
+        output = TENANT.scope(tenant, work) => Some(output),
+        () = abandoned => None,
+    }
 }
 
 /// The namespace of the reconcile running in this task; `None` outside a reconcile.
@@ -76,7 +92,9 @@ pub async fn off_slot<F: Future>(wait: F) -> F::Output {
     let parked = tenant.gate.park(&tenant.namespace);
     let released = tenant.slot.lock().expect("slot lock").take();
     drop(released);
+    tenant.parked.send_replace(true);
     let output = wait.await;
+    tenant.parked.send_replace(false);
     let slot = tenant.gate.readmit().await;
     *tenant.slot.lock().expect("slot lock") = Some(slot);
     drop(parked);

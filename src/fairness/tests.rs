@@ -27,7 +27,7 @@ fn spawn_admission(gate: &Gate, namespace: &str, name: &str, order: &Order) {
     let (gate, namespace, name, order) =
         (gate.clone(), ns(namespace), name.to_string(), order.clone());
     tokio::spawn(async move {
-        let _slot = gate.admit(&namespace).await;
+        let _slot = gate.admit(&namespace).await.unwrap();
         order.lock().unwrap().push(name);
     });
 }
@@ -36,7 +36,7 @@ fn spawn_admission(gate: &Gate, namespace: &str, name: &str, order: &Order) {
 async fn a_freed_slot_goes_round_robin_across_namespaces() {
     let gate = Gate::new(1, Gauge::default());
     let order = Order::default();
-    let held = gate.admit(&ns("a")).await;
+    let held = gate.admit(&ns("a")).await.unwrap();
     for name in ["a1", "a2", "a3"] {
         spawn_admission(&gate, "a", name, &order);
     }
@@ -54,7 +54,7 @@ async fn a_freed_slot_goes_round_robin_across_namespaces() {
 async fn a_returning_reconcile_goes_before_new_admissions() {
     let gate = Gate::new(1, Gauge::default());
     let order = Order::default();
-    let held = gate.admit(&ns("a")).await;
+    let held = gate.admit(&ns("a")).await.unwrap();
     spawn_admission(&gate, "b", "new", &order);
     settle().await;
     tokio::spawn({
@@ -74,7 +74,7 @@ async fn a_returning_reconcile_goes_before_new_admissions() {
 async fn a_namespace_at_its_park_bound_waits_at_admission_and_others_pass() {
     let gate = Gate::with_park_bound(4, 1, Gauge::default());
     let order = Order::default();
-    let slot = gate.admit(&ns("a")).await;
+    let slot = gate.admit(&ns("a")).await.unwrap();
     let parked = gate.park(&ns("a"));
     drop(slot);
     spawn_admission(&gate, "a", "a2", &order);
@@ -157,4 +157,35 @@ async fn budget_fast_path_when_nobody_waits() {
     }
     assert!(started.elapsed() < Duration::from_millis(500));
     assert_eq!(budget.waiting(), 0);
+}
+
+#[tokio::test]
+async fn a_closed_gate_admits_nothing_and_abandons_what_waits_off_its_slot() {
+    let gate = Gate::new(1, Gauge::default());
+    let held = gate.admit(&ns("a")).await.unwrap();
+    let waiting = tokio::spawn({
+        let gate = gate.clone();
+        async move { gate.admit(&ns("b")).await.is_some() }
+    });
+    settle().await;
+    let (_never, parked_forever) = tokio::sync::oneshot::channel::<()>();
+    drop(held);
+    settle().await;
+    let parked = tokio::spawn({
+        let gate = gate.clone();
+        async move {
+            admitted(&gate, "c", move || async move {
+                off_slot(parked_forever).await.ok();
+            })
+            .await
+        }
+    });
+    settle().await;
+    gate.close();
+    waiting.await.unwrap();
+    assert!(
+        parked.await.unwrap().is_none(),
+        "a parked reconcile is abandoned"
+    );
+    assert!(gate.admit(&ns("d")).await.is_none());
 }

@@ -60,7 +60,10 @@ pub const FINALIZER: &str = "events.ngrok.io/cleanup";
 pub async fn reconcile<K: Managed>(resource: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = resource.namespace().unwrap_or_default();
     let gate = ctx.gate(K::KIND).clone();
-    crate::fairness::admitted(&gate, &namespace, move || admitted(resource, ctx)).await
+    crate::fairness::admitted(&gate, &namespace, move || admitted(resource, ctx))
+        .await
+        // The controller is stopping: the next process (or leader) takes this one up.
+        .unwrap_or_else(|| Ok(Action::await_change()))
 }
 
 /// A reconcile holding its work slot.

@@ -28,6 +28,8 @@ use ngrok_api_emulator::{Emulator, EmulatorHandle, RecordedRequest};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+pub mod shared_cluster;
+
 /// The API key the emulator accepts and the operator uses.
 pub const API_KEY: &str = "bench-api-key-0123456789";
 /// The operator's default concurrency (`--concurrency`).
@@ -1898,6 +1900,7 @@ pub struct Report {
     pub faults: Option<FaultsReport>,
     pub bad_input: Option<BadInputReport>,
     pub rate_limited: Option<RateLimitedReport>,
+    pub shared_cluster: Option<shared_cluster::SharedClusterReport>,
 }
 
 impl Report {
@@ -1918,6 +1921,9 @@ impl Report {
                     .iter()
                     .map(|c| (format!("rate limited N={}", r.n), c)),
             );
+        }
+        if let Some(r) = &self.shared_cluster {
+            all.extend(r.checks.iter().map(|c| ("shared cluster".to_string(), c)));
         }
         all
     }
@@ -2093,6 +2099,9 @@ pub fn render(report: &Report) -> String {
             "Rate limited (N = {}, emulator {}/min, client {}/min burst {}): all Ready after {:.1} s; client budget {:.1} s ({:.2}×); account limit alone {:.1} s; ngrok calls {}\n\n",
             r.n, r.emulator_limit_per_minute, r.client_limit_per_minute, r.client_burst, r.all_ready_s, r.budget_s, r.all_ready_s / r.budget_s.max(0.001), r.account_limit_s, calls(&r.ngrok)
         ));
+    }
+    if let Some(r) = &report.shared_cluster {
+        out.push_str(&shared_cluster::render(r));
     }
     out.push_str("| run | target | limit | measured | |\n|---|---|---|---|---|\n");
     for (run, c) in report.checks() {

@@ -5,6 +5,7 @@
 //! target/release/bench                                # N = 100 and N = 1000
 //! target/release/bench --n 10000                      # on request
 //! target/release/bench --n 300 --faults --bad-input --rate-limited --json out.json
+//! target/release/bench --no-standard --shared-cluster      # issue 19's shared-cluster scenario
 //! target/release/bench --smoke                        # N = 20, a quick check of the instrument
 //! ```
 //!
@@ -51,6 +52,13 @@ struct Cli {
     /// N of the rate-limited run.
     #[arg(long, default_value_t = 300)]
     rate_limited_n: usize,
+    /// Also run the shared-cluster scenario: one namespace floods creates at 120/min while
+    /// another creates 10 one at a time; and peak RSS with 200 KiB foreign annotations.
+    #[arg(long)]
+    shared_cluster: bool,
+    /// Flooding creates of the shared-cluster scenario.
+    #[arg(long, default_value_t = 1000)]
+    shared_cluster_n: usize,
     /// Skip the main run (only the reliability runs asked for).
     #[arg(long)]
     no_standard: bool,
@@ -139,6 +147,11 @@ async fn main() -> Result<()> {
     }
     if cli.rate_limited {
         report.rate_limited = Some(bench::run_rate_limited(&config, cli.rate_limited_n).await?);
+    }
+
+    if cli.shared_cluster {
+        report.shared_cluster =
+            Some(bench::shared_cluster::run(&config, cli.shared_cluster_n).await?);
     }
 
     let markdown = bench::render(&report);
