@@ -1,5 +1,7 @@
 //! ngrok accounts: one API client, one rate limiter and one view of the remote state per API
-//! key, shared by every resource that uses that key.
+//! key, shared by every resource that uses that key. Every account's client sends through one
+//! HTTP transport (one connection pool, one TLS configuration), and each account holds its key
+//! once.
 //!
 //! The view is a listing of all destinations, and one of all subscriptions (ceil(N/100) calls
 //! each), refreshed at most once per drift pass and shared by every resource of the account, so
@@ -9,7 +11,7 @@ mod identity;
 mod listing;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use ngrok_api::Secret;
@@ -42,6 +44,9 @@ pub struct Accounts {
 
 struct Inner {
     configure: ConfigureClient,
+    /// The HTTP transport of every account's client, made with the first account (the
+    /// configuration differs only by key, which the transport does not hold).
+    transport: OnceLock<ngrok_api::HttpTransport>,
     by_key_hash: Mutex<HashMap<[u8; 32], Weak<Account>>>,
     /// The operator-wide key and its account; replaced when the key file changes.
     operator: Mutex<Option<(Secret, Arc<Account>)>>,
@@ -55,6 +60,7 @@ impl Accounts {
         let accounts = Self {
             inner: Arc::new(Inner {
                 configure,
+                transport: OnceLock::new(),
                 by_key_hash: Mutex::default(),
                 operator: Mutex::default(),
                 rotations: tokio::sync::watch::Sender::new(0),
@@ -103,8 +109,17 @@ impl Accounts {
         if let Some(account) = accounts.get(&key_hash).and_then(Weak::upgrade) {
             return Ok(account);
         }
-        let client = ngrok_api::Client::new((self.inner.configure)(api_key.clone()))?;
-        let account = Arc::new(Account::new(client, api_key.clone()));
+        let config = (self.inner.configure)(api_key.clone());
+        let transport = match self.inner.transport.get() {
+            Some(transport) => transport.clone(),
+            None => {
+                let transport = ngrok_api::http_transport(&config)?;
+                self.inner.transport.get_or_init(|| transport).clone()
+            }
+        };
+        let account = Arc::new(Account::new(ngrok_api::Client::with_transport(
+            config, transport,
+        )?));
         // Creating an account is rare; dropping the dead entries then keeps the map as small
         // as the set of keys in use.
         accounts.retain(|_, account| account.strong_count() > 0);
@@ -148,8 +163,8 @@ fn key_hash(api_key: &Secret) -> [u8; 32] {
 
 /// One ngrok account.
 pub struct Account {
+    /// The account's client; its configuration holds the account's one copy of the key.
     pub client: ngrok_api::Client,
-    api_key: Secret,
     destinations: Listing<EventDestination>,
     subscriptions: Listing<EventSubscription>,
     /// Fingerprints with a create in flight in this process (see `reconcile::create`).
@@ -166,23 +181,22 @@ pub struct Account {
 }
 
 impl Account {
-    fn new(client: ngrok_api::Client, api_key: Secret) -> Self {
+    fn new(client: ngrok_api::Client) -> Self {
         Self {
+            key_fingerprint: key_fingerprint(&client.config().api_key),
             client,
             destinations: Listing::default(),
             subscriptions: Listing::default(),
             creating: Mutex::default(),
             verified: Mutex::default(),
             next_pass: Mutex::default(),
-            key_fingerprint: key_fingerprint(&api_key),
             identity: tokio::sync::Mutex::default(),
-            api_key,
         }
     }
 
     /// The account's API key (the key of the secrets hash).
     pub fn api_key(&self) -> &Secret {
-        &self.api_key
+        &self.client.config().api_key
     }
 
     /// Which key this account is, as a short non-reversible name ([`key_fingerprint`]): what a
