@@ -389,4 +389,36 @@ mod tests {
             KnownIdentity::KeyRefused
         );
     }
+
+    /// Accounts of different keys send through one connection pool, and each holds its key
+    /// once: the account's, its client's configuration and the caller's are one value.
+    #[tokio::test]
+    async fn accounts_share_one_transport_and_hold_their_key_once() {
+        let emulator = Emulator::builder()
+            .api_key("a-1")
+            .account_key("b-1")
+            .rate_limit_per_minute(0)
+            .spawn()
+            .await
+            .unwrap();
+        let accounts = accounts_of(&emulator);
+        let (key_a, key_b) = (Secret::new("a-1"), Secret::new("b-1"));
+        let (a, b) = (accounts.get(&key_a).unwrap(), accounts.get(&key_b).unwrap());
+        assert!(!Arc::ptr_eq(&a, &b));
+        for _ in 0..3 {
+            a.client.list_event_destinations().await.unwrap();
+            b.client.list_event_destinations().await.unwrap();
+        }
+        // Each request carried its own account's key (the emulator refuses others).
+        assert_eq!(emulator.count("GET", "/event_destinations"), 6);
+        assert!(emulator.requests().iter().all(|r| r.authorized));
+        // One client per account opened one connection per account.
+        assert_eq!(emulator.connections(), 1, "one pool for every account");
+        assert!(std::ptr::eq(a.api_key().expose(), key_a.expose()));
+        assert!(std::ptr::eq(
+            a.client.config().api_key.expose(),
+            a.api_key().expose()
+        ));
+        assert!(!format!("{:?}", a.client).contains("a-1"));
+    }
 }
