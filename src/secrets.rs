@@ -376,15 +376,31 @@ mod tests {
             (Shape::NgrokApiKey, vec![b'k'; MAX_API_KEY_BYTES + 1], false),
             (Shape::NgrokApiKey, vec![b'k'; 1 << 20], false),
             (Shape::Credential, vec![b'c'; MAX_CREDENTIAL_BYTES], true),
-            (Shape::Credential, vec![b'c'; MAX_CREDENTIAL_BYTES + 1], false),
-            (Shape::AwsAccessKeyId, b"AKIAIOSFODNN7EXAMPLE".to_vec(), true),
+            (
+                Shape::Credential,
+                vec![b'c'; MAX_CREDENTIAL_BYTES + 1],
+                false,
+            ),
+            (
+                Shape::AwsAccessKeyId,
+                b"AKIAIOSFODNN7EXAMPLE".to_vec(),
+                true,
+            ),
             (Shape::AwsAccessKeyId, vec![b'A'; 16], true),
             (Shape::AwsAccessKeyId, vec![b'A'; 128], true),
             (Shape::AwsAccessKeyId, vec![b'A'; 15], false),
             (Shape::AwsAccessKeyId, vec![b'A'; 129], false),
             (Shape::AwsAccessKeyId, vec![b'A'; 900_000], false),
-            (Shape::AwsAccessKeyId, b"AKIAIOSFODNN7EXAMPLE\n".to_vec(), false),
-            (Shape::AwsAccessKeyId, b"AKIA-IOSFODNN7EXAMPLE".to_vec(), false),
+            (
+                Shape::AwsAccessKeyId,
+                b"AKIAIOSFODNN7EXAMPLE\n".to_vec(),
+                false,
+            ),
+            (
+                Shape::AwsAccessKeyId,
+                b"AKIA-IOSFODNN7EXAMPLE".to_vec(),
+                false,
+            ),
         ];
         for (shape, value, accepted) in rows {
             let len = value.len();
@@ -396,13 +412,19 @@ mod tests {
                 let message = error.to_string();
                 assert!(message.starts_with(r#"Secret "s" key "k" "#), "{message}");
                 assert!(message.len() < 200, "{message}");
-                assert!(!message.contains("AAAA") && !message.contains("kkkk"), "{message}");
+                assert!(
+                    !message.contains("AAAA") && !message.contains("kkkk"),
+                    "{message}"
+                );
             }
         }
         let message = check(Shape::AwsAccessKeyId, vec![b'A'; 900_000])
             .unwrap_err()
             .to_string();
-        assert!(message.contains("16 to 128 letters and digits"), "{message}");
+        assert!(
+            message.contains("16 to 128 letters and digits"),
+            "{message}"
+        );
         let message = check(Shape::NgrokApiKey, vec![b'k'; 1 << 20])
             .unwrap_err()
             .to_string();

@@ -158,8 +158,14 @@ async fn an_access_key_id_of_900_kb_stalls_invalid_secret_and_is_never_sent() {
         .await;
     assert!(stalled.has_condition("Stalled", "True", "InvalidSecret"));
     let message = common::ready_message(&stalled);
-    assert!(message.contains(r#"Secret "aws" key "access-key-id""#), "{message}");
-    assert!(message.contains("16 to 128 letters and digits"), "{message}");
+    assert!(
+        message.contains(r#"Secret "aws" key "access-key-id""#),
+        "{message}"
+    );
+    assert!(
+        message.contains("16 to 128 letters and digits"),
+        "{message}"
+    );
     assert!(!message.contains("AAAAAAAA"), "{message}");
     assert!(op.requests("POST", "/event_destinations").is_empty());
 
@@ -195,7 +201,10 @@ async fn an_api_key_of_a_mebibyte_stalls_invalid_secret_and_is_never_sent() {
         .wait_ready_status::<EventDestination>("d", "False", "InvalidSecret")
         .await;
     let message = common::ready_message(&stalled);
-    assert!(message.contains(r#"Secret "ngrok" key "api-key""#), "{message}");
+    assert!(
+        message.contains(r#"Secret "ngrok" key "api-key""#),
+        "{message}"
+    );
     assert!(message.contains("bound of 512 bytes"), "{message}");
     assert!(op.emulator.requests().is_empty(), "ngrok saw nothing");
     // No account was made for it: only the operator-wide key's.
@@ -263,7 +272,10 @@ async fn a_paused_resource_holds_no_account() {
 
     // Deleted while paused, it leaves its object in ngrok without an account, as documented.
     op.delete_and_wait::<EventDestination>("d0").await;
-    assert!(op.emulator.object(&id).is_some(), "a paused resource's object stays");
+    assert!(
+        op.emulator.object(&id).is_some(),
+        "a paused resource's object stays"
+    );
     assert!(op.requests("DELETE", "/event_destinations/{id}").is_empty());
     op.stop().await;
 }

@@ -331,8 +331,8 @@ pub async fn account_for<K: Managed>(
                 &[(reference, secrets::Shape::NgrokApiKey)],
                 ctx.require_credentials_label,
             )
-                .await?
-                .get(reference)?,
+            .await?
+            .get(reference)?,
         ),
         None => ctx.accounts.operator_key().ok_or(Error::ApiKeyMissing)?,
     };

@@ -188,12 +188,7 @@ impl EmulatorBuilder {
         });
         let router = api::router(app).merge(admin::router(shared.clone()));
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(
-            listener,
-            router,
-            shared.clone(),
-            shutdown_rx,
-        ));
+        let task = tokio::spawn(accept_loop(listener, router, shared.clone(), shutdown_rx));
         tracing::info!(%addr, "ngrok API emulator listening");
         Ok(EmulatorHandle {
             addr,

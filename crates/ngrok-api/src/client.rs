@@ -626,9 +626,10 @@ pub fn http_transport(config: &ClientConfig) -> Result<HttpTransport> {
 
 /// The `Authorization` header of a key, marked sensitive (kept out of hyper's debug output).
 fn authorization(api_key: &Secret) -> Result<HeaderValue> {
-    let mut value = HeaderValue::try_from(format!("Bearer {}", api_key.expose())).map_err(|_| {
-        Error::Config("the API key contains characters not allowed in a header".into())
-    })?;
+    let mut value =
+        HeaderValue::try_from(format!("Bearer {}", api_key.expose())).map_err(|_| {
+            Error::Config("the API key contains characters not allowed in a header".into())
+        })?;
     value.set_sensitive(true);
     Ok(value)
 }

@@ -173,7 +173,9 @@ pub enum Error {
     /// ngrok answered 2xx with a body longer than the client reads
     /// ([`MAX_RESPONSE_BYTES`](crate::client::MAX_RESPONSE_BYTES)): left unread, like an
     /// unreadable body (on a create the object may exist; otherwise transient).
-    #[error("ngrok answered {operation} with a body over {limit} bytes, which the client does not read")]
+    #[error(
+        "ngrok answered {operation} with a body over {limit} bytes, which the client does not read"
+    )]
     ResponseTooLarge { operation: Operation, limit: usize },
     /// The client configuration is unusable (bad base URL, bad id).
     #[error("invalid ngrok client configuration: {0}")]
@@ -451,12 +453,7 @@ mod tests {
                 UnknownOutcome,
                 false,
             ),
-            (
-                "2xx too large, GET",
-                too_large("GET"),
-                Transient,
-                false,
-            ),
+            ("2xx too large, GET", too_large("GET"), Transient, false),
             (
                 "2xx too large, POST",
                 too_large("POST"),

@@ -108,7 +108,9 @@ async fn an_endless_answer_fails_once_the_bound_is_read() {
     assert_eq!(error.class(), ErrorClass::Transient);
     assert!(!error.is_refusal());
     assert!(
-        error.to_string().contains(&format!("over {MAX_RESPONSE_BYTES} bytes")),
+        error
+            .to_string()
+            .contains(&format!("over {MAX_RESPONSE_BYTES} bytes")),
         "{error}"
     );
     // The server could only push what the client read plus what the sockets buffer.
