@@ -1,6 +1,8 @@
 //! ngrok accounts: one API client, one request budget (a rate limiter whose tokens are
 //! handed out fairly across namespaces, [`crate::fairness::FairBudget`]) and one view of the
-//! remote state per API key, shared by every resource that uses that key.
+//! remote state per API key, shared by every resource that uses that key. Every account's
+//! client sends through one HTTP transport (one connection pool, one TLS configuration), and
+//! each account holds its key once.
 //!
 //! The view is a listing of all destinations, and one of all subscriptions (ceil(N/100) calls
 //! each), refreshed at most once per drift pass and shared by every resource of the account, so
@@ -10,7 +12,7 @@ mod identity;
 mod listing;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use ngrok_api::Secret;
@@ -43,6 +45,9 @@ pub struct Accounts {
 
 struct Inner {
     configure: ConfigureClient,
+    /// The HTTP transport of every account's client, made with the first account (the
+    /// configuration differs only by key, which the transport does not hold).
+    transport: OnceLock<ngrok_api::HttpTransport>,
     by_key_hash: Mutex<HashMap<[u8; 32], Weak<Account>>>,
     /// The operator-wide key and its account; replaced when the key file changes.
     operator: Mutex<Option<(Secret, Arc<Account>)>>,
@@ -56,6 +61,7 @@ impl Accounts {
         let accounts = Self {
             inner: Arc::new(Inner {
                 configure,
+                transport: OnceLock::new(),
                 by_key_hash: Mutex::default(),
                 operator: Mutex::default(),
                 rotations: tokio::sync::watch::Sender::new(0),
@@ -111,8 +117,16 @@ impl Accounts {
                 ngrok_api::Gcra::new(config.rate_limit_per_minute, config.rate_limit_burst)
                     .map(|gcra| Arc::new(crate::fairness::FairBudget::new(gcra)) as _);
         }
-        let client = ngrok_api::Client::new(config)?;
-        let account = Arc::new(Account::new(client, api_key.clone()));
+        let transport = match self.inner.transport.get() {
+            Some(transport) => transport.clone(),
+            None => {
+                let transport = ngrok_api::http_transport(&config)?;
+                self.inner.transport.get_or_init(|| transport).clone()
+            }
+        };
+        let account = Arc::new(Account::new(ngrok_api::Client::with_transport(
+            config, transport,
+        )?));
         // Creating an account is rare; dropping the dead entries then keeps the map as small
         // as the set of keys in use.
         accounts.retain(|_, account| account.strong_count() > 0);
@@ -156,8 +170,8 @@ fn key_hash(api_key: &Secret) -> [u8; 32] {
 
 /// One ngrok account.
 pub struct Account {
+    /// The account's client; its configuration holds the account's one copy of the key.
     pub client: ngrok_api::Client,
-    api_key: Secret,
     destinations: Listing<EventDestination>,
     subscriptions: Listing<EventSubscription>,
     /// Fingerprints with a create in flight in this process (see `reconcile::create`).
@@ -174,23 +188,22 @@ pub struct Account {
 }
 
 impl Account {
-    fn new(client: ngrok_api::Client, api_key: Secret) -> Self {
+    fn new(client: ngrok_api::Client) -> Self {
         Self {
+            key_fingerprint: key_fingerprint(&client.config().api_key),
             client,
             destinations: Listing::default(),
             subscriptions: Listing::default(),
             creating: Mutex::default(),
             verified: Mutex::default(),
             next_pass: Mutex::default(),
-            key_fingerprint: key_fingerprint(&api_key),
             identity: tokio::sync::Mutex::default(),
-            api_key,
         }
     }
 
     /// The account's API key (the key of the secrets hash).
     pub fn api_key(&self) -> &Secret {
-        &self.api_key
+        &self.client.config().api_key
     }
 
     /// Which key this account is, as a short non-reversible name ([`key_fingerprint`]): what a
@@ -382,5 +395,37 @@ mod tests {
             KnownIdentity::from_result(revoked.identity().await).unwrap(),
             KnownIdentity::KeyRefused
         );
+    }
+
+    /// Accounts of different keys send through one connection pool, and each holds its key
+    /// once: the account's, its client's configuration and the caller's are one value.
+    #[tokio::test]
+    async fn accounts_share_one_transport_and_hold_their_key_once() {
+        let emulator = Emulator::builder()
+            .api_key("a-1")
+            .account_key("b-1")
+            .rate_limit_per_minute(0)
+            .spawn()
+            .await
+            .unwrap();
+        let accounts = accounts_of(&emulator);
+        let (key_a, key_b) = (Secret::new("a-1"), Secret::new("b-1"));
+        let (a, b) = (accounts.get(&key_a).unwrap(), accounts.get(&key_b).unwrap());
+        assert!(!Arc::ptr_eq(&a, &b));
+        for _ in 0..3 {
+            a.client.list_event_destinations().await.unwrap();
+            b.client.list_event_destinations().await.unwrap();
+        }
+        // Each request carried its own account's key (the emulator refuses others).
+        assert_eq!(emulator.count("GET", "/event_destinations"), 6);
+        assert!(emulator.requests().iter().all(|r| r.authorized));
+        // One client per account opened one connection per account.
+        assert_eq!(emulator.connections(), 1, "one pool for every account");
+        assert!(std::ptr::eq(a.api_key().expose(), key_a.expose()));
+        assert!(std::ptr::eq(
+            a.client.config().api_key.expose(),
+            a.api_key().expose()
+        ));
+        assert!(!format!("{:?}", a.client).contains("a-1"));
     }
 }

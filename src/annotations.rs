@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
 use crate::crd::{
     ADOPT_ID_ANNOTATION, DRIFT_INTERVAL_ANNOTATION, MANAGEMENT_ANNOTATION, PAUSED_ANNOTATION,
 };
@@ -15,6 +17,44 @@ use crate::error::{Error, Result};
 pub const MIN_DRIFT_INTERVAL: Duration = Duration::from_secs(30);
 /// The longest per-resource drift interval: drift is still repaired within a week.
 pub const MAX_DRIFT_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The annotations the operator reads: the only ones its caches keep.
+pub const OPERATOR_ANNOTATIONS: [&str; 4] = [
+    ADOPT_ID_ANNOTATION,
+    PAUSED_ANNOTATION,
+    MANAGEMENT_ANNOTATION,
+    DRIFT_INTERVAL_ANNOTATION,
+];
+/// The longest value of an operator annotation the caches keep; every valid value is far
+/// shorter (an id of 68 characters, a duration, `true`, `observe`).
+pub const MAX_ANNOTATION_VALUE_BYTES: usize = 256;
+/// What the caches keep in place of a longer value: no valid value, so the annotation is
+/// refused by name (`InvalidSpec`), and never `true`, so it pauses nothing. Never dropped
+/// outright: a missing `adopt-id` would create a new object instead of adopting one.
+pub const OVERSIZED_VALUE: &str = "<value over 256 bytes, not read>";
+
+/// Reduces a resource's metadata to what the operator reads, as it enters a cache: no labels,
+/// no managedFields, no annotation but [`OPERATOR_ANNOTATIONS`], each value at most
+/// [`MAX_ANNOTATION_VALUE_BYTES`]. What a tenant puts in metadata (a 200 KiB annotation,
+/// `kubectl.kubernetes.io/last-applied-configuration`, thousands of labels) then costs the
+/// shared process nothing. Nothing the operator writes depends on what is dropped: statuses
+/// are written to the status subresource, and the finalizer (in `finalizers`, kept) by a JSON
+/// patch of that list alone.
+pub fn keep_what_the_operator_reads(meta: &mut ObjectMeta) {
+    meta.labels = None;
+    meta.managed_fields = None;
+    if let Some(annotations) = &mut meta.annotations {
+        annotations.retain(|key, _| OPERATOR_ANNOTATIONS.contains(&key.as_str()));
+        for value in annotations.values_mut() {
+            if value.len() > MAX_ANNOTATION_VALUE_BYTES {
+                *value = OVERSIZED_VALUE.to_string();
+            }
+        }
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
 /// How much of a rejected value an error message quotes.
 const QUOTED_CHARS: usize = 64;
 
@@ -146,6 +186,97 @@ mod tests {
         ] {
             assert_eq!(id(bad).unwrap_err().reason(), "InvalidSpec", "{bad:?}");
         }
+    }
+
+    /// The caches keep the operator's annotations (their valid values untouched) and the
+    /// metadata its writes depend on, nothing else.
+    #[test]
+    fn caches_keep_only_what_the_operator_reads() {
+        let huge = "x".repeat(200 * 1024);
+        let mut meta = ObjectMeta {
+            name: Some("audit".into()),
+            namespace: Some("team-a".into()),
+            uid: Some("u-1".into()),
+            resource_version: Some("7".into()),
+            generation: Some(3),
+            finalizers: Some(vec!["events.ngrok.io/cleanup".into()]),
+            labels: Some([("team".to_string(), huge.clone())].into()),
+            annotations: Some(
+                [
+                    (ADOPT_ID_ANNOTATION, "ed_2abc"),
+                    (PAUSED_ANNOTATION, "true"),
+                    (MANAGEMENT_ANNOTATION, "observe"),
+                    (DRIFT_INTERVAL_ANNOTATION, "5m"),
+                    ("kubectl.kubernetes.io/last-applied-configuration", &huge),
+                    ("events.ngrok.io/not-read", "x"),
+                    ("team.example/notes", &huge),
+                ]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+            ),
+            managed_fields: Some(vec![Default::default()]),
+            ..Default::default()
+        };
+        let mut expected = meta.clone();
+        keep_what_the_operator_reads(&mut meta);
+        expected.labels = None;
+        expected.managed_fields = None;
+        expected.annotations = Some(
+            [
+                (ADOPT_ID_ANNOTATION, "ed_2abc"),
+                (PAUSED_ANNOTATION, "true"),
+                (MANAGEMENT_ANNOTATION, "observe"),
+                (DRIFT_INTERVAL_ANNOTATION, "5m"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+        );
+        assert_eq!(meta, expected);
+
+        // Nothing but foreign annotations: none left.
+        let mut foreign = ObjectMeta {
+            annotations: Some([("a".to_string(), huge.clone())].into()),
+            ..Default::default()
+        };
+        keep_what_the_operator_reads(&mut foreign);
+        assert_eq!(foreign.annotations, None);
+    }
+
+    /// An operator annotation with a value over the bound is kept as a value that is refused
+    /// by name, never dropped (a dropped adopt-id would create) and never read as paused.
+    #[test]
+    fn oversized_operator_annotations_are_refused_by_name() {
+        let huge = format!("ed_{}", "1".repeat(MAX_ANNOTATION_VALUE_BYTES));
+        let cached = |key: &str, value: &str| {
+            let mut meta = ObjectMeta {
+                annotations: Some(with(key, value)),
+                ..Default::default()
+            };
+            keep_what_the_operator_reads(&mut meta);
+            meta.annotations.unwrap()
+        };
+        let adopt = cached(ADOPT_ID_ANNOTATION, &huge);
+        assert_eq!(adopt[ADOPT_ID_ANNOTATION], OVERSIZED_VALUE);
+        let error = adopt_id(&adopt, "ed_").unwrap_err();
+        assert_eq!(error.reason(), "InvalidSpec");
+        assert!(error.to_string().contains(ADOPT_ID_ANNOTATION), "{error}");
+        assert!(error.to_string().contains("over 256 bytes"), "{error}");
+        let interval = cached(DRIFT_INTERVAL_ANNOTATION, &"9".repeat(300));
+        assert_eq!(
+            drift_interval(&interval, Duration::from_secs(600))
+                .unwrap_err()
+                .reason(),
+            "InvalidSpec"
+        );
+        let management = cached(MANAGEMENT_ANNOTATION, &"o".repeat(300));
+        assert!(is_observing(&management).is_err());
+        assert!(!is_paused(&cached(PAUSED_ANNOTATION, &"true".repeat(100))));
+        // At the bound, a value is kept as it is.
+        let at_bound = "7".repeat(MAX_ANNOTATION_VALUE_BYTES);
+        assert_eq!(
+            cached(DRIFT_INTERVAL_ANNOTATION, &at_bound)[DRIFT_INTERVAL_ANNOTATION],
+            at_bound
+        );
     }
 
     #[test]

@@ -153,9 +153,7 @@ pub async fn run(
     let rotations = tokio::spawn(follow_operator_key(ctx.clone(), triggers));
 
     // Each cache is filled before the event reaches the other controller, so that controller
-    // reads the new state. The caches drop managedFields, which the operator never reads and
-    // which can be as large as the rest of an object: at 10,000 resources that is most of the
-    // controller's memory.
+    // reads the new state. The caches keep only the metadata the operator reads (see `watch`).
     let destination_events = reflector(destination_writer, watch(destinations)).inspect({
         let (subscriptions, triggers) = (subscription_store.clone(), subscription_triggers.clone());
         let ctx = ctx.clone();
@@ -399,13 +397,16 @@ where
     }
 }
 
-/// A watch of every `K`, without managedFields.
+/// A watch of every `K`, each object reduced to what the operator reads
+/// ([`annotations::keep_what_the_operator_reads`]): managedFields, labels and foreign
+/// annotations are as large as a tenant makes them (managedFields alone can be as large as the
+/// rest of an object, most of the memory at 10,000 resources), and the operator reads none.
 fn watch<K: Managed>(
     api: Api<K>,
 ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send {
     watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
-        .modify(|resource: &mut K| resource.managed_fields_mut().clear())
+        .modify(|resource: &mut K| annotations::keep_what_the_operator_reads(resource.meta_mut()))
 }
 
 /// The objects a watch event adds, changes or deletes.

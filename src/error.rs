@@ -36,6 +36,15 @@ pub enum Error {
         problem: &'static str,
     },
 
+    /// A Secret value outside its bound (see [`crate::secrets::Shape`]): refused before it is
+    /// copied, hashed or sent. `problem` states the bound, never the value.
+    #[error("Secret {name:?} key {key:?} {problem}")]
+    InvalidSecret {
+        name: String,
+        key: String,
+        problem: String,
+    },
+
     #[error(
         "no ngrok API key: set spec.apiKeyRef, or start the operator with NGROK_API_KEY or --api-key-file"
     )]
@@ -220,6 +229,7 @@ impl Error {
             Error::SecretNotLabeled { .. } => "SecretNotLabeled",
             Error::SecretKeyNotFound { .. } => "SecretKeyNotFound",
             Error::SecretValueInvalid { .. } => "SecretValueInvalid",
+            Error::InvalidSecret { .. } => "InvalidSecret",
             Error::ApiKeyMissing => "ApiKeyMissing",
             Error::InvalidSpec { .. } | Error::InvalidAnnotation { .. } => "InvalidSpec",
             Error::NgrokRejected(_) => "NgrokRejected",
@@ -263,6 +273,7 @@ impl Error {
             | Error::SecretNotLabeled { .. }
             | Error::SecretKeyNotFound { .. }
             | Error::SecretValueInvalid { .. }
+            | Error::InvalidSecret { .. }
             | Error::ApiKeyMissing
             | Error::InvalidSpec { .. }
             | Error::InvalidAnnotation { .. }

@@ -4,6 +4,10 @@
 //! watches Secrets' metadata (to know when to reconcile), so no secret data sits in its memory
 //! between reconciles.
 //!
+//! Every value has a bound ([`Shape`]), checked on the Secret's bytes before anything is copied
+//! out of it: a tenant's Secret cannot make the operator hold, hash or send more than a few KiB
+//! per value. Each Secret fetched is dropped once its values are taken.
+//!
 //! Secrets are opt-in (unless the operator runs with `--require-credentials-label=false`): a
 //! resource may only read a Secret labelled [`CREDENTIALS_LABEL`]`=true`. Without that, the
 //! right to create an EventDestination would be the right to make the operator read any key of
@@ -19,7 +23,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use ngrok_api::Secret;
 
-use crate::crd::SecretKeyRef;
+use crate::crd::{AwsAuth, SecretKeyRef, Target};
 use crate::error::{Error, Result};
 
 pub use crate::crd::CREDENTIALS_LABEL;
@@ -27,6 +31,71 @@ pub use crate::crd::CREDENTIALS_LABEL;
 /// The label selector of the Secrets resources may use.
 pub fn credentials_selector() -> String {
     format!("{CREDENTIALS_LABEL}=true")
+}
+
+/// The longest ngrok API key read from a Secret (ngrok's keys are about 50 characters).
+pub const MAX_API_KEY_BYTES: usize = 512;
+/// The shortest and longest AWS access key id (AWS's own bounds), letters and digits only.
+pub const AWS_ACCESS_KEY_ID_BYTES: std::ops::RangeInclusive<usize> = 16..=128;
+/// The longest other credential: an AWS secret access key, a Datadog API key, an Azure client
+/// secret (each well under 100 characters).
+pub const MAX_CREDENTIAL_BYTES: usize = 4096;
+
+/// What a Secret value is, and so its bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// An ngrok API key (`spec.apiKeyRef`): at most [`MAX_API_KEY_BYTES`].
+    NgrokApiKey,
+    /// An AWS access key id: [`AWS_ACCESS_KEY_ID_BYTES`] letters and digits. Not a secret
+    /// (ngrok shows it back in every listing), which is why its shape matters: it is stored in
+    /// the account and read back by every resource of it.
+    AwsAccessKeyId,
+    /// Any other credential: at most [`MAX_CREDENTIAL_BYTES`].
+    Credential,
+}
+
+impl Shape {
+    /// Why `bytes` cannot be this value, if it cannot: the bound, never the value.
+    fn problem(self, bytes: &[u8]) -> Option<String> {
+        let len = bytes.len();
+        let over = |max: usize, what: &str| {
+            (len > max).then(|| format!("is {len} bytes, over the bound of {max} bytes for {what}"))
+        };
+        match self {
+            Shape::NgrokApiKey => over(MAX_API_KEY_BYTES, "an ngrok API key"),
+            Shape::Credential => over(MAX_CREDENTIAL_BYTES, "a credential"),
+            Shape::AwsAccessKeyId => {
+                let (min, max) = (
+                    *AWS_ACCESS_KEY_ID_BYTES.start(),
+                    *AWS_ACCESS_KEY_ID_BYTES.end(),
+                );
+                let alphanumeric = bytes.iter().all(u8::is_ascii_alphanumeric);
+                (!AWS_ACCESS_KEY_ID_BYTES.contains(&len) || !alphanumeric).then(|| {
+                    format!(
+                        "is not an AWS access key id ({len} bytes{}): it must be {min} to {max} letters and digits",
+                        if alphanumeric { "" } else { ", not all letters and digits" }
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// Every Secret key a target reads, with its shape.
+pub fn target_refs(target: &Target) -> Vec<(&SecretKeyRef, Shape)> {
+    match target {
+        Target::Kinesis(crate::crd::KinesisTarget { auth, .. })
+        | Target::Firehose(crate::crd::FirehoseTarget { auth, .. })
+        | Target::CloudwatchLogs(crate::crd::CloudwatchLogsTarget { auth, .. }) => match auth {
+            AwsAuth::Role(_) => vec![],
+            AwsAuth::Creds(creds) => vec![
+                (&creds.access_key_id_ref, Shape::AwsAccessKeyId),
+                (&creds.secret_access_key_ref, Shape::Credential),
+            ],
+        },
+        Target::Datadog(datadog) => vec![(&datadog.api_key_ref, Shape::Credential)],
+        Target::AzureLogsIngestion(azure) => vec![(&azure.client_secret_ref, Shape::Credential)],
+    }
 }
 
 /// The values of a resource's Secret refs.
@@ -78,34 +147,37 @@ impl SecretValues {
     }
 }
 
-/// Reads every ref from Secrets in the resource's namespace (`api` is namespaced). With
-/// `require_label`, a Secret without [`CREDENTIALS_LABEL`]`=true` is refused before any of its
-/// values is looked at.
+/// Reads every ref from Secrets in the resource's namespace (`api` is namespaced), each value
+/// checked against its [`Shape`]. With `require_label`, a Secret without
+/// [`CREDENTIALS_LABEL`]`=true` is refused before any of its values is looked at.
 pub async fn resolve(
     api: &Api<KubeSecret>,
-    refs: &[&SecretKeyRef],
+    refs: &[(&SecretKeyRef, Shape)],
     require_label: bool,
 ) -> Result<SecretValues> {
     let mut values = BTreeMap::new();
-    let mut secrets: BTreeMap<&str, KubeSecret> = BTreeMap::new();
-    for reference in refs {
-        if !secrets.contains_key(reference.name.as_str()) {
-            let secret =
-                api.get_opt(&reference.name)
-                    .await?
-                    .ok_or_else(|| Error::SecretNotFound {
-                        name: reference.name.clone(),
-                    })?;
-            if require_label && !is_labelled(&secret) {
-                return Err(Error::SecretNotLabeled {
-                    name: reference.name.clone(),
-                    namespace: api.namespace().unwrap_or_default().to_string(),
-                });
-            }
-            secrets.insert(&reference.name, secret);
+    let mut read = HashSet::new();
+    for name in refs.iter().map(|(r, _)| r.name.as_str()) {
+        if !read.insert(name) {
+            continue;
         }
-        let value = value_of(&secrets[reference.name.as_str()], reference)?;
-        values.insert((*reference).clone(), value);
+        // One Secret at a time, dropped once its values are taken.
+        let secret = api
+            .get_opt(name)
+            .await?
+            .ok_or_else(|| Error::SecretNotFound {
+                name: name.to_string(),
+            })?;
+        if require_label && !is_labelled(&secret) {
+            return Err(Error::SecretNotLabeled {
+                name: name.to_string(),
+                namespace: api.namespace().unwrap_or_default().to_string(),
+            });
+        }
+        for (reference, shape) in refs.iter().filter(|(r, _)| r.name == name) {
+            let value = value_of(&secret, reference, *shape)?;
+            values.insert((*reference).clone(), value);
+        }
     }
     Ok(SecretValues { values })
 }
@@ -115,7 +187,8 @@ fn is_labelled(secret: &KubeSecret) -> bool {
     secret.labels().get(CREDENTIALS_LABEL).map(String::as_str) == Some("true")
 }
 
-fn value_of(secret: &KubeSecret, reference: &SecretKeyRef) -> Result<Secret> {
+/// The value of `reference`, checked against its shape before it is copied out of `secret`.
+fn value_of(secret: &KubeSecret, reference: &SecretKeyRef, shape: Shape) -> Result<Secret> {
     let invalid = |problem| Error::SecretValueInvalid {
         name: reference.name.clone(),
         key: reference.key.clone(),
@@ -129,7 +202,14 @@ fn value_of(secret: &KubeSecret, reference: &SecretKeyRef) -> Result<Secret> {
             name: reference.name.clone(),
             key: reference.key.clone(),
         })?;
-    let value = String::from_utf8(bytes.0.clone()).map_err(|_| invalid("is not valid UTF-8"))?;
+    if let Some(problem) = shape.problem(&bytes.0) {
+        return Err(Error::InvalidSecret {
+            name: reference.name.clone(),
+            key: reference.key.clone(),
+            problem,
+        });
+    }
+    let value = std::str::from_utf8(&bytes.0).map_err(|_| invalid("is not valid UTF-8"))?;
     if value.is_empty() {
         return Err(invalid("is empty"));
     }
@@ -265,21 +345,90 @@ mod tests {
             ),
             ..Default::default()
         };
-        let err = value_of(&secret, &reference("s", "nope")).unwrap_err();
+        let err = value_of(&secret, &reference("s", "nope"), Shape::Credential).unwrap_err();
         assert_eq!(err.to_string(), r#"Secret "s" has no key "nope""#);
         assert_eq!(err.reason(), "SecretKeyNotFound");
         assert_eq!(
-            value_of(&secret, &reference("s", "empty"))
+            value_of(&secret, &reference("s", "empty"), Shape::Credential)
                 .unwrap_err()
                 .to_string(),
             r#"Secret "s" key "empty" is empty"#
         );
         assert_eq!(
-            value_of(&secret, &reference("s", "bin"))
+            value_of(&secret, &reference("s", "bin"), Shape::Credential)
                 .unwrap_err()
                 .reason(),
             "SecretValueInvalid"
         );
+    }
+
+    /// Each shape's bound, at and past its edge; over it the error names the Secret, the key and
+    /// the bound, never the value.
+    #[test]
+    fn values_are_bounded_by_their_shape() {
+        let secret = |value: Vec<u8>| KubeSecret {
+            data: Some([("k".to_string(), k8s_openapi::ByteString(value))].into()),
+            ..Default::default()
+        };
+        let check = |shape, value: Vec<u8>| value_of(&secret(value), &reference("s", "k"), shape);
+        let rows: Vec<(Shape, Vec<u8>, bool)> = vec![
+            (Shape::NgrokApiKey, vec![b'k'; MAX_API_KEY_BYTES], true),
+            (Shape::NgrokApiKey, vec![b'k'; MAX_API_KEY_BYTES + 1], false),
+            (Shape::NgrokApiKey, vec![b'k'; 1 << 20], false),
+            (Shape::Credential, vec![b'c'; MAX_CREDENTIAL_BYTES], true),
+            (
+                Shape::Credential,
+                vec![b'c'; MAX_CREDENTIAL_BYTES + 1],
+                false,
+            ),
+            (
+                Shape::AwsAccessKeyId,
+                b"AKIAIOSFODNN7EXAMPLE".to_vec(),
+                true,
+            ),
+            (Shape::AwsAccessKeyId, vec![b'A'; 16], true),
+            (Shape::AwsAccessKeyId, vec![b'A'; 128], true),
+            (Shape::AwsAccessKeyId, vec![b'A'; 15], false),
+            (Shape::AwsAccessKeyId, vec![b'A'; 129], false),
+            (Shape::AwsAccessKeyId, vec![b'A'; 900_000], false),
+            (
+                Shape::AwsAccessKeyId,
+                b"AKIAIOSFODNN7EXAMPLE\n".to_vec(),
+                false,
+            ),
+            (
+                Shape::AwsAccessKeyId,
+                b"AKIA-IOSFODNN7EXAMPLE".to_vec(),
+                false,
+            ),
+        ];
+        for (shape, value, accepted) in rows {
+            let len = value.len();
+            let result = check(shape, value);
+            assert_eq!(result.is_ok(), accepted, "{shape:?} of {len} bytes");
+            if let Err(error) = result {
+                assert_eq!(error.reason(), "InvalidSecret");
+                assert!(error.is_stalled());
+                let message = error.to_string();
+                assert!(message.starts_with(r#"Secret "s" key "k" "#), "{message}");
+                assert!(message.len() < 200, "{message}");
+                assert!(
+                    !message.contains("AAAA") && !message.contains("kkkk"),
+                    "{message}"
+                );
+            }
+        }
+        let message = check(Shape::AwsAccessKeyId, vec![b'A'; 900_000])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("16 to 128 letters and digits"),
+            "{message}"
+        );
+        let message = check(Shape::NgrokApiKey, vec![b'k'; 1 << 20])
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("bound of 512 bytes"), "{message}");
     }
 
     #[test]

@@ -19,7 +19,10 @@ async fn each_target_is_created_with_exactly_the_resolved_request_body() {
     let op = Operator::start("create-each").await;
     op.create_secret(
         "aws",
-        &[("id", "AKIAEXAMPLEID"), ("secret", "aws-secret-value-1")],
+        &[
+            ("id", "AKIAEXAMPLEID00001"),
+            ("secret", "aws-secret-value-1"),
+        ],
     )
     .await;
     op.create_secret("dd", &[("api-key", "dd-secret-value-1")])
@@ -38,13 +41,13 @@ async fn each_target_is_created_with_exactly_the_resolved_request_body() {
             "firehose-creds",
             json!({"target": {"firehose": {"deliveryStreamArn": "arn:aws:firehose:us-east-2:1:deliverystream/f", "auth": creds("aws")}}}),
             json!({"format": "json", "target": {"firehose": {"delivery_stream_arn": "arn:aws:firehose:us-east-2:1:deliverystream/f",
-                "auth": {"creds": {"aws_access_key_id": "AKIAEXAMPLEID", "aws_secret_access_key": "aws-secret-value-1"}}}}}),
+                "auth": {"creds": {"aws_access_key_id": "AKIAEXAMPLEID00001", "aws_secret_access_key": "aws-secret-value-1"}}}}}),
         ),
         (
             "cloudwatch-creds",
             json!({"target": {"cloudwatchLogs": {"logGroupArn": "arn:aws:logs:us-east-2:1:log-group:g", "auth": creds("aws")}}}),
             json!({"format": "json", "target": {"cloudwatch_logs": {"log_group_arn": "arn:aws:logs:us-east-2:1:log-group:g",
-                "auth": {"creds": {"aws_access_key_id": "AKIAEXAMPLEID", "aws_secret_access_key": "aws-secret-value-1"}}}}}),
+                "auth": {"creds": {"aws_access_key_id": "AKIAEXAMPLEID00001", "aws_secret_access_key": "aws-secret-value-1"}}}}}),
         ),
         (
             "datadog",
@@ -295,7 +298,8 @@ async fn a_missing_secret_stalls_without_calling_ngrok_and_converges_when_it_app
     assert!(op.emulator.requests().is_empty(), "no call to ngrok");
 
     // The wrong key first: the message names Secret and key.
-    op.create_secret("aws", &[("id", "AKIA")]).await;
+    op.create_secret("aws", &[("id", "AKIAIOSFODNN7EXAMPLE")])
+        .await;
     let stalled = op
         .wait_condition::<EventDestination>("d", "Stalled", "SecretKeyNotFound")
         .await;

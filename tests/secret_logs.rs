@@ -34,7 +34,7 @@ async fn trace_logs_of_a_full_lifecycle_contain_no_secret_value() {
         .init();
 
     let secrets = [
-        "AKIA-ID-VALUE-77",
+        "AKIAIDVALUE77SECRET",
         "aws-secret-value-77",
         "dd-api-key-77",
         "dd-api-key-rotated-77",

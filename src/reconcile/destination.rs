@@ -65,7 +65,7 @@ impl Managed for EventDestination {
     ) -> Result<Prepared<Self::Desired>> {
         let values = secrets::resolve(
             secrets_api,
-            &self.spec.target.secret_refs(),
+            &secrets::target_refs(&self.spec.target),
             ctx.require_credentials_label,
         )
         .await?;

@@ -107,12 +107,20 @@ async fn admitted<K: Managed>(resource: Arc<K>, ctx: Arc<Context>) -> Result<Act
 /// Observe, plan, act; then write the status the outcome calls for.
 async fn apply<K: Managed>(resource: &K, ctx: &Context) -> Result<Action> {
     let mut r = Reconciliation::new(resource, ctx);
-    let (outcome, observation) = match observe::inputs(&r).await {
+    let (outcome, observation) = match observe::asked(resource, ctx) {
         Err(error) => (Outcome::Failed(error), None),
-        Ok(observation) => {
-            let outcome = observe_plan_act(&mut r, &observation).await;
-            (outcome, Some(observation))
+        // Nothing to read, nothing to send, no account to hold.
+        Ok(asked) if asked.mode == plan::Mode::Paused => {
+            observe::paused(&r);
+            (Outcome::Paused, None)
         }
+        Ok(asked) => match observe::inputs(&r, asked).await {
+            Err(error) => (Outcome::Failed(error), None),
+            Ok(observation) => {
+                let outcome = observe_plan_act(&mut r, &observation).await;
+                (outcome, Some(observation))
+            }
+        },
     };
     if let (Outcome::Failed(Error::NgrokRejected(_) | Error::NgrokAuthentication(_)), Some(o)) =
         (&outcome, &observation)

@@ -61,14 +61,17 @@ impl<K: Managed> Observation<K> {
     }
 }
 
-/// Reads everything but ngrok. An error here is the outcome of the reconcile (a missing
-/// Secret, a bad annotation, a destination not Ready …).
-pub async fn inputs<K: Managed>(r: &Reconciliation<'_, K>) -> Result<Observation<K>> {
-    let (resource, ctx) = (r.resource, r.ctx);
-    let memory = K::memory(ctx);
-    let object_ref = r.object_ref();
-    memory.secrets.record(resource, resource.secret_refs());
-    // Annotations first: a bad one stalls the resource before anything is read or sent.
+/// What a resource's annotations ask for. Read first: a bad one stalls the resource before
+/// anything is read or sent.
+pub struct Asked {
+    /// How long until the next drift check.
+    pub interval: Duration,
+    pub adopt_id: Option<String>,
+    pub mode: Mode,
+}
+
+/// Parses the annotations ([`Asked`]).
+pub fn asked<K: Managed>(resource: &K, ctx: &Context) -> Result<Asked> {
     let interval = annotations::drift_interval(resource.annotations(), ctx.drift_interval)?;
     let adopt_id = annotations::adopt_id(resource.annotations(), K::ID_PREFIX)?;
     let mode = if annotations::is_observing(resource.annotations())? {
@@ -78,6 +81,35 @@ pub async fn inputs<K: Managed>(r: &Reconciliation<'_, K>) -> Result<Observation
     } else {
         Mode::Manage
     };
+    Ok(Asked {
+        interval,
+        adopt_id: adopt_id.map(String::from),
+        mode,
+    })
+}
+
+/// A paused resource reads nothing (no Secret, no account, nothing of ngrok) and lets go of
+/// the account this process remembered for it, so that an account no managed resource uses
+/// goes with its client. Its deletion needs none: a paused resource's object stays in ngrok
+/// (see `cleanup`). Unpaused, it finds its account again from its key.
+pub fn paused<K: Managed>(r: &Reconciliation<'_, K>) {
+    let memory = K::memory(r.ctx);
+    memory.secrets.record(r.resource, r.resource.secret_refs());
+    memory.with(&r.object_ref(), |entry| entry.account = None);
+}
+
+/// Reads everything but ngrok. An error here is the outcome of the reconcile (a missing
+/// Secret, a destination not Ready …).
+pub async fn inputs<K: Managed>(r: &Reconciliation<'_, K>, asked: Asked) -> Result<Observation<K>> {
+    let (resource, ctx) = (r.resource, r.ctx);
+    let memory = K::memory(ctx);
+    let object_ref = r.object_ref();
+    memory.secrets.record(resource, resource.secret_refs());
+    let Asked {
+        interval,
+        adopt_id,
+        mode,
+    } = asked;
     let namespace = resource.namespace().unwrap_or_default();
     // Cleanup may still use the operator's key for what was created with it; new work may not.
     if resource.api_key_ref().is_none() && !ctx.operator_key_allowed(&namespace) {
@@ -118,14 +150,16 @@ pub async fn inputs<K: Managed>(r: &Reconciliation<'_, K>) -> Result<Observation
         None => memory.get(&object_ref, |e| e.created.clone()).flatten(),
     };
     let leftover = memory.get(&object_ref, |e| e.leftover.clone()).flatten();
-    let adopt_owner = adopt_id.and_then(|id| owner_of(ctx, resource, id));
-    let adoption = adoption_rights(ctx, resource, adopt_id);
+    let adopt_owner = adopt_id
+        .as_deref()
+        .and_then(|id| owner_of(ctx, resource, id));
+    let adoption = adoption_rights(ctx, resource, adopt_id.as_deref());
     Ok(Observation {
         account,
         prepared,
         interval,
         mode,
-        adopt_id: adopt_id.map(String::from),
+        adopt_id,
         adopt_owner,
         adoption,
         refused_before,
@@ -331,9 +365,13 @@ pub async fn account_for<K: Managed>(
 ) -> Result<Arc<Account>> {
     let key = match resource.api_key_ref() {
         Some(reference) => secrets::api_key_from(
-            secrets::resolve(secrets_api, &[reference], ctx.require_credentials_label)
-                .await?
-                .get(reference)?,
+            secrets::resolve(
+                secrets_api,
+                &[(reference, secrets::Shape::NgrokApiKey)],
+                ctx.require_credentials_label,
+            )
+            .await?
+            .get(reference)?,
         ),
         None => ctx.accounts.operator_key().ok_or(Error::ApiKeyMissing)?,
     };

@@ -43,6 +43,9 @@ pub struct Operator {
     pub namespace: String,
     pub emulator: ngrok_api_emulator::EmulatorHandle,
     pub registry: prometheus_client::registry::Registry,
+    /// The running controller's ngrok accounts (how many are alive, for tests of what holds
+    /// one).
+    pub accounts: ngrok_events_operator::accounts::Accounts,
     shutdown: tokio_util::sync::CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// Starts the controller afresh (nothing remembered), with the same settings.
@@ -52,6 +55,7 @@ pub struct Operator {
 /// A running controller: its metrics, and how to stop it.
 struct Launched {
     registry: prometheus_client::registry::Registry,
+    accounts: ngrok_events_operator::accounts::Accounts,
     shutdown: tokio_util::sync::CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -178,7 +182,7 @@ impl Operator {
                 let shutdown = tokio_util::sync::CancellationToken::new();
                 let task = tokio::spawn(ngrok_events_operator::controller::run(
                     client.clone(),
-                    accounts,
+                    accounts.clone(),
                     metrics,
                     ngrok_events_operator::http::Health::new(),
                     settings.clone(),
@@ -186,6 +190,7 @@ impl Operator {
                 ));
                 Launched {
                     registry,
+                    accounts,
                     shutdown,
                     task,
                 }
@@ -193,6 +198,7 @@ impl Operator {
         };
         let Launched {
             registry,
+            accounts,
             shutdown,
             task,
         } = launch();
@@ -201,6 +207,7 @@ impl Operator {
             namespace,
             emulator,
             registry,
+            accounts,
             shutdown,
             task,
             launch: Box::new(launch),
@@ -222,6 +229,7 @@ impl Operator {
     pub fn start_controller(&mut self) {
         let launched = (self.launch)();
         self.registry = launched.registry;
+        self.accounts = launched.accounts;
         self.shutdown = launched.shutdown;
         self.task = launched.task;
     }

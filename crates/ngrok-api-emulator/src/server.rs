@@ -188,7 +188,7 @@ impl EmulatorBuilder {
         });
         let router = api::router(app).merge(admin::router(shared.clone()));
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, router, shutdown_rx));
+        let task = tokio::spawn(accept_loop(listener, router, shared.clone(), shutdown_rx));
         tracing::info!(%addr, "ngrok API emulator listening");
         Ok(EmulatorHandle {
             addr,
@@ -199,12 +199,20 @@ impl EmulatorBuilder {
     }
 }
 
-async fn accept_loop(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let stream = tokio::select! {
             _ = shutdown.changed() => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => {
+                    shared.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    stream
+                }
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
                     continue;
@@ -250,6 +258,14 @@ impl EmulatorHandle {
     /// `http://127.0.0.1:<port>`: the base URL for a client.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// How many TCP connections clients opened so far (a client that shares one connection
+    /// pool for many requests, or many accounts, opens few).
+    pub fn connections(&self) -> u64 {
+        self.shared
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The API key of the main account.

@@ -187,6 +187,8 @@ pub(crate) struct Shared {
     /// Every key of every account with its `ak_…` id; set when the emulator starts.
     pub key_records: Mutex<Vec<KeyRecord>>,
     pub initial_faults: Faults,
+    /// TCP connections accepted so far.
+    pub connections: std::sync::atomic::AtomicU64,
     state: Mutex<State>,
 }
 
@@ -209,6 +211,7 @@ impl Shared {
             second_keys: Mutex::default(),
             revoked: Mutex::default(),
             key_records: Mutex::default(),
+            connections: Default::default(),
             state: Mutex::new(State {
                 faults: faults.clone(),
                 ..State::default()

@@ -155,6 +155,7 @@ pub struct Client {
 struct Inner {
     http: reqwest::Client,
     config: ClientConfig,
+    user_agent: HeaderValue,
     /// `None`: no limit.
     budget: Option<Arc<dyn Budget>>,
 }
@@ -168,31 +169,26 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// Builds a client. Fails only on an unusable configuration.
+    /// Builds a client with an HTTP transport of its own ([`http_transport`]). Fails only on
+    /// an unusable configuration.
     pub fn new(config: ClientConfig) -> Result<Self> {
+        let http = http_transport(&config)?;
+        Self::with_transport(config, http)
+    }
+
+    /// Builds a client that sends its requests through `http`, a transport shared with other
+    /// clients (other accounts): one connection pool and one TLS configuration for all of them.
+    /// `http` should come from [`http_transport`] (no redirects followed, timeouts set); the
+    /// API key is not part of it but goes on each request, so any client may share it.
+    pub fn with_transport(config: ClientConfig, http: HttpTransport) -> Result<Self> {
         if config.base_url.cannot_be_a_base() {
             return Err(Error::Config("base URL cannot carry a path".into()));
         }
-        let mut authorization =
-            HeaderValue::try_from(format!("Bearer {}", config.api_key.expose())).map_err(|_| {
-                Error::Config("the API key contains characters not allowed in a header".into())
-            })?;
-        // Keeps the value out of hyper's debug output.
-        authorization.set_sensitive(true);
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, authorization);
-        headers.insert("ngrok-version", HeaderValue::from_static(NGROK_VERSION));
+        // Checked once here; the header itself is made for each request (see `exchange`), so
+        // the key is held once, in `config`.
+        authorization(&config.api_key)?;
         let user_agent = HeaderValue::try_from(config.user_agent.as_str())
             .map_err(|_| Error::Config("the User-Agent is not a valid header value".into()))?;
-        headers.insert(USER_AGENT, user_agent);
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(config.timeout)
-            .connect_timeout(config.connect_timeout)
-            // The key must never follow a redirect to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
         let budget = config.budget.clone().or_else(|| {
             Gcra::new(config.rate_limit_per_minute, config.rate_limit_burst)
                 .map(|gcra| Arc::new(gcra) as Arc<dyn Budget>)
@@ -201,6 +197,7 @@ impl Client {
             inner: Arc::new(Inner {
                 http,
                 config,
+                user_agent,
                 budget,
             }),
         })
@@ -567,15 +564,80 @@ impl Client {
         let transport_error = |source: reqwest::Error| {
             classify_transport(*method == Method::POST, operation(), source)
         };
-        let response = request.send().await.map_err(transport_error)?;
+        let config = &self.inner.config;
+        let request = request
+            .header(AUTHORIZATION, authorization(&config.api_key)?)
+            .header("ngrok-version", HeaderValue::from_static(NGROK_VERSION))
+            .header(USER_AGENT, self.inner.user_agent.clone())
+            .timeout(config.timeout);
+        let mut response = request.send().await.map_err(transport_error)?;
         let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(transport_error)?;
-        if status.is_success() {
-            return Ok((status.as_u16(), bytes.to_vec()));
+        let limit = if status.is_success() {
+            MAX_RESPONSE_BYTES
+        } else {
+            MAX_ERROR_RESPONSE_BYTES
+        };
+        // Read chunk by chunk up to the bound: an answer is never held whole before its size
+        // is known to be reasonable.
+        let declared = response.content_length().unwrap_or(0);
+        let mut bytes = Vec::with_capacity(declared.min(limit as u64) as usize);
+        let mut complete = declared <= limit as u64;
+        while complete && let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if bytes.len() + chunk.len() > limit {
+                bytes.extend_from_slice(&chunk[..limit - bytes.len()]);
+                complete = false;
+            } else {
+                bytes.extend_from_slice(&chunk);
+            }
         }
+        if status.is_success() {
+            if !complete {
+                return Err(Error::ResponseTooLarge {
+                    operation: operation(),
+                    limit,
+                });
+            }
+            return Ok((status.as_u16(), bytes));
+        }
+        // An error answer over its bound is judged by its beginning: a body cut short does not
+        // parse, so it counts as an answer that is not ngrok's (retried later).
+        let headers = response.headers().clone();
         Err(api_error(status, &headers, &bytes, operation()).into())
     }
+}
+
+/// The largest successful answer the client reads. ngrok's largest is a page of 100 objects
+/// (each field of which ngrok bounds: a description of 255 characters, metadata of 4 KiB, a
+/// few ARNs or URLs), well under a MiB; anything longer is refused unread
+/// ([`Error::ResponseTooLarge`]), so that no answer can grow the caller's memory unbounded.
+pub const MAX_RESPONSE_BYTES: usize = 2 * 1024 * 1024;
+/// The largest error answer the client reads: ngrok's errors are a sentence or two. A longer
+/// body is cut there.
+pub const MAX_ERROR_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// An HTTP transport [`Client`]s may share ([`http_transport`], [`Client::with_transport`]).
+pub type HttpTransport = reqwest::Client;
+
+/// The HTTP transport of [`Client`]s: timeouts from `config`, no redirect followed (the key must
+/// never follow a redirect to another host), and nothing of an account in it (the key and the
+/// other headers go on each request), so one transport serves every account.
+pub fn http_transport(config: &ClientConfig) -> Result<HttpTransport> {
+    reqwest::Client::builder()
+        .timeout(config.timeout)
+        .connect_timeout(config.connect_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| Error::Config(format!("HTTP client: {e}")))
+}
+
+/// The `Authorization` header of a key, marked sensitive (kept out of hyper's debug output).
+fn authorization(api_key: &Secret) -> Result<HeaderValue> {
+    let mut value =
+        HeaderValue::try_from(format!("Bearer {}", api_key.expose())).map_err(|_| {
+            Error::Config("the API key contains characters not allowed in a header".into())
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 fn operation(method: &Method, url: &Url, resource: &'static str) -> Operation {

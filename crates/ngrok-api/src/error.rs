@@ -19,6 +19,7 @@ use crate::fence::FenceReason;
 /// | 3xx (the client follows no redirect)                      | `Transient`      |
 /// | 2xx whose body does not parse, except on a create         | `Transient`      |
 /// | 2xx whose body does not parse, on a create                | `UnknownOutcome` |
+/// | 2xx whose body is over the bound the client reads          | as a body that does not parse |
 /// | a create sent but not answered                            | `UnknownOutcome` |
 /// | unusable client configuration                             | `Terminal`       |
 ///
@@ -169,6 +170,13 @@ pub enum Error {
         operation: Operation,
         detail: String,
     },
+    /// ngrok answered 2xx with a body longer than the client reads
+    /// ([`MAX_RESPONSE_BYTES`](crate::client::MAX_RESPONSE_BYTES)): left unread, like an
+    /// unreadable body (on a create the object may exist; otherwise transient).
+    #[error(
+        "ngrok answered {operation} with a body over {limit} bytes, which the client does not read"
+    )]
+    ResponseTooLarge { operation: Operation, limit: usize },
     /// The client configuration is unusable (bad base URL, bad id).
     #[error("invalid ngrok client configuration: {0}")]
     Config(String),
@@ -215,6 +223,10 @@ impl Error {
                 ErrorClass::UnknownOutcome
             }
             Self::InvalidResponse { .. } => ErrorClass::Transient,
+            Self::ResponseTooLarge { operation, .. } if operation.method == "POST" => {
+                ErrorClass::UnknownOutcome
+            }
+            Self::ResponseTooLarge { .. } => ErrorClass::Transient,
             Self::Config(_) => ErrorClass::Terminal,
             // A create cut off after sending may have happened.
             Self::Fenced {
@@ -272,6 +284,7 @@ impl Error {
             Self::Transport { .. } => "ConnectionLost",
             Self::UnknownOutcome { .. } => "UnknownOutcome",
             Self::InvalidResponse { .. } => "InvalidResponse",
+            Self::ResponseTooLarge { .. } => "ResponseTooLarge",
             Self::Config(_) => "InvalidConfig",
             Self::Fenced { reason, .. } => reason.as_str(),
         }
@@ -365,6 +378,17 @@ mod tests {
         }
     }
 
+    fn too_large(method: &'static str) -> Error {
+        Error::ResponseTooLarge {
+            operation: Operation {
+                method,
+                path: "/event_destinations".into(),
+                resource: "destination",
+            },
+            limit: 1024,
+        }
+    }
+
     #[test]
     fn display_reads_well_in_kubectl_describe() {
         assert_eq!(
@@ -435,6 +459,13 @@ mod tests {
             (
                 "2xx unreadable, POST",
                 invalid_response("POST"),
+                UnknownOutcome,
+                false,
+            ),
+            ("2xx too large, GET", too_large("GET"), Transient, false),
+            (
+                "2xx too large, POST",
+                too_large("POST"),
                 UnknownOutcome,
                 false,
             ),

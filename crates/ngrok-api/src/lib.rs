@@ -35,6 +35,10 @@
 //!   this client does not know cannot hide the rest of the account.
 //! - With a [`Fence`] ([`ClientConfig::fence`]), every call ends by the fence's deadline:
 //!   see [`fence`].
+//! - A successful answer is read up to [`MAX_RESPONSE_BYTES`] (an error answer up to 64 KiB),
+//!   chunk by chunk; a longer one fails the call with [`Error::ResponseTooLarge`].
+//! - Clients of several accounts may share one [`HttpTransport`] ([`Client::with_transport`]):
+//!   the key goes on each request, never into the transport.
 //! - Which failures are the request's fault and which are not: see [`ErrorClass`].
 
 pub mod budget;
@@ -48,8 +52,8 @@ pub mod types;
 
 pub use budget::{Budget, BudgetWait, Gcra};
 pub use client::{
-    CLIENT_USER_AGENT, Client, ClientConfig, DEFAULT_BASE_URL, LIST_PAGE_LIMIT, NGROK_VERSION,
-    RequestObserver,
+    CLIENT_USER_AGENT, Client, ClientConfig, DEFAULT_BASE_URL, HttpTransport, LIST_PAGE_LIMIT,
+    MAX_RESPONSE_BYTES, NGROK_VERSION, RequestObserver, http_transport,
 };
 pub use error::{ApiError, Error, ErrorClass, Operation, Result};
 pub use fence::{Fence, FenceReason};

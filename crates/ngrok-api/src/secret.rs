@@ -1,6 +1,7 @@
 //! A string that must never be shown: API keys, AWS secret keys, client secrets.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -10,13 +11,16 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// cannot end up in a log line or an error message by accident. It serializes to its plain
 /// value because the request body has to carry it; [`Secret::expose`] is the one explicit way
 /// to read it in code.
+///
+/// Clones share one copy of the value: an API key held by an account, its client's
+/// configuration and the operator's key slot is in memory once.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Secret(String);
+pub struct Secret(Arc<str>);
 
 impl Secret {
     /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(Arc::from(value.into()))
     }
 
     /// The secret value. Call this only where the value itself is needed (a request header).
@@ -38,13 +42,13 @@ impl fmt::Debug for Secret {
 
 impl From<String> for Secret {
     fn from(value: String) -> Self {
-        Self(value)
+        Self(Arc::from(value))
     }
 }
 
 impl From<&str> for Secret {
     fn from(value: &str) -> Self {
-        Self(value.to_owned())
+        Self(Arc::from(value))
     }
 }
 
@@ -56,7 +60,7 @@ impl Serialize for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Self)
+        String::deserialize(deserializer).map(Self::from)
     }
 }
 
@@ -74,5 +78,12 @@ mod tests {
         );
         assert_eq!(serde_json::to_string(&secret).unwrap(), "\"hunter2\"");
         assert_eq!(secret.expose(), "hunter2");
+    }
+
+    #[test]
+    fn clones_share_one_copy_of_the_value() {
+        let secret = Secret::new("k".repeat(512));
+        let clone = secret.clone();
+        assert!(std::ptr::eq(secret.expose(), clone.expose()));
     }
 }
