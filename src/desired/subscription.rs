@@ -9,8 +9,9 @@ use ngrok_api::types::{
     EventSourceReplace, EventSubscription as Observed, EventSubscriptionCreate as Desired,
     EventSubscriptionUpdate,
 };
+use ngrok_api::unmodeled::UnmodeledFields;
 
-use super::{check_chars, hash};
+use super::{check_bytes, check_chars, hash};
 use crate::crd::{self, DestinationRef, EventSource, EventSubscriptionSpec};
 use crate::error::Result;
 
@@ -26,6 +27,13 @@ pub fn desired(spec: &EventSubscriptionSpec, resolved_refs: &[String]) -> Result
         spec.metadata.as_deref(),
         crd::MAX_SUBSCRIPTION_METADATA_CHARS,
     )?;
+    for source in &spec.sources {
+        check_bytes(
+            "sources[].filter",
+            source.filter.as_deref(),
+            crd::MAX_SOURCE_FILTER_BYTES,
+        )?;
+    }
     // In spec order without repeats; a set keeps this linear in the number of ids.
     let mut seen = std::collections::HashSet::new();
     let destination_ids: Vec<String> = resolved_refs
@@ -42,6 +50,7 @@ pub fn desired(spec: &EventSubscriptionSpec, resolved_refs: &[String]) -> Result
             .iter()
             .map(|s| EventSourceReplace {
                 fields: s.fields.clone(),
+                filter: s.filter.clone(),
                 ..EventSourceReplace::new(s.type_.clone())
             })
             .collect(),
@@ -60,6 +69,10 @@ struct Visible {
     /// source has fields, so fingerprints recorded before fields existed still match.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     fields: BTreeMap<String, BTreeSet<String>>,
+    /// The filter of each source that has one. Left out of the fingerprint when no source has
+    /// one, so fingerprints recorded before filters existed still match.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    filters: BTreeMap<String, String>,
     destination_ids: BTreeSet<String>,
 }
 
@@ -73,6 +86,16 @@ fn fields_of<'a>(
         .collect()
 }
 
+/// Each source type with a filter, and its filter (unset and empty alike: no filter).
+fn filters_of<'a>(
+    sources: impl Iterator<Item = (&'a String, &'a str)>,
+) -> BTreeMap<String, String> {
+    sources
+        .filter(|(_, filter)| !filter.is_empty())
+        .map(|(type_, filter)| (type_.clone(), filter.to_string()))
+        .collect()
+}
+
 impl Visible {
     fn of_desired(desired: &Desired) -> Self {
         Self {
@@ -80,6 +103,12 @@ impl Visible {
             metadata: desired.metadata.clone().unwrap_or_default(),
             sources: desired.sources.iter().map(|s| s.type_.clone()).collect(),
             fields: fields_of(desired.sources.iter().map(|s| (&s.type_, &s.fields))),
+            filters: filters_of(
+                desired
+                    .sources
+                    .iter()
+                    .map(|s| (&s.type_, s.filter.as_deref().unwrap_or_default())),
+            ),
             destination_ids: desired.destination_ids.iter().cloned().collect(),
         }
     }
@@ -90,9 +119,71 @@ impl Visible {
             metadata: observed.metadata.clone(),
             sources: observed.source_types().into_iter().collect(),
             fields: fields_of(observed.sources.iter().map(|s| (&s.type_, &s.fields))),
+            filters: filters_of(observed.sources.iter().map(|s| (&s.type_, s.filter.as_str()))),
             destination_ids: observed.destination_ids().into_iter().collect(),
         }
     }
+
+    /// Observe mode's view: the top-level fields as ngrok names them, then each source's
+    /// `fields`, `filter` and (observed only) unmodelled fields under `sources[<type>]`.
+    fn report(&self, unmodeled: &[(&String, &UnmodeledFields)]) -> serde_json::Value {
+        let mut view = serde_json::json!({
+            "description": self.description,
+            "metadata": self.metadata,
+            "sources": self.sources,
+            "destination_ids": self.destination_ids,
+        });
+        let mut source = |type_: &str, key: &str, value: serde_json::Value| {
+            view[format!("sources[{type_}]")][key] = value;
+        };
+        for (type_, fields) in &self.fields {
+            source(type_, "fields", serde_json::json!(fields));
+        }
+        for (type_, filter) in &self.filters {
+            source(type_, "filter", serde_json::json!(filter));
+        }
+        for (type_, fields) in unmodeled {
+            for (name, value) in fields.iter() {
+                source(type_, &safe_name(name), value.clone());
+            }
+        }
+        view
+    }
+}
+
+/// A field name from ngrok fit for a path in a message, status or comment: letters, digits,
+/// `_`, `-` and `.`; anything else becomes `_`.
+fn safe_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The fields of ngrok's sources that an update of `sources` would drop although the spec does
+/// not name them, as `sources[<type>].<field>`: a filter set in ngrok on a source whose spec
+/// leaves `filter` unset, and any field of a source this operator does not model. A source the
+/// spec removes goes with all its fields, as asked.
+pub fn unnamed_remote_fields(desired: &Desired, observed: &Observed) -> Vec<String> {
+    let mut dropped = Vec::new();
+    for have in &observed.sources {
+        let Some(want) = desired.sources.iter().find(|s| s.type_ == have.type_) else {
+            continue;
+        };
+        let type_ = safe_name(&have.type_);
+        if !have.filter.is_empty() && want.filter.is_none() {
+            dropped.push(format!("sources[{type_}].filter"));
+        }
+        for name in have.unmodeled.names() {
+            dropped.push(format!("sources[{type_}].{}", safe_name(name)));
+        }
+    }
+    dropped
 }
 
 /// The update that makes `observed` match `desired`: only the fields that differ, each list
@@ -102,7 +193,9 @@ pub fn changes(desired: &Desired, observed: &Observed) -> EventSubscriptionUpdat
     EventSubscriptionUpdate {
         description: (want.description != have.description).then(|| want.description.clone()),
         metadata: (want.metadata != have.metadata).then(|| want.metadata.clone()),
-        sources: (want.sources != have.sources || want.fields != have.fields)
+        sources: (want.sources != have.sources
+            || want.fields != have.fields
+            || want.filters != have.filters)
             .then(|| desired.sources.clone()),
         destination_ids: (want.destination_ids != have.destination_ids)
             .then(|| desired.destination_ids.clone()),
@@ -111,11 +204,18 @@ pub fn changes(desired: &Desired, observed: &Observed) -> EventSubscriptionUpdat
 
 /// What a managing reconcile would change in `observed` to match `desired`, field by field
 /// (observe mode). A subscription has no secrets.
+/// ngrok's fields that the operator does not model are reported too (wanted: none), since a
+/// managing reconcile refuses to drop them.
 pub fn drift(desired: &Desired, observed: &Observed) -> Vec<crate::drift::FieldDifference> {
-    let value = |v: &Visible| serde_json::to_value(v).unwrap_or_default();
+    let unmodeled: Vec<(&String, &UnmodeledFields)> = observed
+        .sources
+        .iter()
+        .filter(|s| !s.unmodeled.is_empty())
+        .map(|s| (&s.type_, &s.unmodeled))
+        .collect();
     crate::drift::differences(
-        &value(&Visible::of_desired(desired)),
-        &value(&Visible::of_observed(observed)),
+        &Visible::of_desired(desired).report(&[]),
+        &Visible::of_observed(observed).report(&unmodeled),
         &[],
         crate::drift::SecretState::Sent,
     )
@@ -156,6 +256,7 @@ pub fn spec_from_remote(
             .map(|s| EventSource {
                 type_: s.type_.clone(),
                 fields: s.fields.clone(),
+                filter: (!s.filter.is_empty()).then(|| s.filter.clone()),
             })
             .collect(),
         destination_refs: refs,
@@ -179,6 +280,7 @@ mod tests {
                 .map(|t| EventSource {
                     type_: t.to_string(),
                     fields: Vec::new(),
+                    filter: None,
                 })
                 .collect(),
             destination_refs: refs
@@ -206,10 +308,10 @@ mod tests {
                 .iter()
                 .rev()
                 .map(|s| ObservedSource {
-                    type_: s.type_.clone(),
-                    uri: String::new(),
                     // ngrok may answer fields in another order too.
                     fields: s.fields.iter().rev().cloned().collect(),
+                    filter: s.filter.clone().unwrap_or_default(),
+                    ..ObservedSource::new(s.type_.clone())
                 })
                 .collect(),
             destinations: desired

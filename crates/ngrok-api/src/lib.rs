@@ -44,6 +44,7 @@ pub mod listing;
 pub mod secret;
 pub mod text;
 pub mod types;
+pub mod unmodeled;
 
 pub use client::{
     CLIENT_USER_AGENT, Client, ClientConfig, DEFAULT_BASE_URL, LIST_PAGE_LIMIT, NGROK_VERSION,
