@@ -11,7 +11,7 @@ use ngrok_api::types::{
 };
 use ngrok_api::unmodeled::UnmodeledFields;
 
-use super::{check_bytes, check_chars, hash};
+use super::{check_chars, hash};
 use crate::crd::{self, DestinationRef, EventSource, EventSubscriptionSpec};
 use crate::error::Result;
 
@@ -27,12 +27,19 @@ pub fn desired(spec: &EventSubscriptionSpec, resolved_refs: &[String]) -> Result
         spec.metadata.as_deref(),
         crd::MAX_SUBSCRIPTION_METADATA_CHARS,
     )?;
+    // ngrok documents no limit; the schema's counts characters, this one bytes.
     for source in &spec.sources {
-        check_bytes(
-            "sources[].filter",
-            source.filter.as_deref(),
-            crd::MAX_SOURCE_FILTER_BYTES,
-        )?;
+        let bytes = source.filter.as_deref().map_or(0, str::len);
+        if bytes > crd::MAX_SOURCE_FILTER_BYTES {
+            return Err(crate::error::Error::InvalidSpec {
+                field: "sources[].filter",
+                problem: format!(
+                    "of {} is {bytes} bytes long; the operator sends at most {} bytes",
+                    source.type_,
+                    crd::MAX_SOURCE_FILTER_BYTES
+                ),
+            });
+        }
     }
     // In spec order without repeats; a set keeps this linear in the number of ids.
     let mut seen = std::collections::HashSet::new();
@@ -436,6 +443,142 @@ mod tests {
                 .unwrap()
                 .fields,
             ["http.request.method", "conn.client_ip"]
+        );
+    }
+
+    fn with_filter(filter: Option<&str>) -> EventSubscriptionSpec {
+        let mut spec = spec(&[], &["ed_1"]);
+        spec.sources[0].filter = filter.map(String::from);
+        spec
+    }
+
+    const FILTER: &str = r#"ev.conn.server_name == "a.ngrok.dev""#;
+
+    #[test]
+    fn filters_are_sent_as_written_compared_and_imported() {
+        let want = desired(&with_filter(Some(FILTER)), &[]).unwrap();
+        assert_eq!(
+            serde_json::to_value(&want).unwrap()["sources"],
+            serde_json::json!([
+                {"type": "http_request_complete.v0", "filter": FILTER},
+                {"type": "ip_policy_created.v0"}
+            ])
+        );
+        let remote = observed(&want);
+        assert!(changes(&want, &remote).is_empty());
+        assert!(drift(&want, &remote).is_empty());
+        assert_eq!(fingerprint(&want), observed_fingerprint(&remote));
+        assert!(unnamed_remote_fields(&want, &remote).is_empty());
+
+        // A changed filter is one update of the sources, the new filter in it.
+        let other = desired(&with_filter(Some("ev.conn.server_port == 80")), &[]).unwrap();
+        let update = changes(&other, &remote);
+        assert_eq!(
+            update,
+            EventSubscriptionUpdate {
+                sources: Some(other.sources.clone()),
+                ..Default::default()
+            }
+        );
+        assert_ne!(fingerprint(&other), observed_fingerprint(&remote));
+        assert!(unnamed_remote_fields(&other, &remote).is_empty(), "named");
+
+        // Observe mode names the source and shows both filters.
+        let report = drift(&other, &remote);
+        assert_eq!(report.len(), 1, "{report:?}");
+        assert_eq!(report[0].path, "sources[http_request_complete.v0].filter");
+        assert_eq!(report[0].wanted.as_deref(), Some("ev.conn.server_port == 80"));
+        assert_eq!(report[0].actual.as_deref(), Some(FILTER));
+
+        // `""` removes it, on purpose: no filter is sent, and nothing is unnamed.
+        let remove = desired(&with_filter(Some("")), &[]).unwrap();
+        assert_eq!(
+            serde_json::to_value(&changes(&remove, &remote)).unwrap()["sources"][0],
+            serde_json::json!({"type": "http_request_complete.v0"})
+        );
+        assert!(unnamed_remote_fields(&remove, &remote).is_empty());
+
+        // Import and adoption carry it.
+        let imported = spec_from_remote(&remote, &HashMap::new());
+        assert_eq!(imported.sources[1].filter.as_deref(), Some(FILTER));
+        assert_eq!(imported.sources[0].filter, None);
+        assert_eq!(desired(&imported, &[]).unwrap().sources, {
+            let mut s = want.sources.clone();
+            s.reverse();
+            s
+        });
+    }
+
+    /// A filter set in ngrok's dashboard that the spec does not name is a difference, but one
+    /// no update may make: it is named as unnamed, until the spec names it.
+    #[test]
+    fn a_remote_filter_the_spec_does_not_name_is_never_dropped_silently() {
+        let unset = desired(&with_filter(None), &[]).unwrap();
+        let remote = observed(&desired(&with_filter(Some(FILTER)), &[]).unwrap());
+        assert!(changes(&unset, &remote).sources.is_some());
+        assert_eq!(
+            unnamed_remote_fields(&unset, &remote),
+            ["sources[http_request_complete.v0].filter"]
+        );
+        // A source the spec removes goes with its filter, as asked.
+        let mut without_source = with_filter(None);
+        without_source.sources.remove(0);
+        let without_source = desired(&without_source, &[]).unwrap();
+        assert!(unnamed_remote_fields(&without_source, &remote).is_empty());
+    }
+
+    #[test]
+    fn unknown_source_fields_are_reported_and_never_dropped_silently() {
+        let want = desired(&spec(&[], &["ed_1"]), &[]).unwrap();
+        let mut remote = observed(&want);
+        let http = remote
+            .sources
+            .iter_mut()
+            .find(|s| s.type_ == "http_request_complete.v0")
+            .unwrap();
+        http.unmodeled.insert("sampling_rate", serde_json::json!(0.5));
+        http.unmodeled.insert("we\nird\"key", serde_json::json!("x"));
+        // Nothing the operator could change: no update, and no fingerprint change.
+        assert!(changes(&want, &remote).is_empty());
+        assert_eq!(fingerprint(&want), observed_fingerprint(&remote));
+        // Observe mode reports them, names made safe.
+        let report: Vec<(String, Option<String>, Option<String>)> = drift(&want, &remote)
+            .into_iter()
+            .map(|d| (d.path, d.wanted, d.actual))
+            .collect();
+        assert_eq!(
+            report,
+            [
+                (
+                    "sources[http_request_complete.v0].sampling_rate".to_string(),
+                    None,
+                    Some("0.5".to_string())
+                ),
+                (
+                    "sources[http_request_complete.v0].we_ird_key".to_string(),
+                    None,
+                    Some("x".to_string())
+                ),
+            ]
+        );
+        // An update of the sources would drop them.
+        assert_eq!(
+            unnamed_remote_fields(&want, &remote),
+            [
+                "sources[http_request_complete.v0].sampling_rate",
+                "sources[http_request_complete.v0].we_ird_key"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_filter_longer_than_4096_bytes_is_refused_before_any_call() {
+        assert!(desired(&with_filter(Some(&"é".repeat(2048))), &[]).is_ok());
+        let err = desired(&with_filter(Some(&"é".repeat(2049))), &[]).unwrap_err();
+        assert_eq!(err.reason(), "InvalidSpec");
+        assert_eq!(
+            err.to_string(),
+            "spec.sources[].filter of http_request_complete.v0 is 4098 bytes long; the operator sends at most 4096 bytes"
         );
     }
 
