@@ -431,9 +431,14 @@ mod tests {
             imported.spec.sources[0].filter.as_deref(),
             Some("ev.conn.server_port == 443")
         );
-        let comments: Vec<&str> = yaml.lines().filter(|l| l.contains("not in the spec")).collect();
+        let comments: Vec<&str> = yaml
+            .lines()
+            .filter(|l| l.contains("not in the spec"))
+            .collect();
         assert_eq!(comments.len(), 2, "{yaml}");
-        assert!(comments[0].contains("source http_request_complete.v0 has field bad_name in ngrok"));
+        assert!(
+            comments[0].contains("source http_request_complete.v0 has field bad_name in ngrok")
+        );
         assert!(comments[1].contains("has field sampling_rate in ngrok"));
         assert!(!yaml.contains("0.5"), "names only");
         assert!(yaml.starts_with("# 1 ngrok event destination(s) and 1 subscription(s)"));

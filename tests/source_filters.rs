@@ -51,8 +51,11 @@ async fn made_by_hand(op: &Operator) -> (String, String) {
 #[tokio::test]
 async fn a_filter_is_sent_changed_by_one_patch_and_refused_where_ngrok_does_not_filter() {
     let op = Operator::start("filter-sent").await;
-    op.create(&destination("audit", json!({"target": kinesis_role("audit")})))
-        .await;
+    op.create(&destination(
+        "audit",
+        json!({"target": kinesis_role("audit")}),
+    ))
+    .await;
     op.wait_ready_id::<EventDestination>("audit").await;
     op.create(&subscription(
         "errors",
@@ -83,7 +86,9 @@ async fn a_filter_is_sent_changed_by_one_patch_and_refused_where_ngrok_does_not_
     assert_eq!(patches.len(), 1, "{patches:#?}");
     assert_eq!(
         patches[0].body,
-        Some(json!({"sources": [{"type": HTTP, "fields": ["conn.client_ip"], "filter": DASHBOARD_FILTER}]}))
+        Some(
+            json!({"sources": [{"type": HTTP, "fields": ["conn.client_ip"], "filter": DASHBOARD_FILTER}]})
+        )
     );
     assert_eq!(
         op.emulator.object(&id).unwrap()["sources"][0]["filter"],
@@ -117,7 +122,10 @@ async fn import_and_observe_mode_carry_the_filter() {
     let op = Operator::start("filter-observe").await;
     let (_, id) = made_by_hand(&op).await;
     op.emulator
-        .patch_object(&id, &json!({"sources": [{"type": HTTP, "filter": DASHBOARD_FILTER}]}))
+        .patch_object(
+            &id,
+            &json!({"sources": [{"type": HTTP, "filter": DASHBOARD_FILTER}]}),
+        )
         .unwrap();
     let yaml = ngrok_events_operator::import::import(&op.ngrok(), &op.namespace, true)
         .await
@@ -170,7 +178,10 @@ async fn a_dashboard_filter_is_never_dropped_by_a_patch() {
     let (destination_id, id) = made_by_hand(&op).await;
     // As the dashboard would: set on ngrok's object directly.
     op.emulator
-        .patch_object(&id, &json!({"sources": [{"type": HTTP, "filter": DASHBOARD_FILTER}]}))
+        .patch_object(
+            &id,
+            &json!({"sources": [{"type": HTTP, "filter": DASHBOARD_FILTER}]}),
+        )
         .unwrap();
     op.emulator.clear_requests();
     let mut adopting = subscription(

@@ -126,7 +126,12 @@ impl Visible {
             metadata: observed.metadata.clone(),
             sources: observed.source_types().into_iter().collect(),
             fields: fields_of(observed.sources.iter().map(|s| (&s.type_, &s.fields))),
-            filters: filters_of(observed.sources.iter().map(|s| (&s.type_, s.filter.as_str()))),
+            filters: filters_of(
+                observed
+                    .sources
+                    .iter()
+                    .map(|s| (&s.type_, s.filter.as_str())),
+            ),
             destination_ids: observed.destination_ids().into_iter().collect(),
         }
     }
@@ -487,13 +492,16 @@ mod tests {
         let report = drift(&other, &remote);
         assert_eq!(report.len(), 1, "{report:?}");
         assert_eq!(report[0].path, "sources[http_request_complete.v0].filter");
-        assert_eq!(report[0].wanted.as_deref(), Some("ev.conn.server_port == 80"));
+        assert_eq!(
+            report[0].wanted.as_deref(),
+            Some("ev.conn.server_port == 80")
+        );
         assert_eq!(report[0].actual.as_deref(), Some(FILTER));
 
         // `""` removes it, on purpose: no filter is sent, and nothing is unnamed.
         let remove = desired(&with_filter(Some("")), &[]).unwrap();
         assert_eq!(
-            serde_json::to_value(&changes(&remove, &remote)).unwrap()["sources"][0],
+            serde_json::to_value(changes(&remove, &remote)).unwrap()["sources"][0],
             serde_json::json!({"type": "http_request_complete.v0"})
         );
         assert!(unnamed_remote_fields(&remove, &remote).is_empty());
@@ -536,8 +544,10 @@ mod tests {
             .iter_mut()
             .find(|s| s.type_ == "http_request_complete.v0")
             .unwrap();
-        http.unmodeled.insert("sampling_rate", serde_json::json!(0.5));
-        http.unmodeled.insert("we\nird\"key", serde_json::json!("x"));
+        http.unmodeled
+            .insert("sampling_rate", serde_json::json!(0.5));
+        http.unmodeled
+            .insert("we\nird\"key", serde_json::json!("x"));
         // Nothing the operator could change: no update, and no fingerprint change.
         assert!(changes(&want, &remote).is_empty());
         assert_eq!(fingerprint(&want), observed_fingerprint(&remote));

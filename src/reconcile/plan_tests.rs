@@ -900,7 +900,10 @@ fn remote_field_not_modeled_when_an_update_would_drop_a_dashboard_filter() {
         ..Default::default()
     };
     let (unnamed, named) = (prepared(None), prepared(Some(DASHBOARD_FILTER)));
-    let replacements = [prepared(Some("ev.conn.server_port == 80")), prepared(Some(""))];
+    let replacements = [
+        prepared(Some("ev.conn.server_port == 80")),
+        prepared(Some("")),
+    ];
     let facts = |prepared| Facts::<'_, EventSubscription> {
         generation: Some(1),
         status: &status,

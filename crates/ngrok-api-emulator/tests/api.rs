@@ -692,7 +692,10 @@ async fn source_filters_are_stored_returned_and_checked() {
     let (_, fetched) = api.call(Method::GET, &path, None).await;
     assert_eq!(fetched["sources"], created["sources"]);
     let (_, listed) = api.call(Method::GET, "/event_subscriptions", None).await;
-    assert_eq!(listed["event_subscriptions"][0]["sources"], created["sources"]);
+    assert_eq!(
+        listed["event_subscriptions"][0]["sources"],
+        created["sources"]
+    );
 
     // A PATCH of the sources replaces them: a new filter, then none (omitted, or empty).
     let tcp = json!({"type": "tcp_connection_closed.v0", "filter": "ev.conn.server_port == 22"});

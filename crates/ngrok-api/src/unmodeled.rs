@@ -107,7 +107,10 @@ mod tests {
         let kept: UnmodeledFields = serde_json::from_value(Value::Object(object)).unwrap();
         assert_eq!(kept.names().count(), MAX_UNMODELED_FIELDS);
         assert!(kept.names().all(|n| n != "null" && n != "empty"));
-        assert!(kept.names().all(|n| n.chars().count() <= MAX_UNMODELED_NAME_CHARS));
+        assert!(
+            kept.names()
+                .all(|n| n.chars().count() <= MAX_UNMODELED_NAME_CHARS)
+        );
         let long: UnmodeledFields =
             serde_json::from_value(json!({"long": "x".repeat(2000)})).unwrap();
         assert_eq!(

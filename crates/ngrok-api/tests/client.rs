@@ -898,7 +898,7 @@ async fn source_filters_round_trip() {
         created
     );
     let listed = client.list_event_subscriptions().await.unwrap();
-    assert_eq!(listed.items, [created.clone()]);
+    assert_eq!(listed.items, std::slice::from_ref(&created));
     let post = emulator
         .requests()
         .into_iter()
@@ -942,7 +942,8 @@ async fn unknown_source_fields_are_kept_on_read() {
     let mut raw = emulator.object(&created.id).unwrap();
     raw["uri"] = json!(created.uri);
     raw["destinations"] = json!([{"id": first, "uri": ""}]);
-    raw["sources"] = json!([{"type": SOURCE_CREATED, "uri": "", "sampling_rate": 0.25, "future": null}]);
+    raw["sources"] =
+        json!([{"type": SOURCE_CREATED, "uri": "", "sampling_rate": 0.25, "future": null}]);
     let serde_json::Value::Object(raw) = raw else {
         unreachable!()
     };
