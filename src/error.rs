@@ -178,6 +178,17 @@ pub enum Error {
     )]
     DestinationOfAnotherNamespace { id: String },
 
+    /// An update of the ngrok object would drop fields set outside Kubernetes that the spec
+    /// does not name (a filter set in ngrok's dashboard), or that the operator does not model.
+    /// Paths only: never a value.
+    #[error(
+        "{id} has {} in ngrok, which the spec does not name; updating its sources would drop {}, so nothing is sent: {}",
+        fields.join(", "),
+        if fields.len() == 1 { "it" } else { "them" },
+        remote_field_hint(fields)
+    )]
+    RemoteFieldNotModeled { id: String, fields: Vec<String> },
+
     /// The operator-wide API key serves only the namespaces the platform team selected.
     #[error(
         "this namespace may not use the operator's ngrok API key (it is not selected by the operator's --operator-key-namespace-selector): set spec.apiKeyRef to a Secret with your team's own ngrok API key, or ask the platform team to label the namespace"
@@ -221,6 +232,20 @@ fn in_use_message(subscriptions: &[String]) -> String {
     )
 }
 
+/// What to do about [`Error::RemoteFieldNotModeled`]: a filter can be named in the spec; a
+/// field the operator does not model can only be removed in ngrok.
+fn remote_field_hint(fields: &[String]) -> &'static str {
+    let filters_only = fields.iter().all(|f| f.ends_with("].filter"));
+    let no_filter = !fields.iter().any(|f| f.ends_with("].filter"));
+    if filters_only {
+        "name it in the spec (spec.sources[].filter, as `ngrok-events-operator import` or observe mode shows it), or set filter: \"\" to remove it"
+    } else if no_filter {
+        "this operator does not model it: remove it in ngrok (dashboard or API), or keep the spec's sources as ngrok has them"
+    } else {
+        "name the filters in the spec (spec.sources[].filter, or filter: \"\" to remove one); the operator does not model the other fields: remove them in ngrok (dashboard or API)"
+    }
+}
+
 impl Error {
     /// Short PascalCase reason for conditions, events and the `result` label of metrics.
     pub fn reason(&self) -> &'static str {
@@ -252,6 +277,7 @@ impl Error {
             Error::DestinationInUse { .. } => "DestinationInUse",
             Error::DestinationOfAnotherNamespace { .. } => "DestinationOfAnotherNamespace",
             Error::OperatorKeyNotAllowed => "OperatorKeyNotAllowed",
+            Error::RemoteFieldNotModeled { .. } => "RemoteFieldNotModeled",
             Error::CreateQueued => "CreateQueued",
             Error::DeleteUnreachable { cause, .. } => cause.reason(),
             Error::Kube(_) => "KubernetesError",
@@ -287,6 +313,7 @@ impl Error {
             | Error::AccountMismatch { .. }
             | Error::DestinationOfAnotherNamespace { .. }
             | Error::OperatorKeyNotAllowed
+            | Error::RemoteFieldNotModeled { .. }
             | Error::AccountChanged { .. } => true,
             // Each waits for another resource, whose change triggers this one.
             Error::DestinationNotReady { .. } | Error::DestinationInUse { .. } => false,

@@ -176,7 +176,25 @@ pub fn render(
         resource.metadata = adopting(&name, namespace, &remote.id, observe);
         out.push_str("---\n");
         out.push_str(&origin_comment(&remote.id, &remote.created_at));
+        out.push_str(&unmodeled_comment(remote));
         out.push_str(&to_yaml(&resource));
+    }
+    out
+}
+
+/// One comment line per field of the subscription's sources that the spec cannot hold (the
+/// operator does not model it): the resource will not drop it, so it refuses to update the
+/// sources while it is there. Names only, never values.
+fn unmodeled_comment(remote: &RemoteSubscription) -> String {
+    let mut out = String::new();
+    for source in &remote.sources {
+        for name in source.unmodeled.names() {
+            out.push_str(&format!(
+                "# not in the spec: source {} has field {} in ngrok, which this operator does not model; it is kept, and an update of the sources that would drop it is refused (RemoteFieldNotModeled)\n",
+                comment_safe(&source.type_),
+                comment_safe(name),
+            ));
+        }
     }
     out
 }
@@ -441,7 +459,8 @@ mod tests {
             "uri": "https://api.ngrok.com/event_subscriptions/esb_1",
             "created_at": "2024-08-02T07:15:39Z",
             "description": "HTTP traffic",
-            "sources": [{"type": "http_request_complete.v0"}],
+            "sources": [{"type": "http_request_complete.v0", "filter": "ev.conn.server_port == 443",
+                         "sampling_rate": 0.5, "bad\nname": "x"}],
             "destinations": [{"id": "ed_1"}, {"id": "ed_elsewhere"}]
         }))
         .unwrap();
@@ -471,6 +490,21 @@ mod tests {
             ["audit"]
         );
         assert_eq!(imported.spec.destination_ids, ["ed_elsewhere"]);
+        // The filter is carried; a field the spec cannot hold is named in a comment.
+        assert_eq!(
+            imported.spec.sources[0].filter.as_deref(),
+            Some("ev.conn.server_port == 443")
+        );
+        let comments: Vec<&str> = yaml
+            .lines()
+            .filter(|l| l.contains("not in the spec"))
+            .collect();
+        assert_eq!(comments.len(), 2, "{yaml}");
+        assert!(
+            comments[0].contains("source http_request_complete.v0 has field bad_name in ngrok")
+        );
+        assert!(comments[1].contains("has field sampling_rate in ngrok"));
+        assert!(!yaml.contains("0.5"), "names only");
         assert!(yaml.starts_with("# 1 ngrok event destination(s) and 1 subscription(s)"));
     }
 

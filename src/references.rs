@@ -153,6 +153,7 @@ mod tests {
                 sources: vec![EventSource {
                     type_: "http_request_complete.v0".into(),
                     fields: Vec::new(),
+                    filter: None,
                 }],
                 destination_refs: refs
                     .iter()

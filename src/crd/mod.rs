@@ -38,6 +38,9 @@ pub const MAX_METADATA_BYTES: usize = 4096;
 /// A subscription's limits, in characters (ngrok's spec for `EventSubscription`).
 pub const MAX_SUBSCRIPTION_DESCRIPTION_CHARS: usize = 255;
 pub const MAX_SUBSCRIPTION_METADATA_CHARS: usize = 4096;
+/// Longest `sources[].filter` sent, in bytes. ngrok documents no limit; this one (the
+/// metadata's) keeps a tenant's expression from growing requests and status without bound.
+pub const MAX_SOURCE_FILTER_BYTES: usize = 4096;
 
 /// What happens to the object in ngrok when the resource is deleted.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -113,6 +113,17 @@ pub struct EventSource {
         inner(length(min = 1, max = 255))
     )]
     pub fields: Vec<String>,
+
+    /// For `http_request_complete.v0` and `tcp_connection_closed.v0` only: a boolean CEL
+    /// expression over the event (`ev.…`); ngrok sends only the events for which it is true,
+    /// e.g. `ev.http.response.status_code >= 500`. Sent as written. ngrok refuses a filter on
+    /// other event types (`ERR_NGROK_5402`) and an invalid one (`ERR_NGROK_5404`). Unset: no
+    /// filter, and a filter set in ngrok (from its dashboard) is not dropped: the resource
+    /// stalls until the spec names it. `""`: no filter, and one set in ngrok is removed. At
+    /// most 4096 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub filter: Option<String>,
 }
 
 /// An EventDestination in the subscription's namespace.

@@ -109,6 +109,16 @@ pub trait Managed:
         secrets: SecretState,
     ) -> Vec<FieldDifference>;
 
+    /// Refuses `update` of `remote` when it would drop what ngrok holds outside what the spec
+    /// names (see `desired::subscription::unnamed_remote_fields`).
+    fn check_update(
+        _desired: &Self::Desired,
+        _remote: &Self::Remote,
+        _update: &Self::Update,
+    ) -> Result<()> {
+        Ok(())
+    }
+
     /// Whether the ngrok object may be deleted now (a destination still in use may not).
     fn check_deletable(&self, _ctx: &Context) -> Result<()> {
         Ok(())

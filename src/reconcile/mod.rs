@@ -204,6 +204,11 @@ pub fn error_policy<K: Managed>(resource: Arc<K>, error: &Error, ctx: Arc<Contex
         resource.namespace().unwrap_or_default(),
         resource.name_any(),
     );
+    if let Error::RemoteFieldNotModeled { .. } = error {
+        // Removing the field in ngrok also ends it, and triggers nothing: look again now and then.
+        warn!(kind, namespace, name, reason = error.reason(), error = %error.message(), "stalled until the resource names the field or ngrok drops it");
+        return Action::requeue(Duration::from_secs(300));
+    }
     if error.is_stalled() {
         warn!(kind, namespace, name, reason = error.reason(), error = %error.message(), "stalled until the resource or a Secret it uses changes");
         return Action::await_change();

@@ -308,7 +308,7 @@ fn manage<K: Managed>(facts: &Facts<'_, K>, seen: Seen<K::Remote>) -> Plan<K> {
                 id: id.clone(),
                 from: from.clone(),
             });
-            Plan::ready(converge(facts, remote, leftover.into_iter().collect()))
+            converge(facts, remote, leftover.into_iter().collect())
         }
         Seen::Unreadable(detail) => Plan::just(Outcome::Failed(Error::RemoteUnreadable {
             id: id.to_string(),
@@ -326,7 +326,7 @@ fn first_object<K: Managed>(facts: &Facts<'_, K>, seen: Seen<K::Remote>) -> Plan
     }
     match (facts.adopt_id, seen) {
         (Some(_), Seen::Found(remote)) => {
-            Plan::ready(converge(facts, remote.clone(), vec![Step::Adopt(remote)]))
+            converge(facts, remote.clone(), vec![Step::Adopt(remote)])
         }
         (Some(id), Seen::Gone { .. }) => Plan::just(Outcome::Failed(Error::AdoptTargetNotFound {
             id: id.to_string(),
@@ -496,18 +496,25 @@ fn gone<K: Managed>(
     }
 }
 
-/// Makes the object match the spec: nothing, or one update of what differs.
+/// Makes the object match the spec: nothing, or one update of what differs; none at all if
+/// it would drop what ngrok holds outside what the spec names (the steps before still run).
 fn converge<K: Managed>(
     facts: &Facts<'_, K>,
     remote: K::Remote,
     mut steps: Vec<Step<K>>,
-) -> Vec<Step<K>> {
+) -> Plan<K> {
     let recorded = K::recorded_inputs(facts.status);
     let adopting = matches!(steps.first(), Some(Step::Adopt(_)));
     let inputs_changed = recorded.as_deref() != Some(facts.prepared.inputs_hash.as_str());
     // ngrok never shows secrets: they are sent again whenever they (may) have changed.
     let resend = facts.prepared.has_secrets && (inputs_changed || adopting);
     if let Some((update, fields)) = K::changes(&facts.prepared.desired, &remote, resend) {
+        if let Err(error) = K::check_update(&facts.prepared.desired, &remote, &update) {
+            return Plan {
+                steps,
+                outcome: Outcome::Failed(error),
+            };
+        }
         let cause = if facts.in_sync() && !adopting {
             Cause::Drift
         } else {
@@ -521,7 +528,7 @@ fn converge<K: Managed>(
         });
     }
     steps.push(Step::Record(remote));
-    steps
+    Plan::ready(steps)
 }
 
 /// Observe mode: report what managing would change, write nothing to ngrok.

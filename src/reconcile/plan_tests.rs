@@ -1196,4 +1196,111 @@ fn destination_in_use_by_ngrok_is_retried_naming_no_one() {
     let message = error.message();
     assert!(!message.contains("EventSubscription "), "{message}");
     assert!(message.contains("retried"), "{message}");
+// --- A subscription whose update would drop what ngrok holds outside the spec (issue 21) -----
+
+/// An adopted subscription with a filter set in ngrok's dashboard that the spec does not name:
+/// no update is sent (`RemoteFieldNotModeled`, Stalled), the adoption is still recorded; once
+/// the spec names the filter, it is Synced without an update.
+#[test]
+fn remote_field_not_modeled_when_an_update_would_drop_a_dashboard_filter() {
+    use crate::crd::{CommonStatus, EventSubscription, EventSubscriptionStatus};
+    use ngrok_api::types::{EventSource, EventSubscription as RemoteSubscription, Ref};
+
+    const DASHBOARD_FILTER: &str = "ev.conn.server_port == 443";
+    let prepared = |filter: Option<&str>| {
+        let spec = serde_json::from_value(json!({
+            "sources": [{"type": "http_request_complete.v0", "filter": filter}],
+            "destinationIds": ["ed_1"]
+        }))
+        .unwrap();
+        Prepared {
+            desired: crate::desired::subscription::desired(&spec, &[]).unwrap(),
+            inputs_hash: "ed_1".into(),
+            has_secrets: false,
+        }
+    };
+    let remote = RemoteSubscription {
+        id: "esb_1".into(),
+        uri: String::new(),
+        created_at: NOW.into(),
+        metadata: String::new(),
+        description: String::new(),
+        sources: vec![EventSource {
+            filter: DASHBOARD_FILTER.into(),
+            ..EventSource::new("http_request_complete.v0")
+        }],
+        destinations: vec![Ref {
+            id: "ed_1".into(),
+            uri: String::new(),
+        }],
+    };
+    let status = EventSubscriptionStatus {
+        common: CommonStatus {
+            observed_generation: Some(1),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let (unnamed, named) = (prepared(None), prepared(Some(DASHBOARD_FILTER)));
+    let replacements = [
+        prepared(Some("ev.conn.server_port == 80")),
+        prepared(Some("")),
+    ];
+    let facts = |prepared| Facts::<'_, EventSubscription> {
+        generation: Some(1),
+        status: &status,
+        mode: Mode::Manage,
+        adopt_id: Some("esb_1"),
+        adopt_owner: None,
+        prepared,
+        refused_before: false,
+        verified_recently: false,
+        created_unrecorded: None,
+        leftover: None,
+        previous_account: None,
+    };
+    let names = |plan: &Plan<EventSubscription>| -> Vec<String> {
+        plan.steps
+            .iter()
+            .map(|step| match step {
+                Step::Adopt(r) => format!("Adopt {}", r.id),
+                Step::Update { id, fields, .. } => format!("Update {id} {fields}"),
+                Step::Record(r) => format!("Record {}", r.id),
+                _ => "other".into(),
+            })
+            .collect()
+    };
+
+    let plan = plan(&facts(&unnamed), Seen::Found(remote.clone()));
+    assert_eq!(names(&plan), ["Adopt esb_1"], "adopted, nothing sent");
+    assert_eq!(
+        outcome_shown(&plan.outcome),
+        row("False", "False", "True", "RemoteFieldNotModeled")
+    );
+    let Outcome::Failed(error) = &plan.outcome else {
+        unreachable!()
+    };
+    let message = error.message();
+    assert!(
+        message.contains("sources[http_request_complete.v0].filter")
+            && message.contains("name it in the spec")
+            && !message.contains(DASHBOARD_FILTER),
+        "{message}"
+    );
+
+    let plan = super::plan(&facts(&named), Seen::Found(remote.clone()));
+    assert_eq!(names(&plan), ["Adopt esb_1", "Record esb_1"]);
+    assert_eq!(
+        outcome_shown(&plan.outcome),
+        row("True", "False", "False", "Synced")
+    );
+
+    // Another filter, or `""`, replaces it on purpose: one update of the sources.
+    for replaced in &replacements {
+        let plan = super::plan(&facts(replaced), Seen::Found(remote.clone()));
+        assert_eq!(
+            names(&plan),
+            ["Adopt esb_1", "Update esb_1 sources", "Record esb_1"]
+        );
+    }
 }

@@ -166,6 +166,20 @@ impl Managed for EventSubscription {
         })
     }
 
+    fn check_update(desired: &Self::Desired, remote: &Remote, update: &Self::Update) -> Result<()> {
+        if update.sources.is_none() {
+            return Ok(());
+        }
+        let fields = desired::unnamed_remote_fields(desired, remote);
+        if fields.is_empty() {
+            return Ok(());
+        }
+        Err(Error::RemoteFieldNotModeled {
+            id: remote.id.clone(),
+            fields,
+        })
+    }
+
     fn drift(
         desired: &Self::Desired,
         remote: &Remote,

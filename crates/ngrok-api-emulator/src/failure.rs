@@ -84,5 +84,7 @@ pub mod codes {
     pub const DESTINATION_IN_USE: &str = "ERR_NGROK_7802";
     pub const UNKNOWN_DESTINATION: &str = "ERR_NGROK_7803";
     pub const SOURCE_FIELDS_NOT_ALLOWED: &str = "ERR_NGROK_5401";
+    pub const SOURCE_FILTER_NOT_ALLOWED: &str = "ERR_NGROK_5402";
+    pub const INVALID_SOURCE_FILTER: &str = "ERR_NGROK_5404";
     pub const INVALID_EVENT_FIELD: &str = "ERR_NGROK_5405";
 }

@@ -64,8 +64,8 @@
 //! # Error codes
 //!
 //! Only `ERR_NGROK_226` (rate limit) is named by ngrok's API docs and `ERR_NGROK_100`
-//! ("Invalid metadata length"), `ERR_NGROK_5401` and `ERR_NGROK_5405` by ngrok's error list;
-//! the others are chosen by the emulator.
+//! ("Invalid metadata length"), `ERR_NGROK_5401`, `5402`, `5404` and `5405` by ngrok's error
+//! list; the others are chosen by the emulator.
 //!
 //! | Status | Code            | When                                                           |
 //! |--------|-----------------|----------------------------------------------------------------|
@@ -86,12 +86,17 @@
 //! | 400    | `ERR_NGROK_7802`| deleting a destination still referenced by a subscription      |
 //! | 400    | `ERR_NGROK_7803`| subscription names a destination that does not exist in the caller's account |
 //! | 400    | `ERR_NGROK_5401`| `sources[].fields` on an event type other than `http_request_complete`/`tcp_connection_closed` (which types take fields is a guess) |
+//! | 400    | `ERR_NGROK_5402`| a non-empty `sources[].filter` on an event type other than `http_request_complete.v0`/`tcp_connection_closed.v0` (the two ngrok's filtering docs name) |
+//! | 400    | `ERR_NGROK_5404`| a `sources[].filter` no CEL parser accepts: unbalanced brackets or quotes, or no `ev.` (what counts as invalid is a guess) |
 //! | 400    | `ERR_NGROK_5405`| a `sources[].fields` entry that is not a dotted name |
 //!
 //! `ERR_NGROK_5401` and `ERR_NGROK_5405` are ngrok's documented codes and messages for these
 //! misuses; `ERR_NGROK_5400` (a traffic source without fields) is documented too but not
 //! enforced. Sources store and return `fields` (an extension the published spec lacks, sent by
-//! ngrok's Terraform provider); a source without fields is returned without the key.
+//! ngrok's Terraform provider); a source without fields is returned without the key. They
+//! store and return `filter` too (a CEL expression: in ngrok's events docs and Terraform
+//! provider, not in the published spec); an empty or `null` filter is none, returned without
+//! the key.
 
 mod admin;
 mod api;

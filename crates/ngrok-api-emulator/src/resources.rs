@@ -206,14 +206,18 @@ pub(crate) fn subscription_fields(
         };
         let mut normalized = Vec::with_capacity(sources.len());
         for source in sources {
-            let source = object(source, "sources[]", &["type", "fields"])?;
+            let source = object(source, "sources[]", &["type", "fields", "filter"])?;
             let kind = required_str(source, "type", "sources[]")?;
             let fields = source_fields(kind, source.get("fields"))?;
-            normalized.push(if fields.is_empty() {
-                json!({"type": kind})
-            } else {
-                json!({"type": kind, "fields": fields})
-            });
+            let filter = source_filter(kind, source.get("filter"))?;
+            let mut stored = json!({"type": kind});
+            if !fields.is_empty() {
+                stored["fields"] = json!(fields);
+            }
+            if let Some(filter) = filter {
+                stored["filter"] = json!(filter);
+            }
+            normalized.push(stored);
         }
         fields.insert("sources".into(), Value::Array(normalized));
     }
@@ -293,6 +297,80 @@ fn source_fields(kind: &str, fields: Option<&Value>) -> Result<Vec<String>, Fail
             }
         })
         .collect()
+}
+
+/// Event types whose sources take a `filter`: exactly these two, as ngrok's event filtering
+/// docs say ("The only events that can be filtered today are http_request_complete.v0 and
+/// tcp_connection_closed.v0").
+const FILTERABLE_EVENT_TYPES: [&str; 2] = ["http_request_complete.v0", "tcp_connection_closed.v0"];
+
+/// The `filter` of a source of event type `kind` (`None` when absent, `null` or empty), as
+/// ngrok's docs and error catalogue describe it: `ERR_NGROK_5402` for a filter on an event
+/// type that cannot be filtered, `ERR_NGROK_5404` for an invalid expression. ngrok parses CEL;
+/// the emulator only refuses what no CEL parser accepts (unbalanced brackets or quotes, or an
+/// expression that does not start from `ev`), its guess at "invalid".
+fn source_filter(kind: &str, filter: Option<&Value>) -> Result<Option<String>, Failure> {
+    let filter = match filter {
+        None | Some(Value::Null) => return Ok(None),
+        Some(filter) => expect_str(filter, "sources[].filter")?,
+    };
+    if filter.is_empty() {
+        return Ok(None);
+    }
+    if !FILTERABLE_EVENT_TYPES.contains(&kind) {
+        return Err(Failure::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            codes::SOURCE_FILTER_NOT_ALLOWED,
+            format!("Event Sources for the \"{kind}\" event may not specify a filter."),
+        ));
+    }
+    if let Err(problem) = cel_shape(filter) {
+        return Err(Failure::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            codes::INVALID_SOURCE_FILTER,
+            format!("Event Source filter is invalid: \"{problem}\""),
+        ));
+    }
+    Ok(Some(filter.to_owned()))
+}
+
+/// What no CEL parser accepts: unbalanced `()[]{}`, an unterminated string, or no `ev`.
+fn cel_shape(filter: &str) -> Result<(), &'static str> {
+    let mut open = Vec::new();
+    let mut chars = filter.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '\'' => loop {
+                match chars.next() {
+                    None => return Err("unterminated string"),
+                    Some('\\') => {
+                        chars.next();
+                    }
+                    Some(q) if q == c => break,
+                    Some(_) => {}
+                }
+            },
+            '(' | '[' | '{' => open.push(c),
+            ')' | ']' | '}' => {
+                let expected = match c {
+                    ')' => '(',
+                    ']' => '[',
+                    _ => '{',
+                };
+                if open.pop() != Some(expected) {
+                    return Err("unbalanced brackets");
+                }
+            }
+            _ => {}
+        }
+    }
+    if !open.is_empty() {
+        return Err("unbalanced brackets");
+    }
+    if !filter.contains("ev.") {
+        return Err("a filter refers to the event as ev");
+    }
+    Ok(())
 }
 
 /// Checks a target and returns it as `{kind: {fields without nulls}}`.
@@ -420,9 +498,11 @@ pub(crate) fn render_subscription(stored: &Map<String, Value>, base_url: &str) -
         .map(|source| {
             let kind = source["type"].as_str().unwrap_or_default();
             let mut rendered = json!({"type": kind, "uri": format!("{uri}/sources/{kind}")});
-            // Only when set: the published spec's EventSource has no `fields`.
-            if let Some(fields) = source.get("fields") {
-                rendered["fields"] = fields.clone();
+            // Only when set: the published spec's EventSource has neither `fields` nor `filter`.
+            for key in ["fields", "filter"] {
+                if let Some(value) = source.get(key) {
+                    rendered[key] = value.clone();
+                }
             }
             rendered
         })

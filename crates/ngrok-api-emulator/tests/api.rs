@@ -665,6 +665,123 @@ async fn source_fields_are_stored_returned_and_checked() {
     }
 }
 
+/// `sources[].filter`, as ngrok's events docs and Terraform provider describe it: stored,
+/// returned, replaced or removed by a PATCH, settable from the dashboard (admin), and refused
+/// with ngrok's documented codes on an event type that is not filtered or when invalid.
+#[tokio::test]
+async fn source_filters_are_stored_returned_and_checked() {
+    let api = Api::start().await;
+    let destination_id = api.create_destination().await;
+    let filter = r#"ev.conn.server_name.matches("ngrok-docs-examples\\.ngrok\\.dev")"#;
+    let sources = json!([
+        {"type": "http_request_complete.v0", "fields": ["conn.client_ip"], "filter": filter},
+        {"type": "ip_policy_created.v0"}
+    ]);
+    let (status, created) = api
+        .call(
+            Method::POST,
+            "/event_subscriptions",
+            Some(json!({"sources": sources, "destination_ids": [destination_id]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["sources"][0]["filter"], filter);
+    assert!(created["sources"][1].get("filter").is_none());
+    let id = created["id"].as_str().unwrap();
+    let path = format!("/event_subscriptions/{id}");
+    let (_, fetched) = api.call(Method::GET, &path, None).await;
+    assert_eq!(fetched["sources"], created["sources"]);
+    let (_, listed) = api.call(Method::GET, "/event_subscriptions", None).await;
+    assert_eq!(
+        listed["event_subscriptions"][0]["sources"],
+        created["sources"]
+    );
+
+    // A PATCH of the sources replaces them: a new filter, then none (omitted, or empty).
+    let tcp = json!({"type": "tcp_connection_closed.v0", "filter": "ev.conn.server_port == 22"});
+    let (status, patched) = api
+        .call(Method::PATCH, &path, Some(json!({"sources": [tcp]})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["sources"][0]["filter"], "ev.conn.server_port == 22");
+    for without in [
+        json!({"type": "tcp_connection_closed.v0"}),
+        json!({"type": "tcp_connection_closed.v0", "filter": ""}),
+        json!({"type": "tcp_connection_closed.v0", "filter": null}),
+    ] {
+        let (_, patched) = api
+            .call(Method::PATCH, &path, Some(json!({"sources": [without]})))
+            .await;
+        assert!(patched["sources"][0].get("filter").is_none(), "{patched}");
+    }
+
+    // Set in the dashboard (admin), returned by the API.
+    let edited = api
+        .emulator
+        .patch_object(
+            id,
+            &json!({"sources": [{"type": "http_request_complete.v0", "filter": filter}]}),
+        )
+        .unwrap();
+    assert_eq!(edited["sources"][0]["filter"], filter);
+    let (_, fetched) = api.call(Method::GET, &path, None).await;
+    assert_eq!(fetched["sources"][0]["filter"], filter);
+
+    for (source, code, msg) in [
+        (
+            json!({"type": "ip_policy_created.v0", "filter": "ev.id == \"x\""}),
+            codes::SOURCE_FILTER_NOT_ALLOWED,
+            "Event Sources for the \"ip_policy_created.v0\" event may not specify a filter.",
+        ),
+        (
+            json!({"type": "http_request_complete.v1", "filter": "ev.conn.server_port == 80"}),
+            codes::SOURCE_FILTER_NOT_ALLOWED,
+            "Event Sources for the \"http_request_complete.v1\" event may not specify a filter.",
+        ),
+        (
+            json!({"type": "http_request_complete.v0", "filter": "ev.conn.server_port == (80"}),
+            codes::INVALID_SOURCE_FILTER,
+            "Event Source filter is invalid: \"unbalanced brackets\"",
+        ),
+        (
+            json!({"type": "http_request_complete.v0", "filter": "ev.conn.server_name == \"a"}),
+            codes::INVALID_SOURCE_FILTER,
+            "Event Source filter is invalid: \"unterminated string\"",
+        ),
+        (
+            json!({"type": "http_request_complete.v0", "filter": 80}),
+            codes::INVALID_REQUEST,
+            "",
+        ),
+    ] {
+        for method in [Method::PATCH, Method::POST] {
+            let (target, body) = if method == Method::PATCH {
+                (path.clone(), json!({"sources": [source]}))
+            } else {
+                (
+                    "/event_subscriptions".to_string(),
+                    json!({"sources": [source], "destination_ids": [destination_id]}),
+                )
+            };
+            let (status, answer) = api.call(method.clone(), &target, Some(body)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {source}");
+            assert_error_body(&answer, status, code);
+            if !msg.is_empty() {
+                assert_eq!(answer["msg"], msg);
+            }
+        }
+    }
+    // The dashboard cannot set one where ngrok refuses it either.
+    assert!(
+        api.emulator
+            .patch_object(
+                id,
+                &json!({"sources": [{"type": "ip_policy_created.v0", "filter": "ev.id == \"x\""}]}),
+            )
+            .is_err()
+    );
+}
+
 #[tokio::test]
 async fn subscriptions_match_the_spec_and_pin_their_destinations() {
     let api = Api::start().await;

@@ -49,6 +49,7 @@ pub mod listing;
 pub mod secret;
 pub mod text;
 pub mod types;
+pub mod unmodeled;
 
 pub use budget::{Budget, BudgetWait, Gcra};
 pub use client::{

@@ -17,6 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::secret::Secret;
+use crate::unmodeled::UnmodeledFields;
 
 /// The one `format` ngrok accepts today. The docs spell it "JSON"; the wire value is `json`.
 pub const FORMAT_JSON: &str = "json";
@@ -171,14 +172,27 @@ pub struct EventSourceReplace {
     /// named by ngrok's error catalogue (`ERR_NGROK_5400`…`5405`); not sent when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<String>,
+    /// A boolean CEL expression over the event (`ev.…`): only the events for which it is true
+    /// are sent. Traffic event types only (`http_request_complete.v0`,
+    /// `tcp_connection_closed.v0`); ngrok refuses it on others (`ERR_NGROK_5402`). Missing from
+    /// ngrok's published OpenAPI spec, but documented by ngrok's events docs and sent by its
+    /// Terraform provider (`sources[].filter`). Not sent when `None` or empty (no filter).
+    #[serde(default, skip_serializing_if = "no_filter")]
+    pub filter: Option<String>,
+}
+
+/// An unset or empty filter is not sent: ngrok's Terraform provider never sends an empty one.
+fn no_filter(filter: &Option<String>) -> bool {
+    filter.as_deref().is_none_or(str::is_empty)
 }
 
 impl EventSourceReplace {
-    /// A source of event type `type_`, without fields.
+    /// A source of event type `type_`, without fields or filter.
     pub fn new(type_: impl Into<String>) -> Self {
         Self {
             type_: type_.into(),
             fields: Vec::new(),
+            filter: None,
         }
     }
 }
@@ -233,6 +247,26 @@ pub struct EventSource {
     /// `null` or missing.
     #[serde(default, deserialize_with = "null_as_default")]
     pub fields: Vec<String>,
+    /// The filter (see [`EventSourceReplace::filter`]); empty when `null` or missing.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub filter: String,
+    /// Whatever else ngrok returns for the source, which this client does not model (bounded).
+    /// A write of `sources` drops it: see [`UnmodeledFields`].
+    #[serde(flatten, default)]
+    pub unmodeled: UnmodeledFields,
+}
+
+impl EventSource {
+    /// A source of event type `type_` as ngrok would return it: no uri, fields or filter.
+    pub fn new(type_: impl Into<String>) -> Self {
+        Self {
+            type_: type_.into(),
+            uri: String::new(),
+            fields: Vec::new(),
+            filter: String::new(),
+            unmodeled: UnmodeledFields::default(),
+        }
+    }
 }
 
 /// A reference to another API resource (`Ref`).
@@ -612,6 +646,38 @@ mod tests {
             serde_json::to_string(&EventSubscriptionUpdate::default()).unwrap(),
             "{}"
         );
+    }
+
+    #[test]
+    fn source_filters_are_sent_when_set_and_unknown_source_fields_are_kept() {
+        let mut source = EventSourceReplace::new("http_request_complete.v0");
+        for empty in [None, Some(String::new())] {
+            source.filter = empty;
+            assert_eq!(
+                serde_json::to_value(&source).unwrap(),
+                json!({"type": "http_request_complete.v0"})
+            );
+        }
+        source.filter = Some("ev.conn.server_port == 80".into());
+        assert_eq!(
+            serde_json::to_value(&source).unwrap(),
+            json!({"type": "http_request_complete.v0", "filter": "ev.conn.server_port == 80"})
+        );
+        let read: EventSource = serde_json::from_value(json!({
+            "type": "http_request_complete.v0", "uri": "u", "fields": null,
+            "filter": "ev.conn.server_port == 80", "sampling_rate": 0.5, "future": null
+        }))
+        .unwrap();
+        assert_eq!(read.filter, "ev.conn.server_port == 80");
+        assert!(read.fields.is_empty());
+        assert_eq!(
+            read.unmodeled.iter().collect::<Vec<_>>(),
+            [("sampling_rate", &json!(0.5))]
+        );
+        let plain: EventSource =
+            serde_json::from_value(json!({"type": "ip_policy_created.v0", "filter": null}))
+                .unwrap();
+        assert_eq!(plain, EventSource::new("ip_policy_created.v0"));
     }
 
     #[test]

@@ -866,3 +866,91 @@ async fn subscription_calls_retry_only_where_allowed() {
         2
     );
 }
+
+/// `sources[].filter` round trip: sent as set (never empty), read back by get and list, and
+/// ngrok's refusal on an event type it does not filter reaches the caller with its code.
+#[tokio::test]
+async fn source_filters_round_trip() {
+    const FILTER: &str = "ev.http.response.status_code >= 500";
+    let emulator = emulator().await;
+    let client = client(&emulator);
+    let first = destination(&client).await;
+    let create = EventSubscriptionCreate::new(
+        vec![
+            EventSourceReplace {
+                fields: vec!["conn.client_ip".into()],
+                filter: Some(FILTER.into()),
+                ..EventSourceReplace::new("http_request_complete.v0")
+            },
+            EventSourceReplace {
+                filter: Some(String::new()),
+                ..EventSourceReplace::new(SOURCE_CREATED)
+            },
+        ],
+        vec![first.clone()],
+    );
+    let created = client.create_event_subscription(&create).await.unwrap();
+    assert_eq!(created.sources[0].filter, FILTER);
+    assert_eq!(created.sources[1].filter, "");
+    assert!(created.sources.iter().all(|s| s.unmodeled.is_empty()));
+    assert_eq!(
+        client.get_event_subscription(&created.id).await.unwrap(),
+        created
+    );
+    let listed = client.list_event_subscriptions().await.unwrap();
+    assert_eq!(listed.items, std::slice::from_ref(&created));
+    let post = emulator
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.path == "/event_subscriptions")
+        .unwrap();
+    assert_eq!(
+        post.body.unwrap()["sources"],
+        json!([
+            {"type": "http_request_complete.v0", "fields": ["conn.client_ip"], "filter": FILTER},
+            {"type": SOURCE_CREATED}
+        ])
+    );
+
+    let refused = client
+        .update_event_subscription(
+            &created.id,
+            &EventSubscriptionUpdate {
+                sources: Some(vec![EventSourceReplace {
+                    filter: Some(FILTER.into()),
+                    ..EventSourceReplace::new(SOURCE_CREATED)
+                }]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.error_code(), Some(codes::SOURCE_FILTER_NOT_ALLOWED));
+    assert_eq!(refused.class(), ErrorClass::Terminal, "{refused:?}");
+}
+
+/// A source field this client does not model is kept on read (get and list), not dropped.
+#[tokio::test]
+async fn unknown_source_fields_are_kept_on_read() {
+    let emulator = emulator().await;
+    let client = client(&emulator);
+    let first = destination(&client).await;
+    let created = client
+        .create_event_subscription(&subscription_create(&[SOURCE_CREATED], &[&first]))
+        .await
+        .unwrap();
+    let mut raw = emulator.object(&created.id).unwrap();
+    raw["uri"] = json!(created.uri);
+    raw["destinations"] = json!([{"id": first, "uri": ""}]);
+    raw["sources"] =
+        json!([{"type": SOURCE_CREATED, "uri": "", "sampling_rate": 0.25, "future": null}]);
+    let serde_json::Value::Object(raw) = raw else {
+        unreachable!()
+    };
+    assert!(emulator.set_raw_object(&created.id, raw));
+    let fetched = client.get_event_subscription(&created.id).await.unwrap();
+    let kept: Vec<_> = fetched.sources[0].unmodeled.iter().collect();
+    assert_eq!(kept, [("sampling_rate", &json!(0.25))]);
+    let listed = client.list_event_subscriptions().await.unwrap();
+    assert_eq!(listed.items, [fetched]);
+}
