@@ -161,10 +161,9 @@ async fn ngroks_still_referenced_refusal_is_destination_in_use_and_retried() {
     let ngrok = op.ngrok();
     let foreign = ngrok
         .create_event_subscription(&ngrok_api::types::EventSubscriptionCreate::new(
-            vec![ngrok_api::types::EventSourceReplace {
-                type_: "ip_policy_created.v0".into(),
-                fields: Vec::new(),
-            }],
+            vec![ngrok_api::types::EventSourceReplace::new(
+                "ip_policy_created.v0",
+            )],
             vec![id.clone()],
         ))
         .await

@@ -127,7 +127,7 @@ async fn import_and_observe_mode_carry_the_filter() {
             &json!({"sources": [{"type": HTTP, "filter": DASHBOARD_FILTER}]}),
         )
         .unwrap();
-    let yaml = ngrok_events_operator::import::import(&op.ngrok(), &op.namespace, true)
+    let yaml = ngrok_events_operator::import::import(&op.ngrok(), &op.namespace, true, None)
         .await
         .unwrap();
     let documents = testbed::parse_documents::<serde_json::Value>(&yaml).unwrap();

@@ -1196,6 +1196,8 @@ fn destination_in_use_by_ngrok_is_retried_naming_no_one() {
     let message = error.message();
     assert!(!message.contains("EventSubscription "), "{message}");
     assert!(message.contains("retried"), "{message}");
+}
+
 // --- A subscription whose update would drop what ngrok holds outside the spec (issue 21) -----
 
 /// An adopted subscription with a filter set in ngrok's dashboard that the spec does not name:
@@ -1252,9 +1254,11 @@ fn remote_field_not_modeled_when_an_update_would_drop_a_dashboard_filter() {
         mode: Mode::Manage,
         adopt_id: Some("esb_1"),
         adopt_owner: None,
+        adoption: AdoptionRights::default(),
         prepared,
         refused_before: false,
         verified_recently: false,
+        own_drift_schedule: false,
         created_unrecorded: None,
         leftover: None,
         previous_account: None,
