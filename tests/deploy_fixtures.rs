@@ -332,7 +332,7 @@ async fn status_fixtures_come_from_real_runs() {
 #[tokio::test]
 async fn subscription_status_fixtures_come_from_real_runs() {
     let mut fixtures: BTreeMap<&str, Value> = BTreeMap::new();
-    let op = Operator::start("fx-sub").await;
+    let op = Operator::start_with("fx-sub", Options::adopting()).await;
     op.create(&destination(
         "audit",
         json!({"target": kinesis_role("audit")}),
