@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Operator, destination, kinesis_role, ready_message, subscription};
+use common::{Operator, Options, destination, kinesis_role, ready_message, subscription};
 use ngrok_api::types::{
     AwsAuth, AwsRole, EventDestinationCreate, EventSourceReplace, EventSubscriptionCreate,
     EventTarget, EventTargetKinesis,
@@ -119,7 +119,7 @@ async fn a_filter_is_sent_changed_by_one_patch_and_refused_where_ngrok_does_not_
 /// filter that differs, and writes nothing.
 #[tokio::test]
 async fn import_and_observe_mode_carry_the_filter() {
-    let op = Operator::start("filter-observe").await;
+    let op = Operator::start_with("filter-observe", Options::adopting()).await;
     let (_, id) = made_by_hand(&op).await;
     op.emulator
         .patch_object(
@@ -174,7 +174,7 @@ async fn import_and_observe_mode_carry_the_filter() {
 /// it, Ready without a write. Then a field the operator does not model: kept the same way.
 #[tokio::test]
 async fn a_dashboard_filter_is_never_dropped_by_a_patch() {
-    let op = Operator::start("filter-adopt").await;
+    let op = Operator::start_with("filter-adopt", Options::adopting()).await;
     let (destination_id, id) = made_by_hand(&op).await;
     // As the dashboard would: set on ngrok's object directly.
     op.emulator

@@ -43,7 +43,7 @@ fn many_labels() -> serde_json::Value {
 
 #[tokio::test]
 async fn foreign_annotations_and_labels_change_nothing_and_own_annotations_still_act() {
-    let op = Operator::start("foreign-meta").await;
+    let op = Operator::start_with("foreign-meta", Options::adopting()).await;
     let foreign = json!({
         "team.example/notes": huge(),
         "kubectl.kubernetes.io/last-applied-configuration": "{\"x\": 1}",

@@ -144,7 +144,10 @@ const REMOTE_KEY_ID: &str = "AKIAREMOTESIDE00002";
 async fn observe_mode_shows_no_secret_value() {
     let op = Operator::start_with(
         "observe-secrets",
-        Options::with_drift_interval(Duration::from_secs(2)),
+        Options {
+            drift_interval: Duration::from_secs(2),
+            ..Options::adopting()
+        },
     )
     .await;
     let made = op
