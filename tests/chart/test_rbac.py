@@ -70,7 +70,7 @@ def scenario(kube, ns: str) -> None:
     # Let the reconciles the operator's own writes trigger pass: from here on only the Secret
     # watch can bring the resource back.
     time.sleep(3)
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws", "labels": {"events.ngrok.io/credentials": "true"}}, "stringData": {"id": "AKIA0000", "secret": "s3cr3t"}}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws", "labels": {"events.ngrok.io/credentials": "true"}}, "stringData": {"id": "AKIA0000000000000000", "secret": "s3cr3t"}}
     kube.request("POST", f"/api/v1/namespaces/{ns}/secrets", secret)
     wait("Ready after the Secret appeared", lambda: (c := condition(get(), "Ready")) and c["status"] == "True")
     wait("a Created event", lambda: [e for e in events() if e.get("reason") == "Created"])
