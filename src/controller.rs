@@ -48,6 +48,9 @@ pub struct Settings {
     /// Resources may only read Secrets labelled `events.ngrok.io/credentials=true`; only those
     /// are watched.
     pub require_credentials_label: bool,
+    /// The deletion policy of resources that set none, in namespaces without the annotation
+    /// `events.ngrok.io/default-deletion-policy`.
+    pub default_deletion_policy: crate::crd::DeletionPolicy,
     /// Leader election's fence: no write, to ngrok or to Kubernetes, unless the lease is
     /// surely held. `None` without leader election.
     pub fence: Option<crate::leader::LeaseFence>,
@@ -97,6 +100,7 @@ pub async fn run(
         subscription_store.clone(),
     );
     ctx.require_credentials_label = settings.require_credentials_label;
+    ctx.default_deletion_policy = settings.default_deletion_policy;
     let concurrency = usize::from(settings.concurrency);
     ctx.destination_gate = crate::fairness::Gate::new(
         concurrency,
@@ -138,6 +142,13 @@ pub async fn run(
             selector: selector.clone(),
             namespaces,
         });
+    }
+    // One namespace's Role cannot read its Namespace object: watching one namespace, the
+    // operator's default applies there (`--default-deletion-policy`).
+    if settings.namespace.is_none() {
+        let (store, watch) = namespace_defaults(&client, triggers.clone()).await?;
+        namespace_watches.push(watch);
+        ctx.namespace_defaults = Some(store);
     }
     let ctx = Arc::new(ctx);
     // Stopping waits for the reconciles at work, not for those queued for a slot or for
@@ -367,6 +378,59 @@ async fn selected_namespaces(
         if let Some(namespace) = changed(&event) {
             let name = namespace.name_any();
             triggers.every(|resource| resource.namespace().as_deref() == Some(name.as_str()));
+        }
+        std::future::ready(())
+    }));
+    wait_until_ready(&store).await;
+    Ok((store, watch))
+}
+
+/// Every namespace with its annotation `events.ngrok.io/default-deletion-policy` alone (its
+/// resources' default deletion policy): a metadata-only watch, its first listing complete on
+/// return. Nothing else of a namespace is kept, and a value longer than any policy is kept as
+/// an unreadable one, so the cache stays small whatever namespaces carry. A namespace whose
+/// annotation changes triggers its resources, whose status shows the policy in effect.
+async fn namespace_defaults(
+    client: &Client,
+    triggers: Triggers,
+) -> anyhow::Result<(
+    Store<PartialObjectMeta<Namespace>>,
+    tokio::task::JoinHandle<()>,
+)> {
+    use crate::crd::DEFAULT_DELETION_POLICY_ANNOTATION as KEY;
+    let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
+    api.list(&ListParams::default().limit(1))
+        .await
+        .context("cannot list namespaces (their events.ngrok.io/default-deletion-policy annotation): may the operator list and watch namespaces?")?;
+    let (store, writer) = reflector::store();
+    let events = reflector(
+        writer,
+        watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .modify(|namespace| {
+                let meta = &mut namespace.metadata;
+                let policy = meta.annotations.take().and_then(|mut a| a.remove(KEY));
+                let policy = policy.map(|p| if p.len() > 16 { String::new() } else { p });
+                meta.annotations = policy.map(|p| [(KEY.to_string(), p)].into());
+                meta.labels = None;
+                meta.managed_fields = None;
+            }),
+    );
+    let mut seen: std::collections::HashMap<String, Option<String>> = Default::default();
+    let watch = tokio::spawn(events.for_each(move |event| {
+        if let Some(namespace) = changed(&event) {
+            let name = namespace.name_any();
+            let policy = match &event {
+                Ok(watcher::Event::Delete(_)) => None,
+                _ => namespace.annotations().get(KEY).cloned(),
+            };
+            if seen.get(&name).cloned().flatten() != policy {
+                triggers.every(|resource| resource.namespace().as_deref() == Some(name.as_str()));
+            }
+            match policy {
+                Some(_) => seen.insert(name, policy),
+                None => seen.remove(&name),
+            };
         }
         std::future::ready(())
     }));

@@ -313,7 +313,7 @@ pub fn spec_from_remote(
         description: Some(remote.description.clone()).filter(|d| !d.is_empty()),
         metadata: Some(remote.metadata.clone()).filter(|m| !m.is_empty()),
         format: crd::Format::Json,
-        deletion_policy: crd::DeletionPolicy::default(),
+        deletion_policy: None,
         api_key_ref: None,
         target,
     };

@@ -14,6 +14,7 @@ pub mod conditions;
 pub mod controller;
 pub mod crd;
 pub mod desired;
+pub mod drain;
 pub mod drift;
 pub mod error;
 pub mod fairness;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use ngrok_api::Secret;
 use ngrok_events_operator::accounts::Accounts;
 use ngrok_events_operator::controller::{self, Settings};
+use ngrok_events_operator::crd::DeletionPolicy;
 use ngrok_events_operator::http::{self, Health};
 use ngrok_events_operator::leader::{self, LeaderElection};
 use ngrok_events_operator::logging::{self, LogFormat};
@@ -41,6 +42,31 @@ enum Command {
     /// (annotation events.ngrok.io/adopt-id), for moving from the dashboard or Terraform.
     /// Objects a resource of the cluster (KUBECONFIG) already manages are left out.
     Import(ImportArgs),
+    /// Prepare an uninstall, so that deleting a namespace never waits on the operator's
+    /// finalizer: with --policy Retain, stop the operator and remove its finalizer from every
+    /// resource (every ngrok object stays); with --policy Delete, delete every resource and
+    /// wait while the running operator deletes their ngrok objects.
+    Drain(DrainArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct DrainArgs {
+    /// Retain (leave every ngrok object) or Delete (delete every resource, as the operator
+    /// deletes them: each by its deletion policy in effect).
+    #[arg(long, env = "DRAIN_POLICY", value_parser = str::parse::<DeletionPolicy>)]
+    policy: DeletionPolicy,
+    /// Only this namespace's resources (the operator's watchNamespace); default: all.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// The operator's Deployment, stopped (scaled to 0) before Retain removes finalizers.
+    #[arg(long, env = "OPERATOR_DEPLOYMENT")]
+    operator_deployment: Option<String>,
+    /// The namespace of the operator's Deployment.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    operator_namespace: String,
+    /// How long to wait for the operator to stop, or for the resources to be deleted.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
 }
 
 #[derive(clap::Args, Debug)]
@@ -79,6 +105,11 @@ struct RunArgs {
     /// from its own account.
     #[arg(long, env = "ADOPTION_NAMESPACE_SELECTOR")]
     adoption_namespace_selector: Option<String>,
+    /// What happens in ngrok when a resource that sets no `spec.deletionPolicy` is deleted, in a
+    /// namespace without the annotation `events.ngrok.io/default-deletion-policy`: `Delete` or
+    /// `Retain` (leave the ngrok object, as when migrating in from Terraform or the dashboard).
+    #[arg(long, env = "DEFAULT_DELETION_POLICY", default_value = "Delete", value_parser = str::parse::<DeletionPolicy>)]
+    default_deletion_policy: DeletionPolicy,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
@@ -167,6 +198,21 @@ async fn main() -> anyhow::Result<()> {
                 .await?
             );
         }
+        Command::Drain(args) => {
+            logging::init_logging(LogFormat::Text, "info")?;
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to Kubernetes")?;
+            let drain = ngrok_events_operator::drain::Drain {
+                policy: args.policy,
+                namespace: args.namespace.filter(|n| !n.is_empty()),
+                operator: args
+                    .operator_deployment
+                    .map(|name| (args.operator_namespace, name)),
+                timeout: args.timeout,
+            };
+            ngrok_events_operator::drain::drain(&client, &drain).await?;
+        }
     }
     Ok(())
 }
@@ -254,6 +300,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .clone()
             .filter(|s| !s.trim().is_empty()),
         require_credentials_label: args.require_credentials_label,
+        default_deletion_policy: args.default_deletion_policy,
         fence: election.as_ref().map(LeaderElection::fence),
     };
     let result = if let Some(election) = election {

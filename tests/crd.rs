@@ -7,7 +7,7 @@ use common::{cluster_with_namespace, repo_path};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::runtime::wait::Condition;
-use ngrok_events_operator::crd::{DeletionPolicy, EventDestination, EventSubscription};
+use ngrok_events_operator::crd::{EventDestination, EventSubscription};
 use serde_json::{Value, json};
 
 #[test]
@@ -194,7 +194,8 @@ async fn every_example_is_accepted_and_defaults_are_filled_in() {
     let [subscription] = subscriptions.items.as_slice() else {
         panic!("examples/ should hold one EventSubscription");
     };
-    assert_eq!(subscription.spec.deletion_policy, DeletionPolicy::Delete);
+    // It leaves the deletion policy to the namespace's and the operator's defaults.
+    assert_eq!(subscription.spec.deletion_policy, None);
     for name in subscription.spec.destination_names() {
         api.get(name).await.unwrap_or_else(|e| {
             panic!("the example subscription names {name}, which is not an example: {e}")

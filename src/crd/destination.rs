@@ -57,10 +57,13 @@ pub struct EventDestinationSpec {
     #[serde(default)]
     pub format: Format,
 
-    /// What happens to the ngrok destination when this resource is deleted:
-    /// `Delete` (default) removes it from ngrok, `Retain` leaves it in place.
-    #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
+    /// What happens to the ngrok destination when this resource is deleted: `Delete` removes it
+    /// from ngrok, `Retain` leaves it in place. Unset: the namespace's annotation
+    /// `events.ngrok.io/default-deletion-policy`, else the operator's default (`Delete` unless
+    /// set otherwise); `status.deletionPolicy` shows the policy in effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::optional_deletion_policy")]
+    pub deletion_policy: Option<DeletionPolicy>,
 
     /// The ngrok API key to use for this destination, from a Secret in this namespace.
     /// Unset: the operator's own API key (one ngrok account for the whole operator).

@@ -31,6 +31,9 @@ pub const MANAGEMENT_ANNOTATION: &str = "events.ngrok.io/management";
 pub const CREDENTIALS_LABEL: &str = "events.ngrok.io/credentials";
 /// Annotation: this resource's drift-check interval (`30s`, `5m`), instead of `--drift-interval`.
 pub const DRIFT_INTERVAL_ANNOTATION: &str = "events.ngrok.io/drift-interval";
+/// Namespace annotation: the deletion policy (`Delete` or `Retain`) of the namespace's
+/// resources that set no `spec.deletionPolicy` of their own.
+pub const DEFAULT_DELETION_POLICY_ANNOTATION: &str = "events.ngrok.io/default-deletion-policy";
 
 /// Byte limits of ngrok's API, shared with the operator's own checks.
 pub const MAX_DESCRIPTION_BYTES: usize = 255;
@@ -48,6 +51,34 @@ pub enum DeletionPolicy {
     #[default]
     Delete,
     Retain,
+}
+
+/// The schema of an optional deletion policy: schemars lists `null` among an optional enum's
+/// values, which `kubectl` (client-side validation) refuses in a CRD; unset is simply absent.
+pub(crate) fn optional_deletion_policy(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "string", "enum": ["Delete", "Retain"]})
+}
+
+impl std::str::FromStr for DeletionPolicy {
+    type Err = String;
+
+    /// Exactly `Delete` or `Retain`, as in `spec.deletionPolicy`.
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "Delete" => Ok(Self::Delete),
+            "Retain" => Ok(Self::Retain),
+            _ => Err("a deletion policy is Delete or Retain".into()),
+        }
+    }
+}
+
+impl std::fmt::Display for DeletionPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Delete => "Delete",
+            Self::Retain => "Retain",
+        })
+    }
 }
 
 /// A key of a Secret in the resource's own namespace. There is deliberately no namespace
@@ -112,6 +143,11 @@ pub struct CommonStatus {
     /// tells a move to another account (or a change that cannot be judged) from a deletion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_fingerprint: Option<String>,
+    /// The deletion policy in effect: `spec.deletionPolicy`, else the namespace's annotation
+    /// `events.ngrok.io/default-deletion-policy`, else the operator's `--default-deletion-policy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_deletion_policy")]
+    pub deletion_policy: Option<DeletionPolicy>,
 }
 
 /// Every CRD of the operator, in the order they are installed.

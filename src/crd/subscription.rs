@@ -80,10 +80,13 @@ pub struct EventSubscriptionSpec {
     #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "set"), inner(length(max = 67), regex(pattern = r"^ed_[A-Za-z0-9]+$")))]
     pub destination_ids: Vec<String>,
 
-    /// What happens to the ngrok subscription when this resource is deleted:
-    /// `Delete` (default) removes it from ngrok, `Retain` leaves it in place.
-    #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
+    /// What happens to the ngrok subscription when this resource is deleted: `Delete` removes it
+    /// from ngrok, `Retain` leaves it in place. Unset: the namespace's annotation
+    /// `events.ngrok.io/default-deletion-policy`, else the operator's default (`Delete` unless
+    /// set otherwise); `status.deletionPolicy` shows the policy in effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::optional_deletion_policy")]
+    pub deletion_policy: Option<DeletionPolicy>,
 
     /// The ngrok API key to use, from a Secret in this namespace; it must belong to the same
     /// ngrok account as every destination. Unset: the operator's own API key.

@@ -18,7 +18,6 @@ use super::{Context, Reconciliation, plan};
 use crate::accounts::Account;
 use crate::annotations;
 use crate::conditions::Phase;
-use crate::crd::DeletionPolicy;
 use crate::error::{Error, Result};
 
 pub async fn cleanup<K: Managed>(resource: &K, ctx: &Context) -> Result<Action> {
@@ -34,18 +33,13 @@ pub async fn cleanup<K: Managed>(resource: &K, ctx: &Context) -> Result<Action> 
     result.map(|()| Action::await_change())
 }
 
-/// Why the ngrok object stays when the resource goes, if it does.
-fn kept_because<K: Managed>(resource: &K) -> Option<&'static str> {
-    let paused = annotations::is_paused(resource.annotations());
-    match resource.deletion_policy() {
-        DeletionPolicy::Retain => Some("deletionPolicy is Retain"),
-        DeletionPolicy::Delete if paused => Some("the resource is paused"),
-        // A resource that only observes (or whose annotation is unreadable) never deletes.
-        _ if annotations::is_observing(resource.annotations()).unwrap_or(true) => {
-            Some("the resource only observes")
-        }
-        DeletionPolicy::Delete => None,
-    }
+/// Why the ngrok object stays when the resource goes, if it does ([`plan::kept_because`]).
+fn kept_because<K: Managed>(resource: &K, ctx: &Context) -> Option<&'static str> {
+    plan::kept_because(
+        ctx.deletion_policy_of(resource),
+        annotations::is_paused(resource.annotations()),
+        annotations::is_observing(resource.annotations()).ok(),
+    )
 }
 
 async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> {
@@ -64,7 +58,7 @@ async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> 
     let facts = plan::CleanupFacts {
         id: status.id.as_deref().or(created.as_deref()),
         pending: status.pending_create.as_ref(),
-        kept: kept_because(resource),
+        kept: kept_because(resource, r.ctx),
     };
     if !plan::cleanup_needs_account(&facts) {
         let deletion = plan::cleanup::<K::Remote>(&facts, Seen::NotRead);

@@ -35,7 +35,7 @@ impl Managed for EventDestination {
         self.spec.api_key_ref.as_ref()
     }
 
-    fn deletion_policy(&self) -> DeletionPolicy {
+    fn deletion_policy(&self) -> Option<DeletionPolicy> {
         self.spec.deletion_policy
     }
 

@@ -51,7 +51,8 @@ pub trait Managed:
 
     fn status(&self) -> Option<&Self::Status>;
     fn api_key_ref(&self) -> Option<&SecretKeyRef>;
-    fn deletion_policy(&self) -> DeletionPolicy;
+    /// `spec.deletionPolicy`: `None` leaves it to the namespace's and the operator's defaults.
+    fn deletion_policy(&self) -> Option<DeletionPolicy>;
     /// Every Secret key the resource reads (a change to one of them triggers a reconcile).
     fn secret_refs(&self) -> Vec<&SecretKeyRef>;
     fn memory(ctx: &Context) -> &Memory<Self>;

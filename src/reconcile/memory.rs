@@ -12,10 +12,12 @@ use kube::api::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use super::Managed;
 use super::managed::RemoteObject;
+use super::{Managed, plan};
 use crate::accounts::{Account, Accounts};
-use crate::crd::{EventDestination, EventSubscription};
+use crate::crd::{
+    DEFAULT_DELETION_POLICY_ANNOTATION, DeletionPolicy, EventDestination, EventSubscription,
+};
 use crate::error::{Error, Result};
 use crate::leader::LeaseFence;
 use crate::metrics::Metrics;
@@ -52,6 +54,12 @@ pub struct Context {
     /// unbounded until the controller sets them.
     pub destination_gate: crate::fairness::Gate,
     pub subscription_gate: crate::fairness::Gate,
+    /// `--default-deletion-policy`: the policy of resources that set none, in namespaces
+    /// without the annotation `events.ngrok.io/default-deletion-policy`.
+    pub default_deletion_policy: DeletionPolicy,
+    /// Every namespace, with that annotation alone (see `controller::namespace_defaults`);
+    /// `None` when the operator watches one namespace (a namespaced Role cannot read it).
+    pub namespace_defaults: Option<Store<PartialObjectMeta<Namespace>>>,
 }
 
 impl Context {
@@ -81,7 +89,28 @@ impl Context {
             fence: None,
             destination_gate: crate::fairness::Gate::new(0, Default::default()),
             subscription_gate: crate::fairness::Gate::new(0, Default::default()),
+            default_deletion_policy: DeletionPolicy::Delete,
+            namespace_defaults: None,
         }
+    }
+
+    /// The deletion policy that applies to `resource` ([`plan::policy_in_effect`]).
+    pub fn deletion_policy_of<K: Managed>(&self, resource: &K) -> plan::PolicyInEffect {
+        let namespace = resource.namespace().unwrap_or_default();
+        let annotation = self.namespace_defaults.as_ref().and_then(|namespaces| {
+            namespaces
+                .get(&ObjectRef::new(&namespace))?
+                .metadata
+                .annotations
+                .as_ref()?
+                .get(DEFAULT_DELETION_POLICY_ANNOTATION)
+                .cloned()
+        });
+        plan::policy_in_effect(
+            resource.deletion_policy(),
+            annotation.as_deref(),
+            self.default_deletion_policy,
+        )
     }
 
     /// The work slots of `kind`.

@@ -592,8 +592,8 @@ fn observe_only<K: Managed>(facts: &Facts<'_, K>, seen: Seen<K::Remote>) -> Plan
 #[path = "plan_deletion.rs"]
 mod deletion;
 pub use deletion::{
-    CleanupFacts, Deletion, UNREACHABLE_DELETE_ATTEMPTS, cleanup, cleanup_needs_account,
-    cleanup_read, unreachable,
+    CleanupFacts, Deletion, PolicyInEffect, PolicySource, UNREACHABLE_DELETE_ATTEMPTS, cleanup,
+    cleanup_needs_account, cleanup_read, kept_because, policy_in_effect, unreachable,
 };
 
 #[cfg(test)]

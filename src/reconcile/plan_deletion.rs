@@ -1,10 +1,11 @@
-//! Deletion's decisions, as pure functions, planned like creation's: what to read from ngrok
-//! ([`cleanup_read`]), then what to do ([`cleanup`]), with the one lost-create rule
+//! Deletion's decisions, as pure functions, planned like creation's: which policy applies
+//! ([`policy_in_effect`]) and whether it keeps the object ([`kept_because`]), what to read from
+//! ngrok ([`cleanup_read`]), then what to do ([`cleanup`]), with the one lost-create rule
 //! ([`super::lost_create`]) shared by both; and when a deletion that cannot reach its account
 //! stops trying ([`unreachable`]). `cleanup.rs` only acts.
 
 use super::{Read, RemoteObject, Seen, lost_create};
-use crate::crd::PendingCreate;
+use crate::crd::{DeletionPolicy, PendingCreate};
 use crate::error::Error;
 
 /// How many attempts of a deletion may fail to reach the resource's account (its API key's
@@ -12,6 +13,70 @@ use crate::error::Error;
 /// confirmation (a Warning `DeleteUnconfirmed` naming the id). With the usual backoff (1 s,
 /// 2 s, 4 s, 8 s, each plus jitter) that is well under a minute after the first attempt.
 pub const UNREACHABLE_DELETE_ATTEMPTS: u32 = 5;
+
+/// Where the deletion policy in effect comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicySource {
+    /// The resource's own `spec.deletionPolicy`.
+    Resource,
+    /// Its namespace's annotation `events.ngrok.io/default-deletion-policy`.
+    Namespace,
+    /// That annotation, with a value that is neither `Delete` nor `Retain`.
+    UnreadableNamespace,
+    /// The operator's `--default-deletion-policy`.
+    Operator,
+}
+
+/// The deletion policy that applies to a resource, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyInEffect {
+    pub policy: DeletionPolicy,
+    pub source: PolicySource,
+}
+
+/// The resource's own policy, else its namespace's annotation (`namespace`, its raw value),
+/// else the operator's default. An annotation that is neither `Delete` nor `Retain` keeps the
+/// objects: a typo in a namespace's annotation never deletes anything.
+pub fn policy_in_effect(
+    own: Option<DeletionPolicy>,
+    namespace: Option<&str>,
+    operator: DeletionPolicy,
+) -> PolicyInEffect {
+    let (policy, source) = match (own, namespace.map(str::parse::<DeletionPolicy>)) {
+        (Some(policy), _) => (policy, PolicySource::Resource),
+        (None, Some(Ok(policy))) => (policy, PolicySource::Namespace),
+        (None, Some(Err(_))) => (DeletionPolicy::Retain, PolicySource::UnreadableNamespace),
+        (None, None) => (operator, PolicySource::Operator),
+    };
+    PolicyInEffect { policy, source }
+}
+
+/// Why the ngrok object stays when the resource goes, if it does: its policy in effect, a
+/// pause, or observing (`observing` is `None` when the management annotation is unreadable,
+/// and such a resource never deletes either).
+pub fn kept_because(
+    policy: PolicyInEffect,
+    paused: bool,
+    observing: Option<bool>,
+) -> Option<&'static str> {
+    match (policy.policy, policy.source) {
+        (DeletionPolicy::Retain, PolicySource::Resource) => Some("deletionPolicy is Retain"),
+        (DeletionPolicy::Retain, PolicySource::Namespace) => {
+            Some("the namespace's default deletion policy is Retain")
+        }
+        (DeletionPolicy::Retain, PolicySource::UnreadableNamespace) => Some(
+            "the namespace's events.ngrok.io/default-deletion-policy is neither Delete nor Retain",
+        ),
+        (DeletionPolicy::Retain, PolicySource::Operator) => {
+            Some("the operator's --default-deletion-policy is Retain")
+        }
+        (DeletionPolicy::Delete, _) if paused => Some("the resource is paused"),
+        (DeletionPolicy::Delete, _) if observing.unwrap_or(true) => {
+            Some("the resource only observes")
+        }
+        (DeletionPolicy::Delete, _) => None,
+    }
+}
 
 /// Everything deletion's decisions need besides what ngrok holds.
 pub struct CleanupFacts<'a> {

@@ -1308,3 +1308,89 @@ fn remote_field_not_modeled_when_an_update_would_drop_a_dashboard_filter() {
         );
     }
 }
+
+/// The policy in effect, row by row: the resource's own, else the namespace's annotation, else
+/// the operator's; an unreadable annotation keeps.
+#[test]
+fn the_deletion_policy_in_effect_comes_from_the_resource_the_namespace_or_the_operator() {
+    use crate::crd::DeletionPolicy::{self, Delete, Retain};
+    use PolicySource::*;
+    // (own, the namespace's annotation, the operator's) → (policy in effect, source)
+    type Row<'a> = (
+        Option<DeletionPolicy>,
+        Option<&'a str>,
+        DeletionPolicy,
+        DeletionPolicy,
+        PolicySource,
+    );
+    let rows: [Row; 8] = [
+        (Some(Delete), Some("Retain"), Retain, Delete, Resource),
+        (Some(Retain), Some("Delete"), Delete, Retain, Resource),
+        (Some(Delete), Some("typo"), Retain, Delete, Resource),
+        (None, Some("Retain"), Delete, Retain, Namespace),
+        (None, Some("Delete"), Retain, Delete, Namespace),
+        (None, Some("retain"), Delete, Retain, UnreadableNamespace),
+        (None, Some(""), Delete, Retain, UnreadableNamespace),
+        (None, None, Retain, Retain, Operator),
+    ];
+    for (own, namespace, operator, policy, source) in rows {
+        assert_eq!(
+            policy_in_effect(own, namespace, operator),
+            PolicyInEffect { policy, source },
+            "{own:?} {namespace:?} {operator:?}"
+        );
+    }
+    assert_eq!(
+        policy_in_effect(None, None, Delete),
+        PolicyInEffect {
+            policy: Delete,
+            source: Operator
+        }
+    );
+}
+
+#[test]
+fn what_keeps_an_object_says_where_the_policy_came_from() {
+    use crate::crd::DeletionPolicy::{Delete, Retain};
+    let effect = |policy, source| PolicyInEffect { policy, source };
+    let kept =
+        |policy, source, paused, observing| kept_because(effect(policy, source), paused, observing);
+    assert_eq!(
+        kept(Retain, PolicySource::Resource, false, Some(false)),
+        Some("deletionPolicy is Retain")
+    );
+    assert_eq!(
+        kept(Retain, PolicySource::Namespace, false, Some(false)),
+        Some("the namespace's default deletion policy is Retain")
+    );
+    assert!(
+        kept(
+            Retain,
+            PolicySource::UnreadableNamespace,
+            false,
+            Some(false)
+        )
+        .unwrap()
+        .contains("neither Delete nor Retain")
+    );
+    assert_eq!(
+        kept(Retain, PolicySource::Operator, false, Some(false)),
+        Some("the operator's --default-deletion-policy is Retain")
+    );
+    assert_eq!(
+        kept(Delete, PolicySource::Operator, true, Some(false)),
+        Some("the resource is paused")
+    );
+    assert_eq!(
+        kept(Delete, PolicySource::Namespace, false, Some(true)),
+        Some("the resource only observes")
+    );
+    assert_eq!(
+        kept(Delete, PolicySource::Resource, false, None),
+        Some("the resource only observes")
+    );
+    assert_eq!(
+        kept(Delete, PolicySource::Namespace, false, Some(false)),
+        None
+    );
+}

@@ -66,6 +66,7 @@ impl<'a, K: Managed> Reconciliation<'a, K> {
             &Time(whole_seconds(Timestamp::now())),
         );
         common.observed_generation = generation;
+        common.deletion_policy = Some(self.ctx.deletion_policy_of(self.resource).policy);
         if self.written.as_ref() == Some(&self.status) {
             return Ok(());
         }

@@ -39,7 +39,7 @@ impl Managed for EventSubscription {
         self.spec.api_key_ref.as_ref()
     }
 
-    fn deletion_policy(&self) -> DeletionPolicy {
+    fn deletion_policy(&self) -> Option<DeletionPolicy> {
         self.spec.deletion_policy
     }
 

@@ -4,6 +4,7 @@ for the test bed's API server (the kubeconfig of scripts/test.sh or scripts/test
 from __future__ import annotations
 
 import base64
+import json
 import os
 import pathlib
 import tempfile
@@ -19,18 +20,53 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "ngrok-events-operator"
 RELEASE = "ngrok-events-operator"
 NAMESPACE = "ngrok-events-operator"
+CRD_NAMES = sorted(p.stem for p in (ROOT / "crds").glob("*.yaml"))
 
 
-def render(values: dict | None = None, name: str = RELEASE, namespace: str = NAMESPACE) -> list[dict]:
-    """The chart's objects (templates only, as `helm template` without --include-crds)."""
+def render(values: dict | None = None, name: str = RELEASE, namespace: str = NAMESPACE,
+           hooks: bool = False) -> list[dict]:
+    """The chart's objects (templates only, as `helm template` without --include-crds): those a
+    release installs, and with `hooks=True` its hooks too (the uninstall drain, which Helm
+    creates only when it runs it)."""
     chart = helm.Chart.load(str(CHART))
     out = chart.render(values or {}, name=name, namespace=namespace)
     docs = []
     for path in sorted(out):
         if not path.endswith(".yaml"):
             continue
-        docs.extend(d for d in yaml.safe_load_all(out[path]) if d)
+        docs.extend(d for d in yaml.safe_load_all(out[path])
+                    if d and (hooks or "helm.sh/hook" not in d["metadata"].get("annotations", {})))
     return docs
+
+
+def helm_install(config: helm.Config, name: str, values: dict, namespace: str, chart=CHART, **options) -> dict:
+    """`helm install`, with options Config.install does not take: `take_ownership=True` is
+    `--take-ownership`, `skip_crds=True` is `--skip-crds`."""
+    return _release_action("helm_install", config, chart, name, values, {"namespace": namespace, **options})
+
+
+def helm_upgrade(config: helm.Config, name: str, values: dict, namespace: str, chart=CHART, **options) -> dict:
+    """`helm upgrade`, with options Config.upgrade does not take (`take_ownership=True` is
+    `--take-ownership`)."""
+    return _release_action("helm_upgrade", config, chart, name, values, {"namespace": namespace, **options})
+
+
+def helm_uninstall(config: helm.Config, name: str, disable_hooks: bool = False) -> dict:
+    """`helm uninstall`; `disable_hooks=True` is `--no-hooks`, for the test bed without a node,
+    where the chart's pre-delete drain Job could never run (the node tier runs it)."""
+    from helm_python import _native
+    options = json.dumps({"disable_hooks": True}) if disable_hooks else None
+    return json.loads(_native.call_string("helm_uninstall", config._raw(), name, options))
+
+
+def _release_action(function: str, config: helm.Config, chart, name: str, values: dict, options: dict) -> dict:
+    # helm-python-sdk 0.2.2's Config.install/upgrade pass a fixed set of options to its C library
+    # (helm-c, Helm 4.2.3's SDK), whose options JSON also reads take_ownership and skip_crds and
+    # refuses keys it does not know: the same call, with the options the CLI has.
+    from helm_python import _native
+    handle, ref = config._chart_args(str(chart))
+    return json.loads(_native.call_string(function, config._raw(), config._context_arg(None), handle, ref, name,
+                                          json.dumps(values), json.dumps(options)))
 
 
 def find(docs: list[dict], kind: str, name: str | None = None) -> dict:
@@ -123,6 +159,26 @@ def path_of(doc: dict, namespace: str | None = None) -> str:
     cluster_scoped = doc["kind"] in ("ClusterRole", "ClusterRoleBinding", "Namespace", "CustomResourceDefinition")
     prefix = base if cluster_scoped else f"{base}/namespaces/{ns}"
     return f"{prefix}/{plural(doc['kind'])}"
+
+
+def crd_path(name: str) -> str:
+    return f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+
+
+@pytest.fixture(scope="session")
+def crds_installed(kube) -> None:
+    """The CRDs, for tests whose releases leave them to another (crds.enabled=false): created
+    from crds/ where absent, never changed where present (the test bed is shared)."""
+    for name in CRD_NAMES:
+        crd = yaml.safe_load((ROOT / "crds" / f"{name}.yaml").read_text())
+        kube.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd, ok=(201, 409))
+    deadline = time.time() + 30
+    while True:
+        conditions = [c for name in CRD_NAMES for c in kube.get(crd_path(name)).json().get("status", {}).get("conditions", [])]
+        if sum(c["type"] == "Established" and c["status"] == "True" for c in conditions) == len(CRD_NAMES):
+            return
+        assert time.time() < deadline, f"the CRDs were not Established within 30s: {conditions}"
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """`helm install` with Helm's own SDK into the test bed's real kube-apiserver (1.20): every
-object is accepted (pods do not run: the test bed has no nodes). Uninstalling keeps the CRDs."""
+object is accepted (pods do not run: the test bed has no nodes). The release with default values
+carries the CRDs (taking them over, as the test bed's CRDs exist already); uninstalling it keeps
+them (helm.sh/resource-policy: keep)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,9 @@ import time
 
 import helm_python as helm
 
-from conftest import CHART, find, path_of, render
+from conftest import CRD_NAMES, crd_path, find, helm_install, helm_uninstall, path_of, render
 from render_deploy import CRDS
 from test_render import NON_DEFAULT
-
-CRD_NAMES = [name.removesuffix(".yaml") for name in CRDS]
 
 
 def test_install_defaults_and_non_default_values(kube):
@@ -20,7 +20,10 @@ def test_install_defaults_and_non_default_values(kube):
         values = {k: v for k, v in values.items() if not (k == "metrics" and suffix == "custom")}  # no ServiceMonitor CRD here
         config = helm.Config(kubeconfig_path=kube.kubeconfig, namespace=namespace)
         name = namespace.replace("chart-", "neo-")  # unique: cluster-scoped names derive from it
-        config.install(str(CHART), name, values, namespace=namespace)
+        # The CRDs exist already (the test bed's, or another release's): the release that carries
+        # them takes them over, as README's "Upgrade and uninstall" says; the "custom" one leaves
+        # them to another release (NON_DEFAULT: crds.enabled false).
+        helm_install(config, name, values, namespace, take_ownership=suffix == "defaults")
         try:
             docs = render(values, name=name, namespace=namespace)
             for doc in docs:
@@ -29,12 +32,14 @@ def test_install_defaults_and_non_default_values(kube):
                 kube.get(f"{path_of(doc, namespace)}/{doc['metadata']['name']}")
             deployment = kube.get(f"{path_of(find(docs, 'Deployment'))}/{find(docs, 'Deployment')['metadata']['name']}").json()
             assert deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
-            for crd in CRD_NAMES:  # Helm installed the chart's crds/ (or found them installed)
-                assert kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}").json()["spec"]["group"] == "events.ngrok.io"
+            manifest = config.status(name)["manifest"]
+            for crd in CRD_NAMES:
+                assert kube.get(crd_path(crd)).json()["spec"]["group"] == "events.ngrok.io"
+                assert (f"name: {crd}\n" in manifest) == (suffix == "defaults"), "the release carries the CRDs, or not"
         finally:
-            config.uninstall(name)
-    for crd in CRD_NAMES:
-        kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}")
+            helm_uninstall(config, name, disable_hooks=True)
+    for crd in CRD_NAMES:  # kept: helm.sh/resource-policy
+        kube.get(crd_path(crd))
     # Both kinds are served, with the short names and the `ngrok` category of `kubectl get ngrok`.
     deadline = time.time() + 20
     while True:  # discovery follows the CRDs

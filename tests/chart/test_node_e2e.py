@@ -3,7 +3,9 @@ the test image as a pod under the chart's security settings; the pod becomes Rea
 own probes and reconciles the examples against the ngrok emulator; its logs are JSON; /metrics
 answers through the chart's Service; a rotated operator-wide key is picked up; a rolling
 `helm upgrade` to two replicas hands the lease over without a duplicate create; `helm uninstall`
-leaves the resources and their ngrok objects; and `kubectl apply -k deploy/` runs as well.
+leaves the resources and their ngrok objects; and `kubectl apply -k deploy/` runs as well. The
+node test bed starts without CRDs: `helm install` creates them (chart templates) as the release's,
+and `helm uninstall` keeps them (helm.sh/resource-policy: keep).
 
 Environment (set by scripts/test-node.sh): KUBECONFIG of a node test bed, NEO_EMULATOR_URL
 (reachable from pods), NEO_API_KEY (the emulator's key), NEO_TEST_IMAGE."""
@@ -19,7 +21,7 @@ import helm_python as helm
 import pytest
 import requests
 
-from conftest import CHART, ROOT, find, render
+from conftest import CHART, CRD_NAMES, ROOT, crd_path, find, render
 
 IMAGE = {"repository": "localhost/ngrok-events-operator", "tag": "test", "pullPolicy": "Never"}
 RELEASE = "neo"
@@ -79,6 +81,13 @@ def emulator_creates(url: str) -> int:
                if c["method"] == "POST" and c["route"].startswith("/event_") and 200 <= (c["status"] or 0) < 300)
 
 
+def emulator_writes(url: str) -> int:
+    """Writes (POST, PATCH, DELETE) the emulator answered for ngrok's event routes."""
+    counts = requests.get(f"{url}/__admin/counts", timeout=10).json()
+    return sum(c["count"] for c in counts
+               if c["method"] in ("POST", "PATCH", "DELETE") and c["route"].startswith("/event_"))
+
+
 def emulator_has(url: str, object_id: str) -> bool:
     return requests.get(f"{url}/__admin/objects/{object_id}", timeout=10).status_code == 200
 
@@ -111,6 +120,10 @@ def test_helm_install_upgrade_and_uninstall_on_a_node(kube, env):
     selector = "app.kubernetes.io/instance=" + RELEASE
 
     config.install(str(CHART), RELEASE, values, namespace=namespace)
+    for crd in CRD_NAMES:  # created by the install, as the release's
+        annotations = kube.get(crd_path(crd)).json()["metadata"]["annotations"]
+        assert annotations["meta.helm.sh/release-name"] == RELEASE and annotations["meta.helm.sh/release-namespace"] == namespace
+        assert annotations["helm.sh/resource-policy"] == "keep"
     # Ready through its own readiness probe (/readyz on the metrics port).
     (pod,) = ready_pods(kube, namespace, selector, 1)
     container = pod["spec"]["containers"][0]
@@ -175,14 +188,42 @@ def test_helm_install_upgrade_and_uninstall_on_a_node(kube, env):
     examples_ready(kube, examples)
     assert emulator_creates(url) == creates + 1, "no duplicate create during the handover"
 
-    # helm uninstall: the operator goes; the resources, their finalizers and ngrok objects stay.
+    # helm uninstall: its pre-delete hook drains (uninstall.drain.policy Retain by default): the
+    # operator is stopped and every finalizer removed; the CRDs (keep), the resources and their
+    # ngrok objects stay. Deleting the namespace then ends at once, and deletes nothing in ngrok.
+    writes = emulator_writes(url)
     config.uninstall(RELEASE)
     wait("the operator's pods gone", lambda: not pods(kube, namespace, selector))
+    for crd in CRD_NAMES:
+        assert kube.get(crd_path(crd)).json()["metadata"].get("deletionTimestamp") is None
     for ref, object_id in ids.items():
         kind, name = ref.split("/")
         obj = json.loads(kubectl(kube, "get", kind.lower(), "-n", examples, name, "-o", "json"))
-        assert "events.ngrok.io/cleanup" in obj["metadata"]["finalizers"]
+        assert "events.ngrok.io/cleanup" not in obj["metadata"].get("finalizers", [])
         assert emulator_has(url, object_id)
+    kubectl(kube, "delete", "namespace", examples, f"--timeout={TIMEOUT}s")
+    assert all(emulator_has(url, object_id) for object_id in ids.values())
+    assert emulator_writes(url) == writes, "the drain and the namespace's deletion wrote nothing to ngrok"
+
+
+def test_uninstall_with_the_delete_drain_deletes_every_ngrok_object_first(kube, env):
+    """uninstall.drain.policy Delete: the hook deletes every resource while the operator runs,
+    which deletes their ngrok objects; the namespace then goes at once."""
+    url, key = env
+    namespace, examples = kube.namespace("node-drain"), kube.namespace("node-drained")
+    config = helm.Config(kubeconfig_path=kube.kubeconfig, namespace=namespace)
+    values = {"image": IMAGE, "apiUrl": url, "credentials": {"apiKey": key}, "driftInterval": "1h",
+              "watchNamespace": examples, "crds": {"enabled": False},
+              "uninstall": {"drain": {"policy": "Delete", "timeoutSeconds": 120}}}
+    config.install(str(CHART), "drain", values, namespace=namespace)
+    ready_pods(kube, namespace, "app.kubernetes.io/instance=drain", 1)
+    kubectl(kube, "apply", "-n", examples, "-f", str(ROOT / "examples" / "kinesis-role.yaml"))
+    ids = examples_ready(kube, examples)
+    assert ids and all(emulator_has(url, i) for i in ids.values())
+    config.uninstall("drain")
+    assert not json.loads(kubectl(kube, "get", "ned,nes", "-n", examples, "-o", "json"))["items"]
+    assert not any(emulator_has(url, i) for i in ids.values()), "deleted in ngrok by the operator"
+    kubectl(kube, "delete", "namespace", examples, f"--timeout={TIMEOUT}s")
 
 
 def test_plain_manifests_run_on_the_node(kube, env):

@@ -97,8 +97,11 @@ def run_variant(kube, tmp: pathlib.Path, label: str, leader: bool, remove: tuple
     """Installs the chart in a fresh namespace, optionally removes one verb, runs the scenario;
     returns None when it passed, else what failed."""
     ns = kube.namespace(f"rbac-{label}")
-    # The user ClusterRoles have cluster-wide names, and every variant is release "neo".
-    values = {"watchNamespace": ns, "leaderElection": {"enabled": leader}, "rbac": {"userRoles": False}}
+    # The user ClusterRoles and the CRDs are cluster-wide, and every variant is release "neo":
+    # as with one release per team, the variants leave both to one release (here, the test bed's
+    # CRDs: the crds_installed fixture).
+    values = {"watchNamespace": ns, "leaderElection": {"enabled": leader}, "rbac": {"userRoles": False},
+              "crds": {"enabled": False}}
     helm.Config(kubeconfig_path=kube.kubeconfig, namespace=ns).install(str(CHART), "neo", values, namespace=ns)
     if remove:
         role_name, group, resource, verb = remove
@@ -157,7 +160,7 @@ LEASE_RULES = [("neo-ngrok-events-operator-leader-election", "coordination.k8s.i
                for v in ("get", "create", "patch")]
 
 
-def test_the_rules_suffice_and_each_verb_is_needed(kube, binaries, tmp_path):
+def test_the_rules_suffice_and_each_verb_is_needed(kube, crds_installed, binaries, tmp_path):
     variants = [("full", False, None), ("full-leader", True, None)]
     variants += [(f"no-{r[2].replace('/', '-')}-{r[3]}", False, r) for r in RULES]
     variants += [(f"no-lease-{r[3]}", True, r) for r in LEASE_RULES]

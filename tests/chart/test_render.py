@@ -1,6 +1,6 @@
 """The chart rendered by Helm's own SDK: defaults, non-default values, the values schema, lint,
 the hardened pod, RBAC against the documented list of the operator's calls, and the generated
-files (chart CRDs, deploy/) against their sources."""
+files (the chart's files/crds/, deploy/) against their sources."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def rules_of(doc: dict) -> set[tuple[str, str, str]]:
 
 def test_defaults_render_the_expected_objects():
     docs = render()
-    assert kinds(docs) == ["ClusterRole"] * 4 + ["ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    assert kinds(docs) == ["ClusterRole"] * 4 + ["ClusterRoleBinding"] + ["CustomResourceDefinition"] * 2 + [
+        "Deployment", "Service", "ServiceAccount"]
     deployment = find(docs, "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "ghcr.io/ngrok-events-operator/ngrok-events-operator:" + helm.Chart.load(str(CHART)).metadata["appVersion"]
@@ -89,9 +90,15 @@ def test_the_image_uid_matches_the_chart():
     assert "USER 65532:65532" in dockerfile
 
 
+# controller.rs: metadata-only watches of namespaces (their default-deletion-policy annotation;
+# those an operatorKeyNamespaceSelector or adoptionNamespaceSelector selects).
+NAMESPACE_CALLS = {("", "namespaces", "list"), ("", "namespaces", "watch")}
+
+
 def test_rbac_is_exactly_the_operators_calls():
     docs = render()
-    assert rules_of(find(docs, "ClusterRole", "ngrok-events-operator")) == OPERATOR_CALLS
+    # Watching every namespace, it reads each namespace's default-deletion-policy annotation.
+    assert rules_of(find(docs, "ClusterRole", "ngrok-events-operator")) == OPERATOR_CALLS | NAMESPACE_CALLS
     binding = find(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "ngrok-events-operator", "namespace": "ngrok-events-operator"}]
     assert not [d for d in docs if d["kind"] == "Role"], "no lease access without leader election"
@@ -121,8 +128,6 @@ def test_watch_namespace_grants_a_namespaced_role_there():
     assert env["WATCH_NAMESPACE"] == "team-a"
 
 
-# controller.rs operator_key_namespaces: a metadata-only watcher of the selected namespaces.
-NAMESPACE_CALLS = {("", "namespaces", "list"), ("", "namespaces", "watch")}
 
 
 def test_an_operator_key_namespace_selector_watches_namespaces():
@@ -169,6 +174,8 @@ NON_DEFAULT = {
     "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
     "multiTenancy": {"requireCredentialsLabel": False},
     "rbac": {"aggregateSubscriptionsToDefaultRoles": False},
+    # A second release in a cluster whose CRDs another release carries.
+    "crds": {"enabled": False},
 }
 
 
@@ -264,6 +271,8 @@ def test_an_existing_secret_is_mounted_not_copied():
     {"watchNamespace": "Team_A"},
     {"multiTenancy": {"requireCredentialsLabel": "no"}},
     {"rbac": {"aggregateToDefaultRole": True}},
+    {"crds": {"enable": False}},
+    {"crds": {"keep": "no"}},
 ])
 def test_the_values_schema_rejects_typos_and_wrong_types(values):
     chart = helm.Chart.load(str(CHART))
@@ -282,8 +291,10 @@ def test_lint_is_clean():
 
 def test_chart_crds_are_the_generated_crds():
     for crd in (ROOT / "crds").glob("*.yaml"):
-        assert (CHART / "crds" / crd.name).read_text() == crd.read_text(), f"run scripts/generate.sh ({crd.name})"
-    assert sorted(p.name for p in (CHART / "crds").glob("*")) == sorted(p.name for p in (ROOT / "crds").glob("*"))
+        assert (CHART / "files" / "crds" / crd.name).read_text() == crd.read_text(), f"run scripts/generate.sh ({crd.name})"
+    assert sorted(p.name for p in (CHART / "files" / "crds").glob("*")) == sorted(p.name for p in (ROOT / "crds").glob("*"))
+    # A crds/ directory would be installed by Helm once, untemplated, and never upgraded.
+    assert not (CHART / "crds").exists()
 
 
 def test_deploy_is_the_rendered_chart():
@@ -292,3 +303,46 @@ def test_deploy_is_the_rendered_chart():
     assert actual == expected, "deploy/ drifted from the chart: run scripts/generate.sh"
     kustomization = yaml.safe_load(expected["kustomization.yaml"])
     assert sorted(kustomization["resources"]) == sorted(n for n in expected if n != "kustomization.yaml")
+
+
+# drain.rs: list + patch (remove the finalizer) + delete of both kinds; the operator's
+# Deployment get + patch (replicas: 0), its pods list (wait until they stop).
+DRAIN_CALLS = {("events.ngrok.io", r, v) for r in ("eventdestinations", "eventsubscriptions")
+               for v in ("list", "patch", "delete")}
+DRAIN_OPERATOR_CALLS = {("apps", "deployments", "get"), ("apps", "deployments", "patch"), ("", "pods", "list")}
+
+
+@pytest.mark.parametrize("values", [{}, {"watchNamespace": "team-a"}], ids=["cluster", "one-namespace"])
+def test_uninstall_runs_the_drain_as_a_pre_delete_hook_with_exactly_its_rights(values):
+    docs = render(values, hooks=True)
+    hooks = [d for d in docs if "helm.sh/hook" in d["metadata"].get("annotations", {})]
+    assert sorted(d["kind"] for d in hooks) == sorted(
+        ["ServiceAccount", "Job", "Role", "RoleBinding",
+         "Role" if values else "ClusterRole", "RoleBinding" if values else "ClusterRoleBinding"])
+    for hook in hooks:
+        assert hook["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
+        assert "hook-succeeded" in hook["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
+    kind = "Role" if values else "ClusterRole"
+    assert rules_of(find(hooks, kind, "ngrok-events-operator-drain")) == DRAIN_CALLS
+    operator_role = find(hooks, "Role", "ngrok-events-operator-drain-operator")
+    assert rules_of(operator_role) == DRAIN_OPERATOR_CALLS
+    assert operator_role["rules"][0]["resourceNames"] == ["ngrok-events-operator"]
+    job = find(hooks, "Job")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["drain", "--policy=Retain", "--operator-deployment=ngrok-events-operator", "--timeout=300s"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env.get("WATCH_NAMESPACE") == values.get("watchNamespace")
+    # Installing creates none of it: Helm creates hooks only when it runs them.
+    assert not [d for d in render(values) if d["kind"] == "Job"]
+
+
+def test_the_drain_policy_and_switch_are_values():
+    job = find(render({"uninstall": {"drain": {"policy": "Delete", "timeoutSeconds": 60}}}, hooks=True), "Job")
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][1:4:2] == ["--policy=Delete", "--timeout=60s"]
+    assert not [d for d in render({"uninstall": {"drain": {"enabled": False}}}, hooks=True) if d["kind"] == "Job"]
+
+
+def test_the_default_deletion_policy_is_a_value():
+    env = lambda docs: {e["name"]: e.get("value") for e in find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env(render())["DEFAULT_DELETION_POLICY"] == "Delete"
+    assert env(render({"defaultDeletionPolicy": "Retain"}))["DEFAULT_DELETION_POLICY"] == "Retain"

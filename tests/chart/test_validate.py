@@ -25,7 +25,7 @@ NOT_KUBERNETES = {"ServiceMonitor"}
 @pytest.mark.parametrize("version", ["1.25.0", kubernetes_validate.latest_version() + ".0"])
 @pytest.mark.parametrize("values", [{}, NON_DEFAULT], ids=["defaults", "non-default"])
 def test_manifests_match_the_kubernetes_schemas(version, values):
-    for doc in render(values):
+    for doc in render(values, hooks=True):
         if doc["kind"] in NOT_KUBERNETES:
             continue
         kubernetes_validate.validate(doc, version, strict=True)
@@ -59,7 +59,7 @@ def checkov(directory) -> dict:
 
 @pytest.mark.parametrize("values", [{}, NON_DEFAULT], ids=["defaults", "non-default"])
 def test_checkov_finds_nothing_unexplained(values, tmp_path):
-    docs = render(values)
+    docs = render(values, hooks=True)
     (tmp_path / "all.yaml").write_text(yaml.safe_dump_all(docs))
     report = checkov(tmp_path)
     failed = [(f["check_id"], f["check_name"], f["resource"]) for f in report["results"]["failed_checks"]]

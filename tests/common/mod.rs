@@ -80,6 +80,8 @@ pub struct Options {
     pub concurrency: u16,
     /// `--api-rate-limit` and the burst (0: no limit, the default of the tests).
     pub api_rate_limit: (u32, u32),
+    /// `--default-deletion-policy` (`Delete`, as in the binary).
+    pub default_deletion_policy: ngrok_events_operator::crd::DeletionPolicy,
 }
 
 /// A label selector of every test namespace ([`testbed::namespace`] labels each; the test
@@ -121,6 +123,7 @@ impl Default for Options {
             require_credentials_label: true,
             concurrency: 4,
             api_rate_limit: (0, 1),
+            default_deletion_policy: Default::default(),
         }
     }
 }
@@ -159,6 +162,7 @@ impl Operator {
             operator_key_namespace_selector: options.operator_key_namespace_selector,
             adoption_namespace_selector: options.adoption_namespace_selector,
             require_credentials_label: options.require_credentials_label,
+            default_deletion_policy: options.default_deletion_policy,
             fence: None,
         };
         let (rate, burst) = options.api_rate_limit;

@@ -1,7 +1,11 @@
 //! The node tier (`testbed up --with-node`): containerd with its CRI plugin, runc and the CNI
 //! bridge plugin, kube-scheduler, kube-proxy and a kubelet, so that pods actually run. Needs root
 //! and `testbed/install.sh --with-node`. One node test bed per machine at a time: the kubelet,
-//! the CNI bridge and kube-proxy's iptables rules are machine-wide.
+//! the CNI bridge and the iptables rules (kube-proxy's, and [`keep_pod_traffic_on_machine`]'s)
+//! are machine-wide.
+//!
+//! Pods' traffic stays on the machine: they reach the node's own address, other pods and
+//! Services; anything else is refused at once (see [`keep_pod_traffic_on_machine`]).
 
 use std::fs;
 use std::net::{IpAddr, UdpSocket};
@@ -17,8 +21,12 @@ use crate::servers::{cache_bin_dir, free_port, which};
 pub const NODE_NAME: &str = "testbed-node";
 /// The sandbox image, built by `testbed/install.sh --with-node` (nothing can be pulled).
 pub const PAUSE_IMAGE: &str = "localhost/testbed/pause:3.6";
-/// Pods get addresses from this range, on the bridge `testbed0`.
+/// Pods get addresses from this range, on the bridge [`BRIDGE`].
 pub const POD_CIDR: &str = "10.89.0.0/16";
+/// The bridge the pods' interfaces are attached to; its address is their gateway.
+pub const BRIDGE: &str = "testbed0";
+/// The iptables chain (filter table) that refuses what pods send off the machine.
+pub const EGRESS_CHAIN: &str = "TESTBED-EGRESS";
 /// Services get addresses from this range; the API server's `kubernetes` Service is its first.
 pub const SERVICE_CIDR: &str = "10.0.0.0/24";
 
@@ -148,7 +156,7 @@ state = "{state}"
             d.join("cni/10-testbed.conflist"),
             format!(
                 r#"{{"cniVersion":"0.4.0","name":"testbed","plugins":[
-{{"type":"bridge","bridge":"testbed0","isGateway":true,"ipMasq":true,"hairpinMode":true,
+{{"type":"bridge","bridge":"{BRIDGE}","isGateway":true,"ipMasq":true,"hairpinMode":true,
  "ipam":{{"type":"host-local","ranges":[[{{"subnet":"{POD_CIDR}"}}]],"routes":[{{"dst":"0.0.0.0/0"}}],"dataDir":"{ipam}"}}}},
 {{"type":"portmap","capabilities":{{"portMappings":true}}}}]}}
 "#,
@@ -202,6 +210,95 @@ resolvConf: /etc/resolv.conf
         fs::write(&path, config)?;
         Ok((path, port))
     }
+}
+
+/// Keeps the pods' traffic on the machine. A pod reaches the node's own addresses (delivered
+/// locally, never forwarded), other pods (on the bridge) and Services (kube-proxy rewrites a
+/// Service address to its endpoint's before routing). Everything else the machine would forward
+/// from the bridge, that is towards its default gateway (a Service address kube-proxy has not
+/// programmed yet, a mistyped URL, a DNS query to the machine's resolver), is refused on the spot:
+/// a test that reaches outside fails at once, instead of sending packets off the machine and
+/// hanging until a timeout. A TCP connection gets a reset ("connection refused"): an ICMP error
+/// that reaches the connecting socket while connect() still holds it only counts at the SYN's
+/// retransmission, a second later. Anything else gets "network unreachable". IPv4 only: pods get
+/// no IPv6 address.
+///
+/// The jump is inserted first in FORWARD. kube-proxy may later put its own jumps above it; its
+/// KUBE-FORWARD chain accepts a new connection only when it carries kube-proxy's masquerade
+/// mark, which it gives to Service traffic from outside the pod range, never to a pod's packet
+/// to an outside address. Rules left by a run that was killed are replaced.
+pub(crate) fn keep_pod_traffic_on_machine() -> Result<()> {
+    remove_egress_rules();
+    iptables(&["-N", EGRESS_CHAIN])?;
+    // Pod to pod: with br_netfilter loaded, frames within the bridge traverse FORWARD too.
+    iptables(&["-A", EGRESS_CHAIN, "-d", POD_CIDR, "-j", "RETURN"])?;
+    iptables(&[
+        "-A",
+        EGRESS_CHAIN,
+        "-p",
+        "tcp",
+        "-j",
+        "REJECT",
+        "--reject-with",
+        "tcp-reset",
+    ])?;
+    iptables(&[
+        "-A",
+        EGRESS_CHAIN,
+        "-j",
+        "REJECT",
+        "--reject-with",
+        "icmp-net-unreachable",
+    ])?;
+    iptables(&["-I", "FORWARD", "1", "-i", BRIDGE, "-j", EGRESS_CHAIN])
+}
+
+/// Removes [`keep_pod_traffic_on_machine`]'s rules. Best effort: used while tearing down.
+pub(crate) fn remove_egress_rules() {
+    // `-D` removes one matching rule per call; runs that were killed may have left several.
+    while iptables(&["-D", "FORWARD", "-i", BRIDGE, "-j", EGRESS_CHAIN]).is_ok() {}
+    let _ = iptables(&["-F", EGRESS_CHAIN]);
+    let _ = iptables(&["-X", EGRESS_CHAIN]);
+}
+
+/// How many packets pods have sent towards the outside, each refused by
+/// [`keep_pod_traffic_on_machine`]: the counters of its REJECT rules.
+pub fn refused_egress_packets() -> Result<u64> {
+    let output = iptables_output(&["-L", EGRESS_CHAIN, "-n", "-v", "-x"])?;
+    // After two header lines, one line per rule: packets, bytes, target, ...
+    let refused: Vec<u64> = output
+        .lines()
+        .skip(2)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|fields| fields.get(2) == Some(&"REJECT"))
+        .filter_map(|fields| fields.first()?.parse().ok())
+        .collect();
+    if refused.is_empty() {
+        bail!("no REJECT rule in {EGRESS_CHAIN}: {output}");
+    }
+    Ok(refused.iter().sum())
+}
+
+fn iptables(args: &[&str]) -> Result<()> {
+    iptables_output(args).map(drop)
+}
+
+/// Runs `iptables -w` (waiting for the lock kube-proxy takes too) and returns its stdout.
+fn iptables_output(args: &[&str]) -> Result<String> {
+    let output = Command::new("iptables")
+        .arg("-w")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running iptables (testbed/install.sh --with-node installs it)")?;
+    if !output.status.success() {
+        bail!(
+            "iptables {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Imports one image archive (`docker save` format) into containerd's Kubernetes namespace.

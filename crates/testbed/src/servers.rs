@@ -268,8 +268,9 @@ impl Servers {
         self.dir.path().join("certs/apiserver.crt")
     }
 
-    /// Starts containerd (and imports the images), kube-scheduler, kube-proxy and the kubelet,
-    /// and returns once the node is Ready and schedulable.
+    /// Keeps the pods' traffic on the machine, starts containerd (and imports the images),
+    /// kube-scheduler, kube-proxy and the kubelet, and returns once the node is Ready and
+    /// schedulable.
     fn start_node(&mut self) -> Result<()> {
         let Some((binaries, node)) = &self.node else {
             return Ok(());
@@ -278,6 +279,8 @@ impl Servers {
         let (kubelet_config, _) = node.kubelet_config()?;
         let (socket, node_dir, ip) = (node.containerd_socket(), node.dir.clone(), node.ip);
         let kubeconfig = format!("--kubeconfig={}", self.kubeconfig.display());
+        // Before the first pod: none of them ever sends a packet off the machine.
+        node::keep_pod_traffic_on_machine()?;
         self.spawn(
             "containerd",
             Command::new(&binaries.containerd)
@@ -505,8 +508,9 @@ impl Servers {
         self.dir.path().to_path_buf()
     }
 
-    /// Stops the node's programs first, then what containerd runs, then the rest; finally
-    /// unmounts what the node mounted below the data directory.
+    /// Stops the node's programs first, then what containerd runs (and removes the node's
+    /// iptables rules), then the rest; finally unmounts what the node mounted below the data
+    /// directory.
     fn shutdown(&mut self) {
         let mut children = std::mem::take(&mut self.children);
         if let Some((binaries, node)) = &self.node {
@@ -515,6 +519,7 @@ impl Servers {
                 stop(children.split_off(at + 1));
                 node::remove_workloads(binaries, &node.containerd_socket());
             }
+            node::remove_egress_rules();
         }
         stop(children);
         if self.node.is_some() {
