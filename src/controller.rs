@@ -465,10 +465,18 @@ where
 /// ([`annotations::keep_what_the_operator_reads`]): managedFields, labels and foreign
 /// annotations are as large as a tenant makes them (managedFields alone can be as large as the
 /// rest of an object, most of the memory at 10,000 resources), and the operator reads none.
+/// Resources per page of a watch's (re)listing. Each page is held whole twice, as the response
+/// body and decoded, before [`annotations::keep_what_the_operator_reads`] strips what tenants
+/// put in metadata: pages of 10 bound that to 10 objects (a few MiB at the 256 KiB that
+/// Kubernetes allows for annotations), where one unpaged listing would hold every resource of
+/// the cluster at once. Pages need the most recent resourceVersion (a consistent read):
+/// the API server's watch cache (resourceVersion 0) ignores the limit.
+const LIST_PAGE_SIZE: u32 = 10;
+
 fn watch<K: Managed>(
     api: Api<K>,
 ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send {
-    watcher(api, watcher::Config::default().any_semantic())
+    watcher(api, watcher::Config::default().page_size(LIST_PAGE_SIZE))
         .default_backoff()
         .modify(|resource: &mut K| annotations::keep_what_the_operator_reads(resource.meta_mut()))
 }
