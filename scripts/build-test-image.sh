@@ -7,6 +7,9 @@
 #
 #   scripts/build-test-image.sh    prints the archive's path
 #   NEO_OPERATOR_BINARY=path       packs that binary instead of building the release binary
+#   NEO_IMAGE_TAG=previous         tags it localhost/ngrok-events-operator:previous only, in its own
+#                                  archive (another version of the operator beside the test image)
+#   NEO_IMAGE_VERSION=0.1.0        its version label (default: the chart's appVersion)
 #
 # Tagged localhost/ngrok-events-operator:test (what the node tests install) and as the chart's
 # default image (so that deploy/ runs unchanged on the test node).
@@ -14,9 +17,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-VERSION=$(sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/ngrok-events-operator/Chart.yaml)
+VERSION=${NEO_IMAGE_VERSION:-$(sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/ngrok-events-operator/Chart.yaml)}
 DEFAULT_REPOSITORY=$(sed -n 's/^  repository: //p' charts/ngrok-events-operator/values.yaml | head -1)
 REFS="localhost/ngrok-events-operator:test,$DEFAULT_REPOSITORY:$VERSION"
+out="$TARGET_DIR/test-image/ngrok-events-operator.tar"
+if [[ -n "${NEO_IMAGE_TAG:-}" ]]; then
+  # Not the chart's default name: that one stays the test image's, which deploy/ runs.
+  REFS="localhost/ngrok-events-operator:$NEO_IMAGE_TAG"
+  out="$TARGET_DIR/test-image/ngrok-events-operator-$NEO_IMAGE_TAG.tar"
+fi
 [[ -f /etc/ssl/certs/ca-certificates.crt ]] || {
   apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ca-certificates >&2
@@ -54,7 +63,6 @@ config=$(cat <<JSON
   "org.opencontainers.image.licenses":"Apache-2.0"}}
 JSON
 )
-out="$TARGET_DIR/test-image/ngrok-events-operator.tar"
 mkdir -p "$(dirname "$out")"
 bash testbed/docker-archive.sh "$rootfs" "$REFS" "$(tr -d '\n' <<<"$config")" "$out"
 echo "$out"

@@ -244,10 +244,11 @@ impl Servers {
             ]);
             if self.node.is_some() {
                 // What pods need: ServiceAccounts and their tokens' CA (root-ca publisher),
-                // Deployments, the node's not-ready taint lifted, Service endpoints.
+                // Deployments, Jobs (the chart's uninstall drain), the node's not-ready taint
+                // lifted, Service endpoints.
                 command.args([
                     "--controllers=namespace,garbagecollector,serviceaccount,serviceaccount-token,\
-                     deployment,replicaset,nodelifecycle,root-ca-cert-publisher,endpoint,\
+                     deployment,replicaset,job,nodelifecycle,root-ca-cert-publisher,endpoint,\
                      endpointslice,podgc,resourcequota",
                     &format!("--service-account-private-key-file={}", sa_key.display()),
                     &format!("--root-ca-file={}", self.api_ca().display()),
