@@ -25,17 +25,18 @@ CRD_NAMES = sorted(p.stem for p in (ROOT / "crds").glob("*.yaml"))
 
 def render(values: dict | None = None, name: str = RELEASE, namespace: str = NAMESPACE,
            hooks: bool = False) -> list[dict]:
-    """The chart's objects (templates only, as `helm template` without --include-crds): those a
-    release installs, and with `hooks=True` its hooks too (the uninstall drain, which Helm
-    creates only when it runs it)."""
+    """The chart's objects (templates only, as `helm template` without --include-crds), and with
+    `hooks=True` the uninstall drain's too (its pre-delete Job, and the ServiceAccount and RBAC
+    that the Job runs with)."""
     chart = helm.Chart.load(str(CHART))
     out = chart.render(values or {}, name=name, namespace=namespace)
     docs = []
     for path in sorted(out):
         if not path.endswith(".yaml"):
             continue
-        docs.extend(d for d in yaml.safe_load_all(out[path])
-                    if d and (hooks or "helm.sh/hook" not in d["metadata"].get("annotations", {})))
+        if path.endswith("templates/drain-hook.yaml") and not hooks:
+            continue
+        docs.extend(d for d in yaml.safe_load_all(out[path]) if d)
     return docs
 
 

@@ -37,9 +37,9 @@ def files() -> dict[str, str]:
                     crd = crd.lstrip("-\n")
                     crds[f"{yaml.safe_load(crd)['metadata']['name']}.yaml"] = HEADER + crd + "\n"
                 continue
-            # Helm hooks (the uninstall drain) run only under Helm: kubectl apply would run them now.
-            if all("helm.sh/hook" in (yaml.safe_load(d) or {}).get("metadata", {}).get("annotations", {})
-                   for d in text.split("\n---\n") if d.strip("-\n")):
+            # The uninstall drain runs only under Helm (a pre-delete hook): kubectl apply would run
+            # its Job at once; its ServiceAccount and RBAC would serve nothing.
+            if path.endswith("templates/drain-hook.yaml"):
                 continue
             docs.append(f"# Source: {path.split('/', 1)[1]}\n" + text.lstrip("-\n"))
     assert sorted(crds) == sorted(CRDS), f"{CRD_TEMPLATE} rendered {sorted(crds)}"
