@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret as KubeSecret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, PartialObjectMeta};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
@@ -260,6 +261,7 @@ pub async fn run(
     // (`reconcile::reconcile`, `--concurrency`), which a reconcile waiting for ngrok's budget
     // leaves.
     let config = controller::Config::default().concurrency(0);
+    let destinations_synced = destination_store.clone();
     let destination_controller =
         Controller::for_stream(destination_events.applied_objects(), destination_store)
             .reconcile_on(destination_requests)
@@ -282,6 +284,14 @@ pub async fn run(
                 ctx,
             )
             .for_each(log_result);
+    // A subscription finds its destinations' ids in the destination cache: before that cache
+    // holds every destination, it would report DestinationNotReady for destinations that are
+    // Ready (and flap its conditions at every start of the operator).
+    let subscription_controller = async move {
+        if wait_until_ready(&destinations_synced).await {
+            subscription_controller.await;
+        }
+    };
     futures::join!(destination_controller, subscription_controller);
     secret_router.abort();
     rotations.abort();
@@ -342,85 +352,62 @@ impl<K: Managed> ResourceView for K {
     }
 }
 
+/// A cache of namespaces and the task that keeps it, its first listing complete.
+type NamespaceCache = (
+    Store<PartialObjectMeta<Namespace>>,
+    tokio::task::JoinHandle<()>,
+);
+type NamespaceEvent = Result<watcher::Event<PartialObjectMeta<Namespace>>, watcher::Error>;
+
 /// The namespaces a selector flag (`flag`) selects, such as those that may use the
-/// operator-wide key: a metadata-only watch of the namespaces matching `selector` (the API
-/// server evaluates it, so any selector kubectl takes works), running once this returns, its
-/// first listing complete so that no resource is refused for want of one. A namespace entering
-/// or leaving the selection triggers its resources.
+/// operator-wide key: the API server evaluates the selector, so any selector kubectl takes
+/// works. A namespace entering or leaving the selection triggers its resources.
 async fn selected_namespaces(
     client: &Client,
     flag: &str,
     selector: &str,
     triggers: Triggers,
-) -> anyhow::Result<(
-    Store<PartialObjectMeta<Namespace>>,
-    tokio::task::JoinHandle<()>,
-)> {
-    // kube 5 asks for metadata only (PartialObjectMetadata) on an Api of PartialObjectMeta.
-    let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
-    api.list(&ListParams::default().labels(selector).limit(1))
-        .await
-        .with_context(|| format!("cannot list namespaces with {flag} {selector:?}: is it a valid label selector, and may the operator list namespaces?"))?;
-    let (store, writer) = reflector::store();
-    let events = reflector(
-        writer,
-        watcher(
-            api,
-            watcher::Config::default().labels(selector).any_semantic(),
-        )
-        .default_backoff()
-        .modify(|namespace| {
-            namespace.metadata.managed_fields = None;
-            namespace.metadata.annotations = None;
-        }),
+) -> anyhow::Result<NamespaceCache> {
+    let cannot_list = format!(
+        "cannot list namespaces with {flag} {selector:?}: is it a valid label selector, and may the operator list namespaces?"
     );
-    let watch = tokio::spawn(events.for_each(move |event| {
-        if let Some(namespace) = changed(&event) {
-            let name = namespace.name_any();
-            triggers.every(|resource| resource.namespace().as_deref() == Some(name.as_str()));
-        }
-        std::future::ready(())
-    }));
-    wait_until_ready(&store).await;
-    Ok((store, watch))
+    let keep_name_only = |meta: &mut ObjectMeta| {
+        meta.annotations = None;
+    };
+    watch_namespaces(
+        client,
+        Some(selector),
+        cannot_list,
+        keep_name_only,
+        move |event| {
+            if let Some(namespace) = changed(event) {
+                let name = namespace.name_any();
+                triggers.every(|resource| resource.namespace().as_deref() == Some(name.as_str()));
+            }
+        },
+    )
+    .await
 }
 
 /// Every namespace with its annotation `events.ngrok.io/default-deletion-policy` alone (its
-/// resources' default deletion policy): a metadata-only watch, its first listing complete on
-/// return. Nothing else of a namespace is kept, and a value longer than any policy is kept as
-/// an unreadable one, so the cache stays small whatever namespaces carry. A namespace whose
-/// annotation changes triggers its resources, whose status shows the policy in effect.
-async fn namespace_defaults(
-    client: &Client,
-    triggers: Triggers,
-) -> anyhow::Result<(
-    Store<PartialObjectMeta<Namespace>>,
-    tokio::task::JoinHandle<()>,
-)> {
+/// resources' default deletion policy). Nothing else of a namespace is kept, and a value longer
+/// than any policy is kept as an unreadable one, so the cache stays small whatever namespaces
+/// carry. A namespace whose annotation changes triggers its resources, whose status shows the
+/// policy in effect.
+async fn namespace_defaults(client: &Client, triggers: Triggers) -> anyhow::Result<NamespaceCache> {
     use crate::crd::DEFAULT_DELETION_POLICY_ANNOTATION as KEY;
-    let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
-    api.list(&ListParams::default().limit(1))
-        .await
-        .context("cannot list namespaces (their events.ngrok.io/default-deletion-policy annotation): may the operator list and watch namespaces?")?;
-    let (store, writer) = reflector::store();
-    let events = reflector(
-        writer,
-        watcher(api, watcher::Config::default().any_semantic())
-            .default_backoff()
-            .modify(|namespace| {
-                let meta = &mut namespace.metadata;
-                let policy = meta.annotations.take().and_then(|mut a| a.remove(KEY));
-                let policy = policy.map(|p| if p.len() > 16 { String::new() } else { p });
-                meta.annotations = policy.map(|p| [(KEY.to_string(), p)].into());
-                meta.labels = None;
-                meta.managed_fields = None;
-            }),
-    );
+    let cannot_list = "cannot list namespaces (their events.ngrok.io/default-deletion-policy annotation): may the operator list and watch namespaces?".to_string();
+    let keep_policy_only = |meta: &mut ObjectMeta| {
+        let policy = meta.annotations.take().and_then(|mut a| a.remove(KEY));
+        let policy = policy.map(|p| if p.len() > 16 { String::new() } else { p });
+        meta.annotations = policy.map(|p| [(KEY.to_string(), p)].into());
+        meta.labels = None;
+    };
     let mut seen: std::collections::HashMap<String, Option<String>> = Default::default();
-    let watch = tokio::spawn(events.for_each(move |event| {
-        if let Some(namespace) = changed(&event) {
+    watch_namespaces(client, None, cannot_list, keep_policy_only, move |event| {
+        if let Some(namespace) = changed(event) {
             let name = namespace.name_any();
-            let policy = match &event {
+            let policy = match event {
                 Ok(watcher::Event::Delete(_)) => None,
                 _ => namespace.annotations().get(KEY).cloned(),
             };
@@ -432,6 +419,42 @@ async fn namespace_defaults(
                 None => seen.remove(&name),
             };
         }
+    })
+    .await
+}
+
+/// A metadata-only watch of the namespaces (matching `selector`, if any), running once this
+/// returns, its first listing complete so that no resource is decided for want of one. `keep`
+/// strips each namespace to what the caller reads (managedFields always go); `on_event` sees
+/// every event once the cache holds it. A first small listing fails early, with `cannot_list`,
+/// when the selector is invalid or the operator may not list namespaces.
+async fn watch_namespaces(
+    client: &Client,
+    selector: Option<&str>,
+    cannot_list: String,
+    keep: impl Fn(&mut ObjectMeta) + Send + Sync + 'static,
+    mut on_event: impl FnMut(&NamespaceEvent) + Send + 'static,
+) -> anyhow::Result<NamespaceCache> {
+    // kube 5 asks for metadata only (PartialObjectMetadata) on an Api of PartialObjectMeta.
+    let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
+    let (mut list, mut watch) = (ListParams::default().limit(1), watcher::Config::default());
+    if let Some(selector) = selector {
+        list = list.labels(selector);
+        watch = watch.labels(selector);
+    }
+    api.list(&list).await.context(cannot_list)?;
+    let (store, writer) = reflector::store();
+    let events = reflector(
+        writer,
+        watcher(api, watch.any_semantic())
+            .default_backoff()
+            .modify(move |namespace| {
+                namespace.metadata.managed_fields = None;
+                keep(&mut namespace.metadata);
+            }),
+    );
+    let watch = tokio::spawn(events.for_each(move |event| {
+        on_event(&event);
         std::future::ready(())
     }));
     wait_until_ready(&store).await;

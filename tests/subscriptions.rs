@@ -394,3 +394,41 @@ async fn a_destination_of_another_ngrok_account_stalls_the_subscription() {
     );
     op.stop().await;
 }
+
+/// After a restart the destination cache fills page by page (10 a page): a subscription
+/// reconciled before it holds every destination would report DestinationNotReady for
+/// destinations that are Ready, and its conditions would change at every start.
+#[tokio::test]
+async fn a_restart_leaves_a_ready_subscription_as_it_was() {
+    let mut op = Operator::start("sub-restart").await;
+    let names: Vec<String> = (0..25).map(|i| format!("dest-{i:02}")).collect();
+    for name in &names {
+        op.create(&destination(name, json!({"target": kinesis_role(name)})))
+            .await;
+    }
+    for name in &names {
+        op.wait_ready::<EventDestination>(name).await;
+    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    op.create(&traffic(&refs)).await;
+    let before = op.wait_ready::<EventSubscription>("traffic").await;
+    let writes = op.writes();
+
+    op.stop_controller().await;
+    op.start_controller();
+    op.wait_reconciles::<EventSubscription>(0.0, 1.0).await;
+    let after = op.api::<EventSubscription>().get("traffic").await.unwrap();
+    assert_eq!(
+        op.reconciles::<EventSubscription>("DestinationNotReady"),
+        0.0,
+        "no reconcile after the restart found a destination missing"
+    );
+    let conditions = |s: &EventSubscription| s.status.as_ref().unwrap().common.conditions.clone();
+    assert_eq!(
+        conditions(&after),
+        conditions(&before),
+        "{}",
+        ready_message(&after)
+    );
+    assert_eq!(op.writes(), writes, "the restart wrote nothing to ngrok");
+}

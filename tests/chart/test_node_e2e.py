@@ -54,6 +54,19 @@ def kubectl(kube, *args: str, check: bool = True) -> str:
     return out.stdout
 
 
+def uninstall(kube, config: helm.Config, name: str, namespace: str) -> float:
+    """`helm uninstall` as the CLI runs it: hooks waited for up to 5 minutes (the SDK's own
+    default is far shorter). Returns how long it took; on failure, says what the drain did."""
+    start = time.time()
+    try:
+        config.uninstall(name, timeout=300)
+    except Exception as e:
+        state = kubectl(kube, "get", "jobs,pods", "-n", namespace, "-o", "wide", check=False)
+        logs = kubectl(kube, "logs", "-n", namespace, f"job/{name}-ngrok-events-operator-drain", "--tail=40", check=False)
+        raise AssertionError(f"helm uninstall {name}: {e}\n{state}\ndrain logs:\n{logs}") from e
+    return time.time() - start
+
+
 def pods(kube, namespace: str, selector: str) -> list[dict]:
     return kube.get(f"/api/v1/namespaces/{namespace}/pods?labelSelector={selector}").json()["items"]
 
@@ -192,7 +205,8 @@ def test_helm_install_upgrade_and_uninstall_on_a_node(kube, env):
     # operator is stopped and every finalizer removed; the CRDs (keep), the resources and their
     # ngrok objects stay. Deleting the namespace then ends at once, and deletes nothing in ngrok.
     writes = emulator_writes(url)
-    config.uninstall(RELEASE)
+    took = uninstall(kube, config, RELEASE, namespace)
+    print(f"helm uninstall with the Retain drain took {took:.1f}s")
     wait("the operator's pods gone", lambda: not pods(kube, namespace, selector))
     for crd in CRD_NAMES:
         assert kube.get(crd_path(crd)).json()["metadata"].get("deletionTimestamp") is None
@@ -220,7 +234,8 @@ def test_uninstall_with_the_delete_drain_deletes_every_ngrok_object_first(kube, 
     kubectl(kube, "apply", "-n", examples, "-f", str(ROOT / "examples" / "kinesis-role.yaml"))
     ids = examples_ready(kube, examples)
     assert ids and all(emulator_has(url, i) for i in ids.values())
-    config.uninstall("drain")
+    took = uninstall(kube, config, "drain", namespace)
+    print(f"helm uninstall with the Delete drain took {took:.1f}s")
     assert not json.loads(kubectl(kube, "get", "ned,nes", "-n", examples, "-o", "json"))["items"]
     assert not any(emulator_has(url, i) for i in ids.values()), "deleted in ngrok by the operator"
     kubectl(kube, "delete", "namespace", examples, f"--timeout={TIMEOUT}s")

@@ -346,15 +346,7 @@ def one_operator_at_a_time(kube):
     wait("no operator pod left by another test", lambda: not operator_pods(kube))
 
 
-# Known defect, found by this test (2026-12-03): the new operator reconciles a subscription before
-# its EventDestination cache is filled, so `http-traffic` is DestinationNotReady for about a
-# second (its conditions' transition times change; ngrok sees no write). Strict: once
-# src/reconcile/subscription.rs waits for that cache, this passes and the mark must go.
-KNOWN_STARTUP_FLAP = pytest.mark.xfail(strict=True, raises=AssertionError,
-                                       reason="a subscription flaps DestinationNotReady while the destination cache fills")
 
-
-@KNOWN_STARTUP_FLAP
 def test_helm_upgrade_from_the_previous_release(kube, env):
     url, key, previous = env
     namespace = kube.namespace("node-upgrade")
@@ -430,7 +422,6 @@ def published_image() -> str:
     return deployment["spec"]["template"]["spec"]["containers"][0]["image"]
 
 
-@KNOWN_STARTUP_FLAP
 def test_deploy_upgrade_from_the_previous_release(kube, env, tmp_path):
     url, key, previous = env
     teams = kube.namespace("node-upgrade-deploy")
