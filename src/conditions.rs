@@ -37,33 +37,72 @@ pub enum Phase<'a> {
     Observing { differences: Vec<String> },
 }
 
+/// What a [`Phase`] says: the value of each condition, and their common reason and message.
+struct Shown {
+    ready: bool,
+    reconciling: bool,
+    stalled: bool,
+    reason: &'static str,
+    message: String,
+}
+
+impl Shown {
+    fn ready(reason: &'static str, message: String) -> Self {
+        Shown {
+            ready: true,
+            reconciling: false,
+            stalled: false,
+            reason,
+            message,
+        }
+    }
+    fn reconciling(reason: &'static str, message: String) -> Self {
+        Shown {
+            ready: false,
+            reconciling: true,
+            stalled: false,
+            reason,
+            message,
+        }
+    }
+    fn stalled(reason: &'static str, message: String) -> Self {
+        Shown {
+            ready: false,
+            reconciling: false,
+            stalled: true,
+            reason,
+            message,
+        }
+    }
+    /// Neither ready nor at work: paused, or observing a difference.
+    fn idle(reason: &'static str, message: String) -> Self {
+        Shown {
+            ready: false,
+            reconciling: false,
+            stalled: false,
+            reason,
+            message,
+        }
+    }
+}
+
 impl Phase<'_> {
     /// `noun` names the ngrok object in messages: `destination`, `subscription`.
-    fn parts(&self, noun: &str) -> (bool, bool, bool, &'static str, String) {
-        // (ready, reconciling, stalled, reason, message)
+    fn shown(&self, noun: &str) -> Shown {
         match self {
-            Phase::Ready => (true, false, false, SYNCED, format!("The {noun} in ngrok matches the spec")),
-            Phase::Progressing { reason, message } => (false, true, false, reason, message.clone()),
-            Phase::Failed(error) if error.is_stalled() => (false, false, true, error.reason(), error.message()),
-            Phase::Failed(error) => (false, true, false, error.reason(), error.message()),
-            Phase::Paused => (
-                false,
-                false,
-                false,
+            Phase::Ready => Shown::ready(SYNCED, format!("The {noun} in ngrok matches the spec")),
+            Phase::Progressing { reason, message } => Shown::reconciling(reason, message.clone()),
+            Phase::Failed(error) if error.is_stalled() => Shown::stalled(error.reason(), error.message()),
+            Phase::Failed(error) => Shown::reconciling(error.reason(), error.message()),
+            Phase::Paused => Shown::idle(
                 PAUSED,
                 "Paused by annotation events.ngrok.io/paused: nothing is changed in ngrok until it is removed".into(),
             ),
-            Phase::Observing { differences } if differences.is_empty() => (
-                true,
-                false,
-                false,
+            Phase::Observing { differences } if differences.is_empty() => Shown::ready(
                 OBSERVING,
                 format!("Observe mode (events.ngrok.io/management: observe): the {noun} in ngrok matches the spec; nothing is written to ngrok"),
             ),
-            Phase::Observing { differences } => (
-                false,
-                false,
-                false,
+            Phase::Observing { differences } => Shown::idle(
                 OBSERVING,
                 format!(
                     "Observe mode (events.ngrok.io/management: observe): managing would change {} field(s) of the {noun} in ngrok: {} (see status.drift); nothing is written to ngrok until the annotation is removed",
@@ -84,7 +123,13 @@ pub fn conditions(
     noun: &str,
     now: &Time,
 ) -> Vec<Condition> {
-    let (ready, reconciling, stalled, reason, message) = phase.parts(noun);
+    let Shown {
+        ready,
+        reconciling,
+        stalled,
+        reason,
+        message,
+    } = phase.shown(noun);
     [
         (READY, ready),
         (RECONCILING, reconciling),

@@ -23,7 +23,7 @@ use crate::annotations;
 use crate::conditions;
 use crate::crd::{EventDestination, EventSubscription};
 use crate::http::Health;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ResourceState};
 use crate::reconcile::{self, Context, Managed, ManagedStatus};
 use crate::references;
 use crate::secrets;
@@ -571,31 +571,28 @@ where
 }
 
 /// Counts of resources by state, for the `resources` gauge (computed at scrape time).
-fn resource_states<K: Managed>(resources: &[Arc<K>]) -> Vec<(String, i64)> {
-    let mut counts = [
-        ("ready", 0),
-        ("reconciling", 0),
-        ("stalled", 0),
-        ("paused", 0),
-    ];
-    for resource in resources {
+fn resource_states<K: Managed>(resources: &[Arc<K>]) -> Vec<(ResourceState, i64)> {
+    let state_of = |resource: &K| {
         let conditions = resource
             .status()
             .map(|s| s.common().conditions.as_slice())
             .unwrap_or_default();
-        let state = if annotations::is_paused(resource.annotations()) {
-            3
+        if annotations::is_paused(resource.annotations()) {
+            ResourceState::Paused
         } else if conditions::is_true(conditions, conditions::STALLED) {
-            2
+            ResourceState::Stalled
         } else if conditions::is_true(conditions, conditions::READY) {
-            0
+            ResourceState::Ready
         } else {
-            1
-        };
-        counts[state].1 += 1;
+            ResourceState::Reconciling
+        }
+    };
+    let mut counts = ResourceState::ALL.map(|state| (state, 0));
+    for resource in resources {
+        let state = state_of(resource);
+        if let Some((_, n)) = counts.iter_mut().find(|(s, _)| *s == state) {
+            *n += 1;
+        }
     }
-    counts
-        .iter()
-        .map(|(state, n)| (state.to_string(), *n))
-        .collect()
+    counts.to_vec()
 }

@@ -79,7 +79,35 @@ struct EventLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResourceLabels {
     kind: &'static str,
-    state: String,
+    state: &'static str,
+}
+
+/// The state a resource is counted in by `resources{kind, state}`, its `state` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceState {
+    Ready,
+    Reconciling,
+    Stalled,
+    Paused,
+}
+
+impl ResourceState {
+    /// Every state, in the order the series are written.
+    pub const ALL: [ResourceState; 4] = [
+        ResourceState::Ready,
+        ResourceState::Reconciling,
+        ResourceState::Stalled,
+        ResourceState::Paused,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ResourceState::Ready => "ready",
+            ResourceState::Reconciling => "reconciling",
+            ResourceState::Stalled => "stalled",
+            ResourceState::Paused => "paused",
+        }
+    }
 }
 
 /// The operator's metrics. Cheap to clone (an `Arc` inside); every clone records into the same
@@ -254,13 +282,13 @@ impl Metrics {
     }
 
     /// Reports `resources{kind, state}` at scrape time: `states` is called on every scrape
-    /// and returns `(state, count)` pairs (`ready`, `reconciling`, `stalled`, `paused`), e.g.
+    /// and returns `(state, count)` pairs, e.g.
     /// counted from a reflector store. Registering a `kind` again replaces its function.
     /// `states` must not call back into `register_resource_states`.
     pub fn register_resource_states(
         &self,
         kind: &'static str,
-        states: impl Fn() -> Vec<(String, i64)> + Send + Sync + 'static,
+        states: impl Fn() -> Vec<(ResourceState, i64)> + Send + Sync + 'static,
     ) {
         let mut sources = self
             .inner
@@ -343,7 +371,7 @@ impl Drop for ReconcileTimer {
     }
 }
 
-type StatesFn = Box<dyn Fn() -> Vec<(String, i64)> + Send + Sync>;
+type StatesFn = Box<dyn Fn() -> Vec<(ResourceState, i64)> + Send + Sync>;
 
 /// The per-kind functions behind `resources{kind, state}`.
 #[derive(Default)]
@@ -379,6 +407,7 @@ impl Collector for ResourceStatesCollector {
         kinds.sort_by_key(|(kind, _)| **kind);
         for (kind, states) in kinds {
             for (state, count) in states() {
+                let state = state.label();
                 let labels = ResourceLabels { kind, state };
                 ConstGauge::new(count).encode(family.encode_family(&labels)?)?;
             }
@@ -424,7 +453,7 @@ mod tests {
         metrics.set_leader(true);
         metrics.event_published("EventDestination", "Created");
         metrics.register_resource_states("EventDestination", || {
-            vec![("ready".into(), 3), ("stalled".into(), 1)]
+            vec![(ResourceState::Ready, 3), (ResourceState::Stalled, 1)]
         });
 
         let text = scrape(&registry);
@@ -494,7 +523,7 @@ mod tests {
         metrics.ngrok_request("DELETE", Some(204), Duration::from_millis(5));
         metrics.first_ready("EventDestination", 0.3);
         metrics.event_published("EventDestination", "Deleted");
-        metrics.register_resource_states("EventDestination", || vec![("ready".into(), 1)]);
+        metrics.register_resource_states("EventDestination", || vec![(ResourceState::Ready, 1)]);
 
         let text = scrape(&registry);
         let mut label_names = std::collections::BTreeSet::new();
@@ -527,7 +556,7 @@ mod tests {
         let count = Arc::new(Mutex::new(1));
         let source = count.clone();
         metrics.register_resource_states("EventDestination", move || {
-            vec![("ready".into(), *source.lock().unwrap())]
+            vec![(ResourceState::Ready, *source.lock().unwrap())]
         });
         let ready = r#"ngrok_events_operator_resources{kind="EventDestination",state="ready"}"#;
         assert!(scrape(&registry).contains(&format!("{ready} 1")));
@@ -535,7 +564,7 @@ mod tests {
         assert!(scrape(&registry).contains(&format!("{ready} 7")));
 
         // Registering the kind again replaces the function rather than adding series.
-        metrics.register_resource_states("EventDestination", || vec![("paused".into(), 2)]);
+        metrics.register_resource_states("EventDestination", || vec![(ResourceState::Paused, 2)]);
         let text = scrape(&registry);
         assert!(!text.contains(ready), "{text}");
         assert!(text.contains(

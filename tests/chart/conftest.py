@@ -175,7 +175,7 @@ def crds_installed(kube) -> None:
         kube.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd, ok=(201, 409))
     deadline = time.time() + 30
     while True:
-        conditions = [c for name in CRD_NAMES for c in kube.get(crd_path(name)).json().get("status", {}).get("conditions", [])]
+        conditions = [c for name in CRD_NAMES for c in (kube.get(crd_path(name)).json().get("status") or {}).get("conditions") or []]
         if sum(c["type"] == "Established" and c["status"] == "True" for c in conditions) == len(CRD_NAMES):
             return
         assert time.time() < deadline, f"the CRDs were not Established within 30s: {conditions}"

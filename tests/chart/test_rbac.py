@@ -14,12 +14,14 @@ import concurrent.futures
 import copy
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import time
 
 import helm_python as helm
 import pytest
+import requests
 
 from conftest import CHART, ROOT
 
@@ -36,6 +38,14 @@ def free_port() -> int:
     return port
 
 
+def serving(url: str) -> bool:
+    """Whether `url` answers 200 (false while nothing listens)."""
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
 def wait(what, predicate, timeout=STEP):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -46,6 +56,36 @@ def wait(what, predicate, timeout=STEP):
     raise TimeoutError(what)
 
 
+def settled(observe, quiet=1.0):
+    """A predicate for `wait`: true once `observe()` has returned the same value for `quiet`
+    seconds."""
+    last = {"value": None, "since": 0.0}
+
+    def predicate():
+        value = observe()
+        if value != last["value"]:
+            last.update(value=value, since=time.time())
+            return False
+        return time.time() - last["since"] >= quiet
+
+    return predicate
+
+
+SAMPLE = re.compile(r"^(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)")
+
+
+def reconciles(metrics: str, **labels) -> float:
+    """The operator's finished reconciles (`ngrok_events_operator_reconciles_total`, counted once
+    a reconcile's writes are made), summed over the samples whose labels include `labels`."""
+    total = 0.0
+    for line in requests.get(f"{metrics}/metrics", timeout=5).text.splitlines():
+        sample = SAMPLE.match(line)
+        if sample and sample["name"] == "ngrok_events_operator_reconciles_total" and all(
+                f'{k}="{v}"' in (sample["labels"] or "") for k, v in labels.items()):
+            total += float(sample["value"])
+    return total
+
+
 def condition(obj, type_):
     for c in (obj or {}).get("status", {}).get("conditions", []):
         if c["type"] == type_:
@@ -53,12 +93,15 @@ def condition(obj, type_):
     return None
 
 
-def scenario(kube, ns: str) -> None:
+def scenario(kube, ns: str, metrics: str) -> None:
     base = f"/apis/events.ngrok.io/v1alpha1/namespaces/{ns}/eventdestinations"
     subscriptions = f"/apis/events.ngrok.io/v1alpha1/namespaces/{ns}/eventsubscriptions"
     get = lambda: (lambda r: r.json() if r.status_code == 200 else None)(kube.get(f"{base}/d", ok=None))
     get_subscription = lambda: (lambda r: r.json() if r.status_code == 200 else None)(kube.get(f"{subscriptions}/s", ok=None))
     events = lambda: kube.get(f"/apis/events.k8s.io/v1/namespaces/{ns}/events").json()["items"]
+    version = lambda obj: (obj or {}).get("metadata", {}).get("resourceVersion")
+    # Idle: no reconcile ends and neither resource changes for a second.
+    idle = lambda: settled(lambda: (reconciles(metrics), version(get()), version(get_subscription())))
     kube.request("POST", base, {
         "apiVersion": "events.ngrok.io/v1alpha1", "kind": "EventDestination", "metadata": {"name": "d"},
         "spec": {"target": {"kinesis": {"streamArn": "arn:aws:kinesis:us-east-2:123456789012:stream/s", "auth": {"creds": {
@@ -68,8 +111,11 @@ def scenario(kube, ns: str) -> None:
     wait("Stalled SecretNotFound", stalled)
     wait("a SecretNotFound event", lambda: [e for e in events() if e.get("reason") == "SecretNotFound"])
     # Let the reconciles the operator's own writes trigger pass: from here on only the Secret
-    # watch can bring the resource back.
-    time.sleep(3)
+    # watch can bring the resource back. Two have stalled it: the one that wrote the Stalled
+    # status, and the one that status write triggered.
+    wait("the reconcile its own Stalled status triggered",
+         lambda: reconciles(metrics, kind="EventDestination", result="SecretNotFound") >= 2)
+    wait("the operator idle after stalling", idle())
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws", "labels": {"events.ngrok.io/credentials": "true"}}, "stringData": {"id": "AKIA0000000000000000", "secret": "s3cr3t"}}
     kube.request("POST", f"/api/v1/namespaces/{ns}/secrets", secret)
     wait("Ready after the Secret appeared", lambda: (c := condition(get(), "Ready")) and c["status"] == "True")
@@ -81,7 +127,12 @@ def scenario(kube, ns: str) -> None:
     wait("the subscription Ready with its ngrok id",
          lambda: (s := get_subscription()) and (c := condition(s, "Ready")) and c["status"] == "True"
          and (s.get("status", {}).get("id") or "").startswith("esb_"))
-    time.sleep(3)
+    # Let the reconciles the subscription's writes trigger (its own, and its destination's) pass:
+    # from here on only the Secret watch can stall the destination again. Three have succeeded:
+    # adding the finalizer, the create, and the one the Ready status triggered.
+    wait("the reconcile the subscription's Ready status triggered",
+         lambda: reconciles(metrics, kind="EventSubscription", result="success") >= 3)
+    wait("the operator idle after the subscription", idle())
     kube.request("DELETE", f"/api/v1/namespaces/{ns}/secrets/aws")
     wait("Stalled again", stalled)
     wait("the repeated SecretNotFound event patched into a series",
@@ -119,21 +170,26 @@ def run_variant(kube, tmp: pathlib.Path, label: str, leader: bool, remove: tuple
     token = kube.request("POST", f"/api/v1/namespaces/{ns}/serviceaccounts/neo-ngrok-events-operator/token",
                          {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}}).json()["status"]["token"]
     kubeconfig = kube.kubeconfig_for_token(token, tmp / f"{ns}.kubeconfig")
-    api_port = free_port()
+    api_port, metrics_port = free_port(), free_port()
     emulator = subprocess.Popen([TARGET / "ngrok-api-emulator", "--listen", f"127.0.0.1:{api_port}", "--api-key", API_KEY,
                                  "--rate-limit-per-minute", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     env = {**os.environ, "KUBECONFIG": kubeconfig, "NGROK_API_KEY": API_KEY, "NGROK_API_URL": f"http://127.0.0.1:{api_port}",
-           "WATCH_NAMESPACE": ns, "METRICS_ADDR": f"127.0.0.1:{free_port()}", "LOG_FORMAT": "text", "POD_NAMESPACE": ns}
+           "WATCH_NAMESPACE": ns, "METRICS_ADDR": f"127.0.0.1:{metrics_port}", "LOG_FORMAT": "text", "POD_NAMESPACE": ns}
     if leader:
         env["LEADER_ELECT"] = "true"
     log = open(tmp / f"{ns}.log", "w")
     operator = subprocess.Popen([TARGET / "ngrok-events-operator", "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        time.sleep(0.3)
-        scenario(kube, ns)
+        metrics = f"http://127.0.0.1:{metrics_port}"
+        # Started: serving its probes, or already ended (without list permission it exits at
+        # once, and the scenario's first step fails as it would have).
+        wait("the operator started", lambda: operator.poll() is not None or serving(f"{metrics}/healthz"))
+        scenario(kube, ns, metrics)
         return None
     except TimeoutError as e:
         return f"{label}: {e}"
+    except requests.RequestException as e:
+        return f"{label}: the operator's metrics: {e}"
     finally:
         operator.terminate()
         emulator.terminate()

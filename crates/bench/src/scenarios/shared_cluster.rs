@@ -15,10 +15,15 @@ use anyhow::Result;
 use ngrok_api_emulator::Emulator;
 use serde::Serialize;
 
-use super::{
-    API_KEY, Check, Config, Env, Latency, NgrokCalls, Planned, check, create_destinations,
-    create_secrets, good, make_namespaces_and_noise, snapshot, wait_all,
+use crate::counting::NgrokCalls;
+use crate::environment::Env;
+use crate::measurement::Latency;
+use crate::report::{Check, calls, check};
+use crate::watch::{snapshot, wait_all};
+use crate::workload::{
+    Planned, create_destinations, create_secrets, good, make_namespaces_and_noise,
 };
+use crate::{API_KEY, Config};
 
 /// Flooding creates, and the quiet namespace's resources, of the flood part.
 pub const QUIET_N: usize = 10;
@@ -223,7 +228,7 @@ pub fn render(r: &SharedClusterReport) -> String {
         r.quiet.max_ms / 1000.0,
         r.flood_ready_when_quiet_done,
         r.flood_n,
-        super::calls(&r.flood_ngrok),
+        calls(&r.flood_ngrok),
         ANNOTATED_N,
         r.plain_peak_rss_kib as f64 / 1024.0,
         r.annotated_peak_rss_kib as f64 / 1024.0,
