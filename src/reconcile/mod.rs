@@ -22,6 +22,7 @@
 
 mod act;
 mod cleanup;
+mod context;
 mod destination;
 mod managed;
 mod memory;
@@ -40,7 +41,8 @@ use kube::runtime::finalizer::{Error as FinalizerError, Event as Finalizer, fina
 use tracing::{debug, info, warn};
 
 pub use managed::{Managed, ManagedStatus, Prepared, RemoteObject};
-pub use memory::{Context, Memory, RefusedInputs, Remembered, SelectedNamespaces};
+pub use context::{Context, SelectedNamespaces};
+pub use memory::{Memory, RefusedInputs, Remembered};
 pub use status::{FIELD_MANAGER, Reconciliation};
 
 use crate::accounts::Account;
