@@ -50,7 +50,12 @@ else
 fi
 
 step "installing the CRDs from crds/"
-kubectl apply -f crds/
+# Their CEL rules (x-kubernetes-validations) are unknown to the OpenAPI of a server older than
+# 1.23, where kubectl's client-side validation would refuse them; such a server drops them.
+validate=()
+minor=$(kubectl version -o json 2>/dev/null | sed -n 's/.*"minor": *"\([0-9]*\).*/\1/p' | tail -1 || true)
+[[ -n "$minor" && "$minor" -lt 23 ]] && validate=(--validate=false)
+kubectl apply "${validate[@]}" -f crds/
 kubectl wait --for=condition=Established --timeout=60s \
   crd/eventdestinations.events.ngrok.io crd/eventsubscriptions.events.ngrok.io
 

@@ -8,6 +8,10 @@
 #                                             kube-proxy from the same source, Debian's containerd,
 #                                             runc and CNI plugins, and the pause image
 #   testbed/install.sh --print-debian-archive the Debian archive it uses
+#   testbed/install.sh --crd-server-1.36      a Kubernetes 1.36 apiextensions-apiserver (CRDs and
+#                                             custom resources only) built from Debian sid's Go
+#                                             sources, for the CEL tests; prints its directory
+#   testbed/install.sh --crd-server-1.36-pins the package pins sid would give today
 #
 # Prints the directory holding the binaries on its last line of stdout.
 # Honours binaries that already exist: KUBE_APISERVER + ETCD (+ KUBE_CONTROLLER_MANAGER) or
@@ -72,6 +76,143 @@ debian_archive() {
   echo "${uri%/}"
 }
 [[ "${1:-}" == --print-debian-archive ]] && { debian_archive; exit; }
+
+# --- The Kubernetes 1.36 CRD server ------------------------------------------------------------
+# apiextensions-apiserver (CRDs and custom resources only, on etcd) built from Debian sid's
+# golang-k8s-apiextensions-apiserver-dev 0.36 in GOPATH mode with sid's Go 1.26, following
+# /work/shared/notes/crd-server-1.36.md: the pinned packages of testbed/crd-server-1.36/packages.lock,
+# downloaded with an isolated apt configuration (the machine's own is untouched), extracted into a
+# private root, built with the three source changes of testbed/crd-server-1.36/overlay/ given to
+# `go build -overlay`. Only the binary is kept, in $CACHE/crd-server-1.36/bin.
+CRD136_DIR="$CACHE/crd-server-1.36"
+CRD136_FILES="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/crd-server-1.36"
+CRD136_VERSION="v1.36.4"   # the Kubernetes version of golang-k8s-apiextensions-apiserver-dev 0.36.4
+
+# The isolated apt configuration for sid: its own sources, lists, caches and an empty dpkg status.
+crd136_apt_setup() {
+  local archive apt="$CRD136_DIR/apt"
+  archive=$(debian_archive) || exit 1
+  log "Debian archive: $archive (sid, for the 1.36 CRD server)"
+  mkdir -p "$apt/lists/partial" "$apt/archives/partial" "$apt/state" "$apt/cache"
+  : >"$apt/status"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $archive sid main" >"$apt/sources.list"
+  cat >"$apt/apt.conf" <<CONF
+Dir::Etc::SourceList "$apt/sources.list";
+Dir::Etc::SourceParts "/dev/null";
+Dir::Etc::Preferences "/dev/null";
+Dir::Etc::PreferencesParts "/dev/null";
+Dir::State "$apt/state";
+Dir::State::Lists "$apt/lists";
+Dir::State::status "$apt/status";
+Dir::Cache "$apt/cache";
+Dir::Cache::Archives "$apt/archives";
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+APT::Default-Release "sid";
+APT::Sandbox::User "root";
+CONF
+  export APT_CONFIG="$apt/apt.conf"
+  log "updating the private sid apt lists"
+  apt-get -qq update >&2
+}
+
+# Prints the current closure, pinned, in packages.lock's form (to refresh the pins by hand).
+crd136_pins() {
+  local names
+  names=$(
+    {
+      apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+        --no-replaces --no-enhances golang-k8s-apiextensions-apiserver-dev | grep -E '^golang-.*-dev$'
+      echo golang-1.26-go
+      echo golang-1.26-src
+    } | sort -u
+  )
+  head -4 "$CRD136_FILES/packages.lock"   # the file's comment
+  # shellcheck disable=SC2086
+  apt-cache show --no-all-versions $names | awk '/^Package:/ { p = $2 } /^Version:/ { print p "=" $2 }' | sort -u
+}
+
+crd136_install() {
+  local bin="$CRD136_DIR/bin/apiextensions-apiserver"
+  if [[ -x "$bin" ]]; then
+    log "cached 1.36 CRD server in $CRD136_DIR/bin"
+    echo "$CRD136_DIR/bin"
+    return
+  fi
+  local start=$SECONDS root="$CRD136_DIR/root" pins=() gone=() pin name want have
+  crd136_apt_setup
+  mapfile -t pins < <(grep -v '^#' "$CRD136_FILES/packages.lock" | grep .)
+  # Every pinned version must still be in sid; say which are not, and what sid has now.
+  declare -A available=()
+  while IFS== read -r name have; do available[$name]+=" $have"; done < <(
+    apt-cache show "${pins[@]%%=*}" 2>/dev/null | awk '/^Package:/ { p = $2 } /^Version:/ { print p "=" $2 }'
+  )
+  for pin in "${pins[@]}"; do
+    name=${pin%%=*} want=${pin#*=}
+    [[ " ${available[$name]:-} " == *" $want "* ]] || gone+=("$name $want (sid has:${available[$name]:- nothing})")
+  done
+  if ((${#gone[@]})); then
+    log "Debian sid no longer has these pinned versions of the 1.36 CRD server's packages:"
+    printf 'testbed:   %s\n' "${gone[@]}" >&2
+    log "refresh the pins (testbed/install.sh --crd-server-1.36-pins > testbed/crd-server-1.36/packages.lock), build, and run tests/chart/test_crd_server_136.py"
+    exit 1
+  fi
+  log "downloading ${#pins[@]} pinned sid packages (about 270 MB)"
+  (cd "$CRD136_DIR/apt/archives" && apt-get -qq download "${pins[@]}" >&2)
+  log "extracting them into $root"
+  rm -rf "$root"
+  mkdir -p "$root"
+  for pin in "${pins[@]}"; do
+    name=${pin%%=*} want=${pin#*=}
+    # apt-get download names the file name_version(epoch ':' as %3a)_arch.deb
+    dpkg-deb -x "$(ls "$CRD136_DIR"/apt/archives/"${name}_${want//:/%3a}"_*.deb)" "$root"
+  done
+
+  local gopath="$root/usr/share/gocode" src overlay
+  src="$gopath/src/k8s.io/apiextensions-apiserver"
+  # The overlay maps each changed file of the extracted source to the repository's copy.
+  overlay="$CRD136_DIR/overlay.json"
+  (
+    cd "$CRD136_FILES/overlay"
+    echo '{"Replace": {'
+    find . -name '*.go' | sed 's|^\./||' | sort | while read -r f; do
+      printf '  "%s": "%s",\n' "$src/$f" "$CRD136_FILES/overlay/$f"
+    done | sed '$ s/,$//'
+    echo '}}'
+  ) >"$overlay"
+  log "building apiextensions-apiserver $CRD136_VERSION with Go 1.26 (about 4.5 minutes on one core)"
+  mkdir -p "$CRD136_DIR/bin"
+  (
+    cd "$src"
+    export GOROOT="$root/usr/lib/go-1.26" GOPATH="$gopath" GOCACHE="$CRD136_DIR/gocache"
+    export GO111MODULE=off GOTOOLCHAIN=local GOPROXY=off GOFLAGS= CGO_ENABLED=0
+    local major=${CRD136_VERSION#v} minor
+    minor=${major#*.} minor=${minor%%.*} major=${major%%.*}
+    "$GOROOT/bin/go" build -trimpath -overlay "$overlay" \
+      -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$CRD136_VERSION -X k8s.io/component-base/version.gitMajor=$major -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean" \
+      -o "$bin.tmp" . >&2
+  )
+  mv "$bin.tmp" "$bin"
+  # Only the binary is needed again: drop the 2.2 GB root, the packages, the apt lists and Go's
+  # build cache (a rebuild fetches them again).
+  rm -rf "$root" "$CRD136_DIR/gocache" "$CRD136_DIR/apt" "$overlay"
+  log "built the 1.36 CRD server into $CRD136_DIR/bin in $((SECONDS - start)) s"
+  echo "$CRD136_DIR/bin"
+}
+
+if [[ "${1:-}" == --crd-server-1.36-pins ]]; then
+  crd136_apt_setup
+  crd136_pins
+  rm -rf "$CRD136_DIR/apt"
+  exit
+fi
+if [[ "${1:-}" == --crd-server-1.36 ]]; then
+  mkdir -p "$CRD136_DIR"
+  exec 9>"$CRD136_DIR/.install.lock"
+  flock 9
+  crd136_install
+  exit
+fi
 
 WITH_NODE=false
 [[ "${1:-}" == --with-node ]] && WITH_NODE=true

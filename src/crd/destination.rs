@@ -45,12 +45,18 @@ use super::{CommonStatus, DeletionPolicy, SecretKeyRef};
 pub struct EventDestinationSpec {
     /// Human-readable description, shown in the ngrok dashboard. At most 255 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 255))]
+    #[schemars(length(max = 255), extend("x-kubernetes-validations" = [{
+        "rule": "size(bytes(self)) <= 255",
+        "message": "description must be at most 255 bytes in UTF-8 (ngrok's limit)",
+    }]))]
     pub description: Option<String>,
 
     /// Arbitrary machine-readable data, sent to ngrok verbatim (often JSON). At most 4096 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 4096))]
+    #[schemars(length(max = 4096), extend("x-kubernetes-validations" = [{
+        "rule": "size(bytes(self)) <= 4096",
+        "message": "metadata must be at most 4096 bytes in UTF-8 (ngrok's limit)",
+    }]))]
     pub metadata: Option<String>,
 
     /// Format events are serialized in. `json` is the only value ngrok accepts.
@@ -84,8 +90,15 @@ pub enum Format {
 }
 
 /// Where ngrok delivers events. Exactly one variant.
+///
+/// `oneOf` already refuses zero or two targets on every version; the CEL rule (Kubernetes
+/// ≥ 1.25; older servers drop it) says so in one readable message.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.kinesis) ? 1 : 0) + (has(self.firehose) ? 1 : 0) + (has(self.cloudwatchLogs) ? 1 : 0) + (has(self.datadog) ? 1 : 0) + (has(self.azureLogsIngestion) ? 1 : 0) == 1",
+    "message": "exactly one target is required: kinesis, firehose, cloudwatchLogs, datadog or azureLogsIngestion",
+}]))]
 pub enum Target {
     /// Deliver into an Amazon Kinesis data stream.
     Kinesis(KinesisTarget),
@@ -162,9 +175,14 @@ pub struct CloudwatchLogsTarget {
     pub auth: AwsAuth,
 }
 
-/// How ngrok authenticates to AWS. Exactly one variant.
+/// How ngrok authenticates to AWS. Exactly one variant (`oneOf`, and a CEL rule with a
+/// readable message where the server has CEL).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.role) != has(self.creds)",
+    "message": "exactly one AWS auth is required: role (an IAM role ngrok assumes) or creds (access keys from Secrets)",
+}]))]
 pub enum AwsAuth {
     /// An IAM role ngrok assumes on your behalf (recommended: no long-lived keys).
     Role(AwsRole),

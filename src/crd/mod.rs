@@ -1,11 +1,16 @@
 //! The custom resources users write. Types only: no I/O happens here.
 //!
 //! Validation lives in the generated OpenAPI schema so the API server rejects bad objects at
-//! `kubectl apply` time. Every rule is structural (`oneOf` + `required`, `maxLength`, `enum`,
-//! `pattern`) and there is deliberately no CEL: kubectl's client-side validation against an
-//! older server rejects a CRD that carries `x-kubernetes-validations` at all. ngrok's limits are
-//! in bytes while `maxLength` counts characters, so the operator checks the bytes again before
-//! it calls ngrok.
+//! `kubectl apply` time. The structural rules (`oneOf` + `required`, `maxLength`, `enum`,
+//! `pattern`) hold on every supported version. The cross-field and byte-length rules are also
+//! CEL rules (`x-kubernetes-validations`), which servers from 1.25 check and older ones drop;
+//! kubectl's client-side validation against a server older than 1.23 refuses a CRD that carries
+//! them, so the chart cuts them out there and `deploy/` has none. ngrok's limits are in bytes
+//! while `maxLength` counts characters, so the operator checks the bytes again before it calls
+//! ngrok (and stalls the resource), for the servers without CEL. Each rule has a `rule` and a
+//! `message` only: `reason` and `fieldPath` came in 1.28, and a 1.25 to 1.27 server's strict
+//! field validation (kubectl's default) would refuse a CRD that has them. Every rule sits on
+//! the field or object it checks, so the server names that field.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -125,7 +125,10 @@ pub struct EventSource {
     /// stalls until the spec names it. `""`: no filter, and one set in ngrok is removed. At
     /// most 4096 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 4096))]
+    #[schemars(length(max = 4096), extend("x-kubernetes-validations" = [{
+        "rule": "size(bytes(self)) <= 4096",
+        "message": "filter must be at most 4096 bytes in UTF-8",
+    }]))]
     pub filter: Option<String>,
 }
 

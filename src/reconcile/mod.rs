@@ -40,10 +40,10 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Error as FinalizerError, Event as Finalizer, finalizer};
 use tracing::{debug, info, warn};
 
-pub use managed::{Managed, ManagedStatus, Prepared, RemoteObject};
 pub use context::{Context, SelectedNamespaces};
+pub use managed::{Managed, ManagedStatus, Prepared, RemoteObject};
 pub use memory::{Memory, RefusedInputs, Remembered};
-pub use status::{FIELD_MANAGER, Reconciliation};
+pub use status::{FIELD_MANAGER, Reconciliation, fill_status, status_patch};
 
 use crate::accounts::Account;
 use crate::conditions::Phase;

@@ -12,6 +12,7 @@ use tracing::warn;
 
 use super::{Context, Managed, ManagedStatus};
 use crate::conditions::{self, Phase};
+use crate::crd::DeletionPolicy;
 use crate::error::{Error, Result};
 
 /// Field manager of every status write (server-side apply).
@@ -54,19 +55,15 @@ impl<'a, K: Managed> Reconciliation<'a, K> {
 
     /// Writes the status for `phase` with server-side apply, unless nothing changed.
     pub async fn write_status(&mut self, phase: &Phase<'_>) -> Result<()> {
-        let generation = self.resource.meta().generation;
         let previous = self.written.clone().unwrap_or_default();
-        self.resource.describe(&mut self.status);
-        let common = self.status.common_mut();
-        common.conditions = conditions::conditions(
-            &previous.common().conditions,
-            generation,
+        fill_status(
+            self.resource,
+            &mut self.status,
+            &previous,
             phase,
-            K::NOUN,
+            self.ctx.deletion_policy_of(self.resource).policy,
             &Time(whole_seconds(Timestamp::now())),
         );
-        common.observed_generation = generation;
-        common.deletion_policy = Some(self.ctx.deletion_policy_of(self.resource).policy);
         if self.written.as_ref() == Some(&self.status) {
             return Ok(());
         }
@@ -78,11 +75,7 @@ impl<'a, K: Managed> Reconciliation<'a, K> {
             self.ctx.client.clone(),
             &self.resource.namespace().unwrap_or_default(),
         );
-        let patch = json!({
-            "apiVersion": K::api_version(&()),
-            "kind": K::KIND,
-            "status": self.status,
-        });
+        let patch = status_patch::<K>(&self.status);
         api.patch_status(
             &self.resource.name_any(),
             &PatchParams::apply(FIELD_MANAGER).force(),
@@ -138,6 +131,40 @@ impl<'a, K: Managed> Reconciliation<'a, K> {
             }
         }
     }
+}
+
+/// Completes `status` for `phase` at `now`: what the resource's spec describes, the three
+/// conditions (keeping `previous`'s transition times), the generation seen and the deletion
+/// policy in effect.
+pub fn fill_status<K: Managed>(
+    resource: &K,
+    status: &mut K::Status,
+    previous: &K::Status,
+    phase: &Phase<'_>,
+    deletion_policy: DeletionPolicy,
+    now: &Time,
+) {
+    let generation = resource.meta().generation;
+    resource.describe(status);
+    let common = status.common_mut();
+    common.conditions = conditions::conditions(
+        &previous.common().conditions,
+        generation,
+        phase,
+        K::NOUN,
+        now,
+    );
+    common.observed_generation = generation;
+    common.deletion_policy = Some(deletion_policy);
+}
+
+/// The server-side-apply body of a status write (sent to the status subresource).
+pub fn status_patch<K: Managed>(status: &K::Status) -> serde_json::Value {
+    json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::KIND,
+        "status": status,
+    })
 }
 
 /// `at` without its fraction of a second: the API server stores condition times in whole

@@ -119,9 +119,24 @@ pub async fn delete_namespace(client: &Client, name: &str) {
 
 /// Installs CRDs from YAML (one or more documents) by server-side apply, then waits until each
 /// is Established.
+///
+/// On a server older than 1.23 (the 1.20 test bed) the CEL rules (`x-kubernetes-validations`)
+/// are removed first, as the chart does for such a server: its server-side apply refuses a field
+/// its CRD schema does not declare ("field not declared in schema"), and it could not run them.
 pub async fn install_crds(client: &Client, yaml: &str) -> Result<()> {
     let api = Api::<CustomResourceDefinition>::all(client.clone());
-    for crd in parse_documents::<CustomResourceDefinition>(yaml)? {
+    let version = client.apiserver_version().await?;
+    let minor: u32 = version
+        .minor
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .with_context(|| format!("server minor version {:?}", version.minor))?;
+    let without_cel = version.major == "1" && minor < 23;
+    for mut document in parse_documents::<serde_json::Value>(yaml)? {
+        if without_cel {
+            remove_key(&mut document, "x-kubernetes-validations");
+        }
+        let crd: CustomResourceDefinition = serde_json::from_value(document)?;
         let name = crd.metadata.name.clone().context("CRD without a name")?;
         api.patch(
             &name,
@@ -132,6 +147,18 @@ pub async fn install_crds(client: &Client, yaml: &str) -> Result<()> {
         wait_for(&api, &name, crd_established(), Duration::from_secs(30)).await?;
     }
     Ok(())
+}
+
+/// Removes `key` from every object in `value`, at any depth.
+fn remove_key(value: &mut serde_json::Value, key: &str) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.remove(key);
+            map.values_mut().for_each(|v| remove_key(v, key));
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| remove_key(v, key)),
+        _ => {}
+    }
 }
 
 /// Condition: a CRD's `Established` condition is True.
