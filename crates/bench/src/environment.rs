@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use backon::Retryable;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use ngrok_api_emulator::EmulatorHandle;
+use ngrok_api_emulator::{Emulator, EmulatorBuilder, EmulatorHandle};
 
 use crate::counting::{Audit, NgrokCalls, metric_sum};
 use crate::measurement::proc_status_kib;
@@ -343,4 +343,13 @@ pub(crate) fn operator_args(config: &Config, drift: Duration) -> Vec<String> {
         args.extend(["--concurrency".into(), c.to_string()]);
     }
     args
+}
+
+/// The emulator every run starts from: the bench's API key, the configured latency, and ngrok's
+/// rate limit `per_minute` (0: none); a run adds its faults to it.
+pub(crate) fn emulator(config: &Config, per_minute: u32) -> EmulatorBuilder {
+    Emulator::builder()
+        .api_key(API_KEY)
+        .latency_ms(config.latency_ms)
+        .rate_limit_per_minute(per_minute)
 }

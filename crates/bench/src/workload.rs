@@ -236,6 +236,21 @@ pub(crate) async fn create_destinations(
     results.into_iter().collect()
 }
 
+/// `n` good destinations spread over the namespaces `prefix-0…` (`count` of them): the
+/// namespaces, the destinations and their keys.
+pub(crate) fn good_destinations(
+    prefix: &str,
+    count: usize,
+    n: usize,
+) -> (Vec<String>, Vec<Planned>, Vec<String>) {
+    let namespaces = namespaces(prefix, count);
+    let planned: Vec<Planned> = (0..n)
+        .map(|i| good(&namespaces[i % namespaces.len()], "ed", i))
+        .collect();
+    let keys = planned.iter().map(Planned::key).collect();
+    (namespaces, planned, keys)
+}
+
 pub(crate) fn namespaces(prefix: &str, count: usize) -> Vec<String> {
     (0..count.max(1)).map(|i| format!("{prefix}-{i}")).collect()
 }

@@ -8,19 +8,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use k8s_openapi::api::core::v1::Secret;
-use ngrok_api_emulator::Emulator;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::counting::NgrokCalls;
-use crate::environment::{Env, operator_args};
+use crate::environment::{Env, emulator, operator_args};
 use crate::report::{Check, check};
 use crate::watch::{snapshot, wait_all};
 use crate::workload::{
     Planned, create_destinations, create_secrets, credentials_secret, destination_object, good,
     make_namespaces_and_noise, namespaces,
 };
-use crate::{API_KEY, Config, REFUSE_MARKER};
+use crate::{Config, REFUSE_MARKER};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BadOutcome {
@@ -135,15 +134,7 @@ pub async fn run_bad_input(
     good_count: usize,
 ) -> Result<BadInputReport> {
     config.say(format!("=== bad input: {bad_count} bad, {good_count} good"));
-    let env = Env::start(
-        config,
-        Emulator::builder()
-            .api_key(API_KEY)
-            .latency_ms(config.latency_ms)
-            .rate_limit_per_minute(0)
-            .refuse_marker(REFUSE_MARKER),
-    )
-    .await?;
+    let env = Env::start(config, emulator(config, 0).refuse_marker(REFUSE_MARKER)).await?;
     let result = async {
         let namespaces = namespaces("badinput", 1);
         let namespace = &namespaces[0];

@@ -6,17 +6,16 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use ngrok_api_emulator::Emulator;
 use serde::Serialize;
 
+use crate::Config;
 use crate::counting::{KubeRequests, NgrokCalls};
-use crate::environment::{Env, operator_args};
+use crate::environment::{Env, emulator, operator_args};
 use crate::report::{Check, check};
 use crate::watch::{snapshot, wait_all};
 use crate::workload::{
-    Planned, create_destinations, create_secrets, good, make_namespaces_and_noise, namespaces,
+    create_destinations, create_secrets, good_destinations, make_namespaces_and_noise,
 };
-use crate::{API_KEY, Config};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FaultsReport {
@@ -45,20 +44,13 @@ pub async fn run_faults(
     ));
     let env = Env::start(
         config,
-        Emulator::builder()
-            .api_key(API_KEY)
-            .latency_ms(config.latency_ms)
-            .rate_limit_per_minute(0)
+        emulator(config, 0)
             .error_rate(error_rate)
             .drop_after_create_rate(drop_rate),
     )
     .await?;
     let result = async {
-        let namespaces = namespaces("faults", config.namespaces);
-        let planned: Vec<Planned> = (0..n)
-            .map(|i| good(&namespaces[i % namespaces.len()], "ed", i))
-            .collect();
-        let keys: Vec<String> = planned.iter().map(Planned::key).collect();
+        let (namespaces, planned, keys) = good_destinations("faults", config.namespaces, n);
         make_namespaces_and_noise(&env, &namespaces, 0).await?;
         create_secrets(&env, &planned).await?;
         let operator = env

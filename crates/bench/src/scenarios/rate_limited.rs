@@ -5,17 +5,16 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use ngrok_api_emulator::Emulator;
 use serde::Serialize;
 
 use crate::counting::NgrokCalls;
-use crate::environment::Env;
+use crate::environment::{Env, emulator};
 use crate::report::{Check, check};
 use crate::watch::wait_all;
 use crate::workload::{
-    Planned, create_destinations, create_secrets, good, make_namespaces_and_noise, namespaces,
+    create_destinations, create_secrets, good_destinations, make_namespaces_and_noise,
 };
-use crate::{API_KEY, Config, DEFAULT_RATE_LIMIT_BURST, DEFAULT_RATE_LIMIT_PER_MINUTE};
+use crate::{Config, DEFAULT_RATE_LIMIT_BURST, DEFAULT_RATE_LIMIT_PER_MINUTE};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RateLimitedReport {
@@ -36,20 +35,9 @@ pub async fn run_rate_limited(config: &Config, n: usize) -> Result<RateLimitedRe
     config.say(format!(
         "=== rate limited: N = {n}, emulator 120/min, default client limit"
     ));
-    let env = Env::start(
-        config,
-        Emulator::builder()
-            .api_key(API_KEY)
-            .latency_ms(config.latency_ms)
-            .rate_limit_per_minute(120),
-    )
-    .await?;
+    let env = Env::start(config, emulator(config, 120)).await?;
     let result = async {
-        let namespaces = namespaces("ratelimited", config.namespaces);
-        let planned: Vec<Planned> = (0..n)
-            .map(|i| good(&namespaces[i % namespaces.len()], "ed", i))
-            .collect();
-        let keys: Vec<String> = planned.iter().map(Planned::key).collect();
+        let (namespaces, planned, keys) = good_destinations("ratelimited", config.namespaces, n);
         make_namespaces_and_noise(&env, &namespaces, 0).await?;
         create_secrets(&env, &planned).await?;
         let mut args = vec!["--drift-interval".to_string(), "10m".to_string()];

@@ -12,18 +12,17 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use ngrok_api_emulator::Emulator;
 use serde::Serialize;
 
+use crate::Config;
 use crate::counting::NgrokCalls;
-use crate::environment::Env;
+use crate::environment::{Env, emulator};
 use crate::measurement::Latency;
 use crate::report::{Check, calls, check};
 use crate::watch::{snapshot, wait_all};
 use crate::workload::{
     Planned, create_destinations, create_secrets, good, make_namespaces_and_noise,
 };
-use crate::{API_KEY, Config};
 
 /// Flooding creates, and the quiet namespace's resources, of the flood part.
 pub const QUIET_N: usize = 10;
@@ -49,14 +48,7 @@ pub async fn run(config: &Config, flood_n: usize) -> Result<SharedClusterReport>
     config.say(format!(
         "=== shared cluster: flood N = {flood_n} at 120/min, {QUIET_N} quiet creates"
     ));
-    let env = Env::start(
-        config,
-        Emulator::builder()
-            .api_key(API_KEY)
-            .latency_ms(config.latency_ms)
-            .rate_limit_per_minute(120),
-    )
-    .await?;
+    let env = Env::start(config, emulator(config, 120)).await?;
     let flood = flood_part(&env, flood_n).await;
     env.stop().await;
     let (quiet, flood_ready, flood_ngrok) = flood?;
@@ -65,14 +57,7 @@ pub async fn run(config: &Config, flood_n: usize) -> Result<SharedClusterReport>
         "=== shared cluster: peak RSS, {ANNOTATED_N} destinations with and without {} KiB of foreign annotations",
         ANNOTATION_BYTES / 1024
     ));
-    let env = Env::start(
-        config,
-        Emulator::builder()
-            .api_key(API_KEY)
-            .latency_ms(config.latency_ms)
-            .rate_limit_per_minute(0),
-    )
-    .await?;
+    let env = Env::start(config, emulator(config, 0)).await?;
     let memory = async {
         let plain = memory_part(&env, "plain", 0).await?;
         let annotated = memory_part(&env, "annotated", ANNOTATION_BYTES).await?;

@@ -8,18 +8,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
-use ngrok_api_emulator::Emulator;
 use serde::Serialize;
 
+use crate::Config;
 use crate::counting::{FirstReadyHistogram, first_ready_histogram};
-use crate::environment::{Env, operator_args};
+use crate::environment::{Env, emulator, operator_args};
 use crate::measurement::{Latency, cpu_delta, cpu_snapshot};
 use crate::report::{Check, Window, check};
 use crate::watch::{snapshot, wait_all};
 use crate::workload::{
-    Planned, create_destinations, create_secrets, good, make_namespaces_and_noise, namespaces,
+    create_destinations, create_secrets, good, good_destinations, make_namespaces_and_noise,
 };
-use crate::{API_KEY, Config};
 
 /// The main run for one N.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -53,14 +52,7 @@ pub struct StandardReport {
 /// Runs the main scenario for `n` resources: burst, drift pass, restart, single-resource latency.
 pub async fn run_standard(config: &Config, n: usize) -> Result<StandardReport> {
     config.say(format!("=== N = {n}"));
-    let env = Env::start(
-        config,
-        Emulator::builder()
-            .api_key(API_KEY)
-            .latency_ms(config.latency_ms)
-            .rate_limit_per_minute(0),
-    )
-    .await?;
+    let env = Env::start(config, emulator(config, 0)).await?;
     let result = standard(&env, n).await;
     env.stop().await;
     result
@@ -68,11 +60,7 @@ pub async fn run_standard(config: &Config, n: usize) -> Result<StandardReport> {
 
 async fn standard(env: &Env, n: usize) -> Result<StandardReport> {
     let config = &env.config;
-    let namespaces = namespaces("bench", config.namespaces);
-    let planned: Vec<Planned> = (0..n)
-        .map(|i| good(&namespaces[i % namespaces.len()], "ed", i))
-        .collect();
-    let keys: Vec<String> = planned.iter().map(Planned::key).collect();
+    let (namespaces, planned, keys) = good_destinations("bench", config.namespaces, n);
     make_namespaces_and_noise(env, &namespaces, n).await?;
     create_secrets(env, &planned).await?;
     config.say(format!(
