@@ -166,9 +166,9 @@ async fn create<K: Managed>(
             Ok(())
         }
         Err(e) => {
-            // Only a refusal (4xx) proves nothing was created; after anything else the create
-            // may have happened, and the intent stays for the next pass to look for it.
-            if e.status().is_some_and(|s| (400..500).contains(&s)) {
+            // After anything but a refusal the create may have happened, and the intent stays
+            // for the next pass to look for it.
+            if e.proves_nothing_created() {
                 r.status.common_mut().pending_create = None;
             }
             Err(e.into())

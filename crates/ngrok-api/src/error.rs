@@ -265,6 +265,14 @@ impl Error {
         self.class() == ErrorClass::UnknownOutcome
     }
 
+    /// Whether this failure of a create proves that nothing was created: only an answered
+    /// refusal (4xx, 408 and 429 included: the request was not carried out) does. After anything
+    /// else (5xx, no answer, a 2xx that does not parse) the create may have happened, and a
+    /// caller must look for it before creating again.
+    pub fn proves_nothing_created(&self) -> bool {
+        self.status().is_some_and(|s| (400..500).contains(&s))
+    }
+
     /// A short PascalCase reason, for metrics, conditions and events.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -485,6 +493,17 @@ mod tests {
                 "{row}"
             );
         }
+    }
+
+    #[test]
+    fn only_an_answered_refusal_proves_a_create_did_not_happen() {
+        for status in [400, 404, 408, 409, 429] {
+            assert!(api(status).proves_nothing_created(), "{status}");
+        }
+        assert!(!api(500).proves_nothing_created());
+        assert!(!api(503).proves_nothing_created());
+        assert!(!invalid_response("POST").proves_nothing_created());
+        assert!(!too_large("POST").proves_nothing_created());
     }
 
     #[test]
