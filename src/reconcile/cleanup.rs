@@ -12,7 +12,7 @@ use kube::runtime::events::EventType;
 use tracing::{debug, info, warn};
 
 use super::managed::{Managed, ManagedStatus, RemoteObject};
-use super::observe::{account_for, search_lost_create};
+use super::observe::search_lost_create;
 use super::plan::{Read, Seen};
 use super::{Context, Reconciliation, plan};
 use crate::accounts::Account;
@@ -77,7 +77,7 @@ async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> 
         .unwrap_or_default();
     // The account that holds the object: the one this process last used for it, else the
     // key's (which may have gone first, as when a whole namespace is deleted).
-    let current = account_for(r.ctx, resource, &secrets_api).await;
+    let current = r.ctx.account_for(resource, &secrets_api).await;
     let mut accounts: Vec<Arc<Account>> = remembered.into_iter().collect();
     match current {
         Ok(current) if !accounts.iter().any(|a| Arc::ptr_eq(a, &current)) => accounts.push(current),

@@ -5,21 +5,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret as KubeSecret};
 use kube::ResourceExt;
-use kube::api::PartialObjectMeta;
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::memory::Memory;
 use super::{Managed, plan};
-use crate::accounts::Accounts;
+use crate::accounts::{Account, Accounts};
 use crate::crd::{
     DEFAULT_DELETION_POLICY_ANNOTATION, DeletionPolicy, EventDestination, EventSubscription,
 };
 use crate::error::{Error, Result};
 use crate::leader::LeaseFence;
 use crate::metrics::Metrics;
+use crate::secrets;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -150,6 +151,27 @@ impl Context {
         self.adoption_namespaces
             .as_ref()
             .is_some_and(|selected| selected.contains(namespace))
+    }
+
+    /// The account a resource uses: its own API key from `spec.apiKeyRef`, or the operator's.
+    pub async fn account_for<K: Managed>(
+        &self,
+        resource: &K,
+        secrets_api: &Api<KubeSecret>,
+    ) -> Result<Arc<Account>> {
+        let key = match resource.api_key_ref() {
+            Some(reference) => secrets::api_key_from(
+                secrets::resolve(
+                    secrets_api,
+                    &[(reference, secrets::Shape::NgrokApiKey)],
+                    self.require_credentials_label,
+                )
+                .await?
+                .get(reference)?,
+            ),
+            None => self.accounts.operator_key().ok_or(Error::ApiKeyMissing)?,
+        };
+        Ok(self.accounts.get(&key)?)
     }
 
     /// Forgets every refusal remembered for resources that use the operator-wide key: after

@@ -19,7 +19,6 @@ use crate::annotations;
 use crate::crd::PendingCreate;
 use crate::error::{Error, PreviousAccount, Result};
 use crate::references;
-use crate::secrets;
 
 /// What a reconcile knows before it reads ngrok.
 pub struct Observation<K: Managed> {
@@ -116,7 +115,7 @@ pub async fn inputs<K: Managed>(r: &Reconciliation<'_, K>, asked: Asked) -> Resu
         return Err(Error::OperatorKeyNotAllowed);
     }
     let secrets_api = Api::<KubeSecret>::namespaced(ctx.client.clone(), &namespace);
-    let account = account_for(ctx, resource, &secrets_api).await?;
+    let account = ctx.account_for(resource, &secrets_api).await?;
     let previous_account = memory
         .get(&object_ref, |entry| entry.account.clone())
         .flatten()
@@ -355,25 +354,4 @@ fn adoption_rights<K: Managed>(
         }),
         namespace,
     }
-}
-
-/// The account a resource uses: its own API key from `spec.apiKeyRef`, or the operator's.
-pub async fn account_for<K: Managed>(
-    ctx: &Context,
-    resource: &K,
-    secrets_api: &Api<KubeSecret>,
-) -> Result<Arc<Account>> {
-    let key = match resource.api_key_ref() {
-        Some(reference) => secrets::api_key_from(
-            secrets::resolve(
-                secrets_api,
-                &[(reference, secrets::Shape::NgrokApiKey)],
-                ctx.require_credentials_label,
-            )
-            .await?
-            .get(reference)?,
-        ),
-        None => ctx.accounts.operator_key().ok_or(Error::ApiKeyMissing)?,
-    };
-    Ok(ctx.accounts.get(&key)?)
 }

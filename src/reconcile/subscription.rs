@@ -260,7 +260,7 @@ async fn check_same_account(
     if destination.spec.api_key_ref == subscription.spec.api_key_ref {
         return Ok(());
     }
-    let destination_account = super::observe::account_for(ctx, destination, secrets_api).await?;
+    let destination_account = ctx.account_for(destination, secrets_api).await?;
     if std::ptr::eq(destination_account.as_ref(), account) {
         return Ok(());
     }
