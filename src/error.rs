@@ -11,8 +11,9 @@ pub const MAX_MESSAGE_CHARS: usize = 1024;
 /// (not characters), and a refused Event is lost.
 pub const MAX_NOTE_BYTES: usize = 1024;
 
-/// Why a reconcile did not finish.
-#[derive(Debug, thiserror::Error)]
+/// Why a reconcile did not finish. Its variant's name is its reason ([`Error::reason`]),
+/// unless a `strum(serialize)` says otherwise.
+#[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
 pub enum Error {
     #[error("Secret {name:?} does not exist in this namespace")]
     SecretNotFound { name: String },
@@ -59,6 +60,7 @@ pub enum Error {
     /// An annotation of the resource that does not parse or is out of bounds (reason
     /// `InvalidSpec`, like a spec field).
     #[error("annotation {annotation}: {problem}")]
+    #[strum(serialize = "InvalidSpec")]
     InvalidAnnotation {
         annotation: &'static str,
         problem: String,
@@ -71,6 +73,7 @@ pub enum Error {
     #[error(
         "the ngrok API key was refused (check NGROK_API_KEY, or the Secret of spec.apiKeyRef): {0}"
     )]
+    #[strum(serialize = "NgrokAuthenticationFailed")]
     NgrokAuthentication(#[source] ngrok_api::Error),
 
     #[error("{0}; retrying")]
@@ -141,6 +144,7 @@ pub enum Error {
     #[error(
         "adopt-id {id} is named by a subscription in another namespace, so it cannot be adopted with the operator's ngrok API key: remove the annotation to create a destination of your own"
     )]
+    #[strum(serialize = "AdoptTargetInUse")]
     AdoptTargetNamedElsewhere { id: String },
 
     /// With the operator-wide key, only namespaces the platform team selected may adopt: any
@@ -215,10 +219,12 @@ pub enum Error {
     },
 
     #[error("Kubernetes API: {0}")]
+    #[strum(serialize = "KubernetesError")]
     Kube(#[from] kube::Error),
 
     /// Adding or removing the finalizer failed (apply's and cleanup's own errors are unwrapped).
     #[error("finalizer: {0}")]
+    #[strum(serialize = "FinalizerError")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
 
@@ -250,38 +256,10 @@ impl Error {
     /// Short PascalCase reason for conditions, events and the `result` label of metrics.
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::SecretNotFound { .. } => "SecretNotFound",
-            Error::SecretNotLabeled { .. } => "SecretNotLabeled",
-            Error::SecretKeyNotFound { .. } => "SecretKeyNotFound",
-            Error::SecretValueInvalid { .. } => "SecretValueInvalid",
-            Error::InvalidSecret { .. } => "InvalidSecret",
-            Error::ApiKeyMissing => "ApiKeyMissing",
-            Error::InvalidSpec { .. } | Error::InvalidAnnotation { .. } => "InvalidSpec",
-            Error::NgrokRejected(_) => "NgrokRejected",
-            Error::NgrokAuthentication(_) => "NgrokAuthenticationFailed",
-            Error::NgrokUnavailable(_) => "NgrokUnavailable",
-            Error::NgrokUnexpectedResponse(_) => "NgrokUnexpectedResponse",
-            Error::RemoteUnreadable { .. } => "RemoteUnreadable",
-            Error::AccountChanged { .. } => "AccountChanged",
-            Error::NgrokUnknownOutcome(_) => "NgrokUnknownOutcome",
+            // A lease's and an unreachable account's reasons say which, from their cause.
             Error::LeaseNotHeld(e) => e.fence_reason().map_or("NotLeader", |r| r.as_str()),
-            Error::NotLeader => "NotLeader",
-            Error::AmbiguousCreate { .. } => "AmbiguousCreate",
-            Error::AdoptTargetNotFound { .. } => "AdoptTargetNotFound",
-            Error::AdoptTargetInUse { .. } | Error::AdoptTargetNamedElsewhere { .. } => {
-                "AdoptTargetInUse"
-            }
-            Error::AdoptionNotAllowed { .. } => "AdoptionNotAllowed",
-            Error::DestinationNotReady { .. } => "DestinationNotReady",
-            Error::AccountMismatch { .. } => "AccountMismatch",
-            Error::DestinationInUse { .. } => "DestinationInUse",
-            Error::DestinationOfAnotherNamespace { .. } => "DestinationOfAnotherNamespace",
-            Error::OperatorKeyNotAllowed => "OperatorKeyNotAllowed",
-            Error::RemoteFieldNotModeled { .. } => "RemoteFieldNotModeled",
-            Error::CreateQueued => "CreateQueued",
             Error::DeleteUnreachable { cause, .. } => cause.reason(),
-            Error::Kube(_) => "KubernetesError",
-            Error::Finalizer(_) => "FinalizerError",
+            other => other.into(),
         }
     }
 
@@ -549,6 +527,38 @@ mod tests {
             let error = Error::from(client_error);
             assert_eq!(error.reason(), reason, "{row}");
             assert_eq!(error.is_stalled(), stalled, "{row}");
+        }
+    }
+
+    /// Reasons are the variants' names, but for the few written out as overrides.
+    #[test]
+    fn reasons_are_variant_names_with_their_overrides() {
+        let rows = [
+            (Error::ApiKeyMissing, "ApiKeyMissing"),
+            (Error::CreateQueued, "CreateQueued"),
+            (Error::OperatorKeyNotAllowed, "OperatorKeyNotAllowed"),
+            (
+                Error::DestinationNotReady { waiting: vec![] },
+                "DestinationNotReady",
+            ),
+            (
+                Error::InvalidAnnotation {
+                    annotation: "events.ngrok.io/drift-interval",
+                    problem: "is not a duration".into(),
+                },
+                "InvalidSpec",
+            ),
+            (
+                Error::AdoptTargetNamedElsewhere { id: "ed_1".into() },
+                "AdoptTargetInUse",
+            ),
+            (
+                Error::NgrokAuthentication(api(401, true)),
+                "NgrokAuthenticationFailed",
+            ),
+        ];
+        for (error, reason) in rows {
+            assert_eq!(error.reason(), reason, "{error:?}");
         }
     }
 
