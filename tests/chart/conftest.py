@@ -162,6 +162,18 @@ def path_of(doc: dict, namespace: str | None = None) -> str:
     return f"{prefix}/{plural(doc['kind'])}"
 
 
+def wait(what: str, check, timeout: float = 180):
+    """Polls `check` until it answers something true (returned), or fails after `timeout` s."""
+    deadline = time.time() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.5)
+
+
 def crd_path(name: str) -> str:
     return f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
 

@@ -21,7 +21,7 @@ import helm_python as helm
 import pytest
 import requests
 
-from conftest import CHART, CRD_NAMES, ROOT, crd_path, find, render
+from conftest import CHART, CRD_NAMES, ROOT, crd_path, find, render, wait
 
 IMAGE = {"repository": "localhost/ngrok-events-operator", "tag": "test", "pullPolicy": "Never"}
 RELEASE = "neo"
@@ -34,17 +34,6 @@ def env():
     if missing:
         pytest.fail(f"{missing} not set: run the node tests with scripts/test-node.sh")
     return os.environ["NEO_EMULATOR_URL"], os.environ["NEO_API_KEY"]
-
-
-def wait(what: str, check, timeout: float = TIMEOUT):
-    deadline = time.time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def kubectl(kube, *args: str, check: bool = True) -> str:

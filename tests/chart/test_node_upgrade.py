@@ -27,14 +27,13 @@ import os
 import pathlib
 import subprocess
 import tarfile
-import time
 
 import helm_python as helm
 import pytest
 import requests
 import yaml
 
-from conftest import CRD_NAMES, ROOT, crd_path, helm_install, helm_upgrade
+from conftest import CRD_NAMES, ROOT, crd_path, helm_install, helm_uninstall, helm_upgrade, wait
 
 PREVIOUS_IMAGE = {"repository": "localhost/ngrok-events-operator", "tag": "previous", "pullPolicy": "Never"}
 CURRENT_IMAGE = {"repository": "localhost/ngrok-events-operator", "tag": "test", "pullPolicy": "Never"}
@@ -56,17 +55,6 @@ def env(tmp_path_factory):
     assert archive.returncode == 0, archive.stderr.decode()
     tarfile.open(fileobj=io.BytesIO(archive.stdout)).extractall(tree, filter="data")
     return os.environ["NEO_EMULATOR_URL"], os.environ["NEO_API_KEY"], tree
-
-
-def wait(what: str, check, timeout: float = TIMEOUT):
-    deadline = time.time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def kubectl(kube, *args: str, stdin: str | None = None) -> str:
@@ -388,16 +376,11 @@ def test_helm_upgrade_from_the_previous_release(kube, env):
         try:
             cleaned_up(kube, teams)
         finally:
-            uninstall_without_hooks(config, release)
+            # --no-hooks: this test's resources are gone already, and the drain hook (tested by
+            # test_node_e2e.py) would take every other test's resources out of the operator's
+            # hands too (the test bed is shared).
+            helm_uninstall(config, release, disable_hooks=True)
     kube.request("DELETE", f"/api/v1/namespaces/{namespace}")
-
-
-def uninstall_without_hooks(config: helm.Config, release: str) -> None:
-    """`helm uninstall --no-hooks`: this test's resources are gone already, and the drain hook
-    (tested by test_node_e2e.py) would take every other test's resources out of the operator's
-    hands too (the test bed is shared)."""
-    from helm_python import _native
-    _native.call_string("helm_uninstall", config._raw(), release, json.dumps({"disable_hooks": True}))
 
 
 def lease_holder(kube, path: str) -> str:
