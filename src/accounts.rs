@@ -4,9 +4,10 @@
 //! client sends through one HTTP transport (one connection pool, one TLS configuration), and
 //! each account holds its key once.
 //!
-//! The view is a listing of all destinations, and one of all subscriptions (ceil(N/100) calls
-//! each), refreshed at most once per drift pass and shared by every resource of the account, so
-//! that checking N resources for drift costs a handful of list calls instead of N GETs.
+//! The view is one listing per kind of object ([`Account::listing`]: all destinations, all
+//! subscriptions, ceil(N/100) calls each), refreshed at most once per drift pass and shared by
+//! every resource of the account, so that checking N resources for drift costs a handful of list
+//! calls instead of N GETs.
 
 mod identity;
 mod listing;
@@ -15,14 +16,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use ngrok_api::Secret;
-use ngrok_api::types::{EventDestination, EventSubscription};
+use ngrok_api::{Kind, Secret};
 use sha2::{Digest, Sha256};
 
 pub use identity::{
     AccountChange, Identity, KnownIdentity, account_change, key_fingerprint, same_account,
 };
-use listing::Listing;
+use listing::Listings;
 pub use listing::{Lookup, Snapshot};
 
 /// How long an account's identity (its API key ids) is reused before it is listed again. Keys
@@ -112,7 +112,7 @@ impl Accounts {
         }
         let mut config = (self.inner.configure)(api_key.clone());
         if config.budget.is_none() {
-            // The account's budget, shared by both kinds, handed out fairly across namespaces.
+            // The account's budget, shared by every kind, handed out fairly across namespaces.
             config.budget =
                 ngrok_api::Gcra::new(config.rate_limit_per_minute, config.rate_limit_burst)
                     .map(|gcra| Arc::new(crate::fairness::FairBudget::new(gcra)) as _);
@@ -172,8 +172,8 @@ fn key_hash(api_key: &Secret) -> [u8; 32] {
 pub struct Account {
     /// The account's client; its configuration holds the account's one copy of the key.
     pub client: ngrok_api::Client,
-    destinations: Listing<EventDestination>,
-    subscriptions: Listing<EventSubscription>,
+    /// The latest listing of each kind ([`Account::listing`]).
+    listings: Listings,
     /// Fingerprints with a create in flight in this process (see `reconcile::create`).
     creating: Mutex<HashSet<String>>,
     /// When each object (by id) was last written or seen matching its resource.
@@ -192,8 +192,7 @@ impl Account {
         Self {
             key_fingerprint: key_fingerprint(&client.config().api_key),
             client,
-            destinations: Listing::default(),
-            subscriptions: Listing::default(),
+            listings: Listings::default(),
             creating: Mutex::default(),
             verified: Mutex::default(),
             next_pass: Mutex::default(),
@@ -228,30 +227,20 @@ impl Account {
         Ok(identity)
     }
 
-    /// All destinations, listed after `after` (see [`Listing::after`]).
-    pub async fn destinations_after(
+    /// All objects of kind `K` in the account, from a listing that started after `after` (any
+    /// listing when `None`), made now if the latest one is older. One listing per kind, shared
+    /// by every resource of the account; concurrent callers wait for one listing instead of
+    /// each making one.
+    pub async fn listing<K: Kind>(
         &self,
         after: Option<Instant>,
-    ) -> ngrok_api::Result<Arc<Snapshot<EventDestination>>> {
-        self.destinations
+    ) -> ngrok_api::Result<Arc<Snapshot<K>>> {
+        self.listings
+            .of::<K>()
             .after(
                 after,
-                || self.client.list_event_destinations(),
-                |d| d.id.clone(),
-            )
-            .await
-    }
-
-    /// All subscriptions, listed after `after` (see [`Listing::after`]).
-    pub async fn subscriptions_after(
-        &self,
-        after: Option<Instant>,
-    ) -> ngrok_api::Result<Arc<Snapshot<EventSubscription>>> {
-        self.subscriptions
-            .after(
-                after,
-                || self.client.list_event_subscriptions(),
-                |s| s.id.clone(),
+                || self.client.list::<K>(),
+                |object| K::id_of(object).to_owned(),
             )
             .await
     }
@@ -280,7 +269,7 @@ impl Account {
 
     /// Claims the right to create an object with this fingerprint in this process; `None`
     /// while another create of the same content is under way. Fingerprints of different kinds
-    /// are different hashes, so one set serves both.
+    /// are different hashes, so one set serves every kind.
     pub fn begin_create(self: &Arc<Self>, fingerprint: &str) -> Option<CreateGuard> {
         let mut creating = self.creating.lock().expect("creating lock");
         creating
@@ -333,6 +322,7 @@ impl Drop for CreateGuard {
 
 #[cfg(test)]
 mod tests {
+    use ngrok_api::types::{EventDestination, EventSubscription};
     use ngrok_api_emulator::{Emulator, EmulatorHandle};
 
     use super::*;
@@ -413,8 +403,8 @@ mod tests {
         let (a, b) = (accounts.get(&key_a).unwrap(), accounts.get(&key_b).unwrap());
         assert!(!Arc::ptr_eq(&a, &b));
         for _ in 0..3 {
-            a.client.list_event_destinations().await.unwrap();
-            b.client.list_event_destinations().await.unwrap();
+            a.client.list::<EventDestination>().await.unwrap();
+            b.client.list::<EventDestination>().await.unwrap();
         }
         // Each request carried its own account's key (the emulator refuses others).
         assert_eq!(emulator.count("GET", "/event_destinations"), 6);
@@ -427,5 +417,52 @@ mod tests {
             a.api_key().expose()
         ));
         assert!(!format!("{:?}", a.client).contains("a-1"));
+    }
+
+    /// Each kind has its own listing, made on first use and shared until a caller asks for one
+    /// that started after a moment the latest did not.
+    #[tokio::test]
+    async fn each_kind_has_one_shared_listing() {
+        let emulator = Emulator::builder()
+            .api_key("a-1")
+            .rate_limit_per_minute(0)
+            .spawn()
+            .await
+            .unwrap();
+        let accounts = accounts_of(&emulator);
+        let account = accounts.get(&Secret::new("a-1")).unwrap();
+        let created = account
+            .client
+            .create::<EventDestination>(&ngrok_api::types::EventDestinationCreate::new(
+                ngrok_api::types::EventTarget::Kinesis(ngrok_api::types::EventTargetKinesis {
+                    auth: ngrok_api::types::AwsAuth::Role(ngrok_api::types::AwsRole {
+                        role_arn: "arn:aws:iam::1:role/r".into(),
+                    }),
+                    stream_arn: "arn:aws:kinesis:us-east-2:1:stream/s".into(),
+                }),
+            ))
+            .await
+            .unwrap();
+
+        let first = account.listing::<EventDestination>(None).await.unwrap();
+        let again = account.listing::<EventDestination>(None).await.unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "shared");
+        assert!(first.is_complete());
+        assert_eq!(
+            first.lookup(&created.id),
+            Lookup::Found(first.objects.get(&created.id).unwrap())
+        );
+        let subscriptions = account.listing::<EventSubscription>(None).await.unwrap();
+        assert!(subscriptions.objects.is_empty());
+        assert_eq!(emulator.count("GET", "/event_destinations"), 1);
+        assert_eq!(emulator.count("GET", "/event_subscriptions"), 1);
+
+        let fresher = account
+            .listing::<EventDestination>(Some(Instant::now()))
+            .await
+            .unwrap();
+        assert!(fresher.started > first.started);
+        assert_eq!(emulator.count("GET", "/event_destinations"), 2);
+        assert_eq!(emulator.count("GET", "/event_subscriptions"), 1);
     }
 }

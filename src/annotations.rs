@@ -128,6 +128,49 @@ pub fn is_paused(annotations: &BTreeMap<String, String>) -> bool {
         .is_some_and(|v| v == "true")
 }
 
+/// What the annotations ask of the operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Make ngrok match the spec (the default).
+    Manage,
+    /// Read and report what managing would change; never write to ngrok.
+    Observe,
+    /// Change nothing in ngrok.
+    Paused,
+}
+
+/// What a resource's annotations ask for. Read first: a bad one stalls the resource before
+/// anything is read or sent.
+pub struct Asked {
+    /// How long until the next drift check.
+    pub interval: Duration,
+    pub adopt_id: Option<String>,
+    pub mode: Mode,
+}
+
+/// Reads every annotation a pass acts on: `default_interval` is the operator's drift
+/// interval, `id_prefix` how the kind's ngrok ids begin.
+pub fn asked(
+    annotations: &BTreeMap<String, String>,
+    id_prefix: &str,
+    default_interval: Duration,
+) -> Result<Asked> {
+    let interval = drift_interval(annotations, default_interval)?;
+    let adopt_id = adopt_id(annotations, id_prefix)?;
+    let mode = if is_observing(annotations)? {
+        Mode::Observe
+    } else if is_paused(annotations) {
+        Mode::Paused
+    } else {
+        Mode::Manage
+    };
+    Ok(Asked {
+        interval,
+        adopt_id: adopt_id.map(String::from),
+        mode,
+    })
+}
+
 /// A tenant's value as an error message may quote it: one line, bounded.
 fn quoted(value: &str) -> String {
     ngrok_api::text::one_line(value, QUOTED_CHARS)

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::channel::mpsc;
-use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Secret as KubeSecret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use futures::{FutureExt, Stream, StreamExt};
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::api::{Api, ListParams, PartialObjectMeta};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
@@ -27,6 +26,9 @@ use crate::metrics::{Metrics, ResourceState};
 use crate::reconcile::{self, Context, Managed, ManagedStatus};
 use crate::references;
 use crate::secrets;
+use triggers::{Triggers, follow_operator_key, namespace_defaults, selected_namespaces};
+
+mod triggers;
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -103,14 +105,8 @@ pub async fn run(
     ctx.require_credentials_label = settings.require_credentials_label;
     ctx.default_deletion_policy = settings.default_deletion_policy;
     let concurrency = usize::from(settings.concurrency);
-    ctx.destination_gate = crate::fairness::Gate::new(
-        concurrency,
-        metrics.admission_waiters(EventDestination::KIND),
-    );
-    ctx.subscription_gate = crate::fairness::Gate::new(
-        concurrency,
-        metrics.admission_waiters(EventSubscription::KIND),
-    );
+    ctx.destinations.gate = gate::<EventDestination>(concurrency, &metrics);
+    ctx.subscriptions.gate = gate::<EventSubscription>(concurrency, &metrics);
     ctx.fence = settings.fence.clone();
     let (destination_triggers, destination_requests) = mpsc::unbounded();
     let (subscription_triggers, subscription_requests) = mpsc::unbounded();
@@ -158,8 +154,8 @@ pub async fn run(
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
         async move {
             shutdown.cancelled().await;
-            ctx.destination_gate.close();
-            ctx.subscription_gate.close();
+            ctx.destinations.gate.close();
+            ctx.subscriptions.gate.close();
         }
     });
     let rotations = tokio::spawn(follow_operator_key(ctx.clone(), triggers));
@@ -170,7 +166,7 @@ pub async fn run(
         let (subscriptions, triggers) = (subscription_store.clone(), subscription_triggers.clone());
         let ctx = ctx.clone();
         move |event| {
-            forget_deleted(&ctx.destination_memory, event);
+            forget_deleted(&ctx.destinations.memory, event);
             if let Some(destination) = changed(event) {
                 for subscription in
                     references::subscriptions_to_notify(&subscriptions.state(), destination)
@@ -186,7 +182,7 @@ pub async fn run(
         let (destinations, triggers) = (destination_store.clone(), destination_triggers.clone());
         let ctx = ctx.clone();
         move |event| {
-            forget_deleted(&ctx.subscription_memory, event);
+            forget_deleted(&ctx.subscriptions.memory, event);
             if let Some(subscription) = changed(event) {
                 for destination in
                     references::destinations_to_notify(&destinations.state(), subscription)
@@ -224,14 +220,16 @@ pub async fn run(
                     let (namespace, name) =
                         (secret.namespace().unwrap_or_default(), secret.name_any());
                     for destination in ctx
-                        .destination_memory
+                        .destinations
+                        .memory
                         .secrets
                         .referencing(&namespace, &name)
                     {
                         destination_triggers.unbounded_send(destination).ok();
                     }
                     for subscription in ctx
-                        .subscription_memory
+                        .subscriptions
+                        .memory
                         .secrets
                         .referencing(&namespace, &name)
                     {
@@ -257,38 +255,27 @@ pub async fn run(
     ));
 
     info!(namespace = settings.namespace.as_deref().unwrap_or("<all>"), drift_interval = ?settings.drift_interval, concurrency = settings.concurrency, require_credentials_label = settings.require_credentials_label, "starting the EventDestination and EventSubscription controllers");
-    // Every reconcile starts at once: the work is bounded by each kind's fair gate
-    // (`reconcile::reconcile`, `--concurrency`), which a reconcile waiting for ngrok's budget
-    // leaves.
-    let config = controller::Config::default().concurrency(0);
     let destinations_synced = destination_store.clone();
-    let destination_controller =
-        Controller::for_stream(destination_events.applied_objects(), destination_store)
-            .reconcile_on(destination_requests)
-            .with_config(config.clone())
-            .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-            .run(
-                reconcile::reconcile::<EventDestination>,
-                reconcile::error_policy::<EventDestination>,
-                ctx.clone(),
-            )
-            .for_each(log_result);
-    let subscription_controller =
-        Controller::for_stream(subscription_events.applied_objects(), subscription_store)
-            .reconcile_on(subscription_requests)
-            .with_config(config)
-            .graceful_shutdown_on(shutdown.cancelled_owned())
-            .run(
-                reconcile::reconcile::<EventSubscription>,
-                reconcile::error_policy::<EventSubscription>,
-                ctx,
-            )
-            .for_each(log_result);
+    let destination_controller = kind_controller(
+        destination_events.applied_objects(),
+        destination_store,
+        destination_requests,
+        ctx.clone(),
+        shutdown.clone(),
+    );
+    let stopping = shutdown.clone();
+    let subscription_controller = kind_controller(
+        subscription_events.applied_objects(),
+        subscription_store,
+        subscription_requests,
+        ctx,
+        shutdown,
+    );
     // A subscription finds its destinations' ids in the destination cache: before that cache
     // holds every destination, it would report DestinationNotReady for destinations that are
     // Ready (and flap its conditions at every start of the operator).
     let subscription_controller = async move {
-        if wait_until_ready(&destinations_synced).await {
+        if wait_until_ready(&destinations_synced).await && !stopping.is_cancelled() {
             subscription_controller.await;
         }
     };
@@ -304,171 +291,42 @@ pub async fn run(
     Ok(())
 }
 
-/// Where to send a reconcile request for each kind, and the caches to find resources in.
-#[derive(Clone)]
-struct Triggers {
-    destinations: (
-        Store<EventDestination>,
-        mpsc::UnboundedSender<ObjectRef<EventDestination>>,
-    ),
-    subscriptions: (
-        Store<EventSubscription>,
-        mpsc::UnboundedSender<ObjectRef<EventSubscription>>,
-    ),
+/// The work slots of kind `K`: `concurrency` at once, shared fairly across namespaces.
+fn gate<K: Managed>(concurrency: usize, metrics: &Metrics) -> crate::fairness::Gate {
+    crate::fairness::Gate::new(concurrency, metrics.admission_waiters(K::KIND))
 }
 
-impl Triggers {
-    /// Requests a reconcile of every resource, of both kinds, that `select` picks.
-    fn every(&self, select: impl Fn(&dyn ResourceView) -> bool) {
-        fn send<K: Managed>(
-            (store, triggers): &(Store<K>, mpsc::UnboundedSender<ObjectRef<K>>),
-            select: &dyn Fn(&dyn ResourceView) -> bool,
-        ) {
-            for resource in store.state() {
-                if select(resource.as_ref()) {
-                    triggers
-                        .unbounded_send(ObjectRef::from_obj(resource.as_ref()))
-                        .ok();
-                }
-            }
+/// The controller of kind `K`: reconciles what `objects` brings and what `requests` asks for.
+/// Every reconcile starts at once: the work is bounded by the kind's fair gate
+/// (`reconcile::reconcile`, `--concurrency`), which a reconcile waiting for ngrok's budget
+/// leaves.
+fn kind_controller<K: Managed>(
+    objects: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    store: Store<K>,
+    requests: mpsc::UnboundedReceiver<ObjectRef<K>>,
+    ctx: Arc<Context>,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> {
+    let synced = store.clone();
+    let controller = Controller::for_stream(objects, store)
+        .reconcile_on(requests)
+        .with_config(controller::Config::default().concurrency(0))
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+        .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
+        .for_each(log_result);
+    async move {
+        let mut controller = std::pin::pin!(controller);
+        tokio::select! {
+            () = &mut controller => return,
+            () = shutdown.cancelled() => {}
         }
-        send(&self.destinations, &select);
-        send(&self.subscriptions, &select);
-    }
-}
-
-/// What a trigger selects resources by.
-trait ResourceView {
-    fn namespace(&self) -> Option<String>;
-    fn uses_operator_key(&self) -> bool;
-}
-
-impl<K: Managed> ResourceView for K {
-    fn namespace(&self) -> Option<String> {
-        ResourceExt::namespace(self)
-    }
-    fn uses_operator_key(&self) -> bool {
-        self.api_key_ref().is_none()
-    }
-}
-
-/// A cache of namespaces and the task that keeps it, its first listing complete.
-type NamespaceCache = (
-    Store<PartialObjectMeta<Namespace>>,
-    tokio::task::JoinHandle<()>,
-);
-type NamespaceEvent = Result<watcher::Event<PartialObjectMeta<Namespace>>, watcher::Error>;
-
-/// The namespaces a selector flag (`flag`) selects, such as those that may use the
-/// operator-wide key: the API server evaluates the selector, so any selector kubectl takes
-/// works. A namespace entering or leaving the selection triggers its resources.
-async fn selected_namespaces(
-    client: &Client,
-    flag: &str,
-    selector: &str,
-    triggers: Triggers,
-) -> anyhow::Result<NamespaceCache> {
-    let cannot_list = format!(
-        "cannot list namespaces with {flag} {selector:?}: is it a valid label selector, and may the operator list namespaces?"
-    );
-    let keep_name_only = |meta: &mut ObjectMeta| {
-        meta.annotations = None;
-    };
-    watch_namespaces(
-        client,
-        Some(selector),
-        cannot_list,
-        keep_name_only,
-        move |event| {
-            if let Some(namespace) = changed(event) {
-                let name = namespace.name_any();
-                triggers.every(|resource| resource.namespace().as_deref() == Some(name.as_str()));
-            }
-        },
-    )
-    .await
-}
-
-/// Every namespace with its annotation `events.ngrok.io/default-deletion-policy` alone (its
-/// resources' default deletion policy). Nothing else of a namespace is kept, and a value longer
-/// than any policy is kept as an unreadable one, so the cache stays small whatever namespaces
-/// carry. A namespace whose annotation changes triggers its resources, whose status shows the
-/// policy in effect.
-async fn namespace_defaults(client: &Client, triggers: Triggers) -> anyhow::Result<NamespaceCache> {
-    use crate::crd::DEFAULT_DELETION_POLICY_ANNOTATION as KEY;
-    let cannot_list = "cannot list namespaces (their events.ngrok.io/default-deletion-policy annotation): may the operator list and watch namespaces?".to_string();
-    let keep_policy_only = |meta: &mut ObjectMeta| {
-        let policy = meta.annotations.take().and_then(|mut a| a.remove(KEY));
-        let policy = policy.map(|p| if p.len() > 16 { String::new() } else { p });
-        meta.annotations = policy.map(|p| [(KEY.to_string(), p)].into());
-        meta.labels = None;
-    };
-    let mut seen: std::collections::HashMap<String, Option<String>> = Default::default();
-    watch_namespaces(client, None, cannot_list, keep_policy_only, move |event| {
-        if let Some(namespace) = changed(event) {
-            let name = namespace.name_any();
-            let policy = match event {
-                Ok(watcher::Event::Delete(_)) => None,
-                _ => namespace.annotations().get(KEY).cloned(),
-            };
-            if seen.get(&name).cloned().flatten() != policy {
-                triggers.every(|resource| resource.namespace().as_deref() == Some(name.as_str()));
-            }
-            match policy {
-                Some(_) => seen.insert(name, policy),
-                None => seen.remove(&name),
-            };
+        // kube-runtime's runner starts once the store holds its first full listing, and a
+        // graceful shutdown before that waits for ever (the watch is no longer read). Nothing
+        // has been reconciled then: the controller is dropped. Otherwise the reconciles at
+        // work finish first.
+        if matches!(synced.wait_until_ready().now_or_never(), Some(Ok(()))) {
+            controller.await;
         }
-    })
-    .await
-}
-
-/// A metadata-only watch of the namespaces (matching `selector`, if any), running once this
-/// returns, its first listing complete so that no resource is decided for want of one. `keep`
-/// strips each namespace to what the caller reads (managedFields always go); `on_event` sees
-/// every event once the cache holds it. A first small listing fails early, with `cannot_list`,
-/// when the selector is invalid or the operator may not list namespaces.
-async fn watch_namespaces(
-    client: &Client,
-    selector: Option<&str>,
-    cannot_list: String,
-    keep: impl Fn(&mut ObjectMeta) + Send + Sync + 'static,
-    mut on_event: impl FnMut(&NamespaceEvent) + Send + 'static,
-) -> anyhow::Result<NamespaceCache> {
-    // kube 5 asks for metadata only (PartialObjectMetadata) on an Api of PartialObjectMeta.
-    let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
-    let (mut list, mut watch) = (ListParams::default().limit(1), watcher::Config::default());
-    if let Some(selector) = selector {
-        list = list.labels(selector);
-        watch = watch.labels(selector);
-    }
-    api.list(&list).await.context(cannot_list)?;
-    let (store, writer) = reflector::store();
-    let events = reflector(
-        writer,
-        watcher(api, watch.any_semantic())
-            .default_backoff()
-            .modify(move |namespace| {
-                namespace.metadata.managed_fields = None;
-                keep(&mut namespace.metadata);
-            }),
-    );
-    let watch = tokio::spawn(events.for_each(move |event| {
-        on_event(&event);
-        std::future::ready(())
-    }));
-    wait_until_ready(&store).await;
-    Ok((store, watch))
-}
-
-/// When the operator-wide key changes (its file was rotated), the resources that use it are
-/// reconciled with the new key, refusals of the old one forgotten.
-async fn follow_operator_key(ctx: Arc<Context>, triggers: Triggers) {
-    let mut rotations = ctx.accounts.rotations();
-    while rotations.changed().await.is_ok() {
-        info!("the operator-wide API key changed; reconciling the resources that use it");
-        ctx.forget_operator_key_refusals();
-        triggers.every(|resource| resource.uses_operator_key());
     }
 }
 

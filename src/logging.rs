@@ -183,7 +183,7 @@ fn filter_directives(level: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use test_support::Captured;
 
     #[test]
     fn a_bare_level_quiets_the_http_stack_unless_tracing() {
@@ -201,33 +201,6 @@ mod tests {
         assert_eq!(filter_directives("info,kube=warn"), "info,kube=warn");
         assert!(subscriber(LogFormat::Text, "info,kube=warn", std::io::sink, false).is_ok());
         assert!(subscriber(LogFormat::Json, "info,kube=loud", std::io::sink, false).is_err());
-    }
-
-    /// A `MakeWriter` that keeps everything written, for asserting on log lines.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'w> MakeWriter<'w> for Captured {
-        type Writer = Captured;
-        fn make_writer(&'w self) -> Captured {
-            self.clone()
-        }
-    }
-
-    impl Captured {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-        }
     }
 
     /// What `log` writes through the subscriber of `format` at `level`.

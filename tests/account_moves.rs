@@ -39,7 +39,7 @@ async fn ids_in(op: &Operator, key: &str) -> Vec<String> {
     config.rate_limit_per_minute = 0;
     let client = ngrok_api::Client::new(config).unwrap();
     let mut ids: Vec<String> = client
-        .list_event_destinations()
+        .list::<ngrok_api::types::EventDestination>()
         .await
         .unwrap()
         .items

@@ -24,7 +24,7 @@ const ADOPT: &str = "events.ngrok.io/adopt-id";
 /// API, delivering to `stream`.
 async fn made_by_hand(op: &Operator, stream: &str) -> String {
     op.ngrok()
-        .create_event_destination(&EventDestinationCreate {
+        .create::<ngrok_api::types::EventDestination>(&EventDestinationCreate {
             description: Some("made in the dashboard".into()),
             ..EventDestinationCreate::new(EventTarget::Kinesis(EventTargetKinesis {
                 stream_arn: stream_arn(stream),

@@ -9,6 +9,7 @@ use kube::Api;
 use kube::runtime::wait::Condition;
 use ngrok_events_operator::crd::{EventDestination, EventSubscription};
 use serde_json::{Value, json};
+use test_support::creds_refs;
 
 #[test]
 fn committed_crds_match_the_code() {
@@ -391,10 +392,6 @@ fn valid() -> Value {
     })
 }
 
-fn creds() -> Value {
-    json!({"accessKeyIdRef": {"name": "aws", "key": "id"}, "secretAccessKeyRef": {"name": "aws", "key": "secret"}})
-}
-
 fn azure() -> Value {
     json!({
         "tenantId": "t", "clientId": "c", "clientSecretRef": {"name": "az", "key": "secret"},
@@ -443,7 +440,11 @@ async fn invalid_objects_are_rejected_naming_the_field() {
         ),
         (
             "role and creds",
-            with(valid(), &format!("{kinesis}/auth/creds"), Some(creds())),
+            with(
+                valid(),
+                &format!("{kinesis}/auth/creds"),
+                Some(creds_refs("aws")),
+            ),
             "spec.target.kinesis.auth",
         ),
         (

@@ -160,12 +160,14 @@ async fn ngroks_still_referenced_refusal_is_destination_in_use_and_retried() {
     let id = op.wait_ready_id::<EventDestination>("audit").await;
     let ngrok = op.ngrok();
     let foreign = ngrok
-        .create_event_subscription(&ngrok_api::types::EventSubscriptionCreate::new(
-            vec![ngrok_api::types::EventSourceReplace::new(
-                "ip_policy_created.v0",
-            )],
-            vec![id.clone()],
-        ))
+        .create::<ngrok_api::types::EventSubscription>(
+            &ngrok_api::types::EventSubscriptionCreate::new(
+                vec![ngrok_api::types::EventSourceReplace::new(
+                    "ip_policy_created.v0",
+                )],
+                vec![id.clone()],
+            ),
+        )
         .await
         .unwrap();
     op.api::<EventDestination>()
@@ -203,7 +205,10 @@ async fn ngroks_still_referenced_refusal_is_destination_in_use_and_retried() {
     })
     .await
     .unwrap();
-    ngrok.delete_event_subscription(&foreign.id).await.unwrap();
+    ngrok
+        .delete::<ngrok_api::types::EventSubscription>(&foreign.id)
+        .await
+        .unwrap();
     wait_gone(&op, "audit").await;
     assert!(op.emulator.object(&id).is_none(), "deleted in ngrok");
     op.stop().await;

@@ -84,7 +84,12 @@ async fn the_resource_then_the_namespace_then_the_operator_decide_what_deletion_
     let ngrok = op.ngrok();
     let exists = |id: String| {
         let ngrok = ngrok.clone();
-        async move { ngrok.get_event_destination(&id).await.is_ok() }
+        async move {
+            ngrok
+                .get::<ngrok_api::types::EventDestination>(&id)
+                .await
+                .is_ok()
+        }
     };
 
     // The operator's default: Retain.
@@ -144,5 +149,10 @@ async fn annotating_the_namespace_shows_the_new_policy_in_its_resources_status()
     wait_policy(&op.api(), "d", DeletionPolicy::Retain).await;
     let id = op.wait_ready_id::<EventDestination>("d").await;
     op.delete_and_wait::<EventDestination>("d").await;
-    assert!(op.ngrok().get_event_destination(&id).await.is_ok());
+    assert!(
+        op.ngrok()
+            .get::<ngrok_api::types::EventDestination>(&id)
+            .await
+            .is_ok()
+    );
 }

@@ -220,7 +220,7 @@ async fn status_fixtures_come_from_real_runs() {
     // wants another description.
     let by_hand = op
         .ngrok()
-        .create_event_destination(&ngrok_api::types::EventDestinationCreate {
+        .create::<ngrok_api::types::EventDestination>(&ngrok_api::types::EventDestinationCreate {
             description: Some("made by hand".into()),
             ..ngrok_api::types::EventDestinationCreate::new(ngrok_api::types::EventTarget::Kinesis(
                 ngrok_api::types::EventTargetKinesis {
@@ -384,7 +384,7 @@ async fn subscription_status_fixtures_come_from_real_runs() {
     // that wants another description.
     let by_hand = op
         .ngrok()
-        .create_event_subscription(&ngrok_api::types::EventSubscriptionCreate {
+        .create::<ngrok_api::types::EventSubscription>(&ngrok_api::types::EventSubscriptionCreate {
             description: Some("made by hand".into()),
             ..ngrok_api::types::EventSubscriptionCreate::new(
                 vec![ngrok_api::types::EventSourceReplace::new(

@@ -99,9 +99,12 @@ async fn retain_stops_the_operator_removes_finalizers_and_keeps_every_ngrok_obje
     namespace_goes(&op).await;
     assert_eq!(op.writes(), 0, "nothing was written to ngrok");
     let ngrok = op.ngrok();
-    ngrok.get_event_destination(&destination_id).await.unwrap();
     ngrok
-        .get_event_subscription(&subscription_id)
+        .get::<ngrok_api::types::EventDestination>(&destination_id)
+        .await
+        .unwrap();
+    ngrok
+        .get::<ngrok_api::types::EventSubscription>(&subscription_id)
         .await
         .unwrap();
 }
@@ -129,10 +132,15 @@ async fn delete_deletes_every_resource_and_its_ngrok_object_through_the_operator
             .is_none()
     );
     let ngrok = op.ngrok();
-    assert!(ngrok.get_event_destination(&destination_id).await.is_err());
     assert!(
         ngrok
-            .get_event_subscription(&subscription_id)
+            .get::<ngrok_api::types::EventDestination>(&destination_id)
+            .await
+            .is_err()
+    );
+    assert!(
+        ngrok
+            .get::<ngrok_api::types::EventSubscription>(&subscription_id)
             .await
             .is_err()
     );

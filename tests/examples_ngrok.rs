@@ -80,7 +80,7 @@ async fn every_example_is_accepted_by_ngrok_as_the_operator_sends_it() {
         let request = desired::destination(&destination.spec, &secret_values(&destination))
             .unwrap_or_else(|e| panic!("{origin}: the operator would refuse it: {e}"));
         let created = ngrok
-            .create_event_destination(&request)
+            .create::<ngrok_api::types::EventDestination>(&request)
             .await
             .unwrap_or_else(|e| panic!("{origin}: ngrok refuses it: {e}"));
         let name = destination.metadata.name.clone().unwrap();
@@ -107,7 +107,7 @@ async fn every_example_is_accepted_by_ngrok_as_the_operator_sends_it() {
         let request = desired::subscription::desired(&subscription.spec, &resolved)
             .unwrap_or_else(|e| panic!("{origin}: the operator would refuse it: {e}"));
         ngrok
-            .create_event_subscription(&request)
+            .create::<ngrok_api::types::EventSubscription>(&request)
             .await
             .unwrap_or_else(|e| panic!("{origin}: ngrok refuses it: {e}"));
         sent.1 += 1;

@@ -138,7 +138,10 @@ async fn a_drift_interval_of_its_own_costs_one_get_per_check_not_a_listing() {
                 stream_arn: format!("arn:aws:kinesis:us-east-2:123456789012:stream/other-{i}"),
             }),
         );
-        ngrok.create_event_destination(&create).await.unwrap();
+        ngrok
+            .create::<ngrok_api::types::EventDestination>(&create)
+            .await
+            .unwrap();
     }
     let mut own = destination("own-schedule", json!({"target": kinesis_role("own")}));
     own.metadata.annotations = Some(

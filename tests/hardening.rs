@@ -151,7 +151,7 @@ async fn adoption_takes_over_an_existing_destination_without_creating() {
     let op = Operator::start_with("adopt", Options::adopting()).await;
     let existing = op
         .ngrok()
-        .create_event_destination(&ngrok_api::types::EventDestinationCreate {
+        .create::<ngrok_api::types::EventDestination>(&ngrok_api::types::EventDestinationCreate {
             description: Some("made in the dashboard".into()),
             ..ngrok_api::types::EventDestinationCreate::new(ngrok_api::types::EventTarget::Kinesis(
                 ngrok_api::types::EventTargetKinesis {
@@ -368,10 +368,16 @@ async fn imported_yaml_applied_with_kubectl_adopts_the_same_objects() {
             format: format.into(),
             ..EventDestinationCreate::new(target)
         };
-        ids.push(ngrok.create_event_destination(&create).await.unwrap().id);
+        ids.push(
+            ngrok
+                .create::<ngrok_api::types::EventDestination>(&create)
+                .await
+                .unwrap()
+                .id,
+        );
     }
     let subscription = ngrok
-        .create_event_subscription(
+        .create::<ngrok_api::types::EventSubscription>(
             &serde_json::from_value(json!({
                 "description": "http traffic",
                 "sources": [{"type": "http_request_complete.v0"}],
@@ -545,7 +551,7 @@ async fn observe_mode_reports_differences_and_writes_nothing_until_managed() {
     let ngrok = op.ngrok();
     // Made by hand (dashboard, SDK): format as ngrok's docs spell it.
     let made = ngrok
-        .create_event_destination(&ngrok_api::types::EventDestinationCreate {
+        .create::<ngrok_api::types::EventDestination>(&ngrok_api::types::EventDestinationCreate {
             description: Some("made by hand".into()),
             format: "JSON".into(),
             ..ngrok_api::types::EventDestinationCreate::new(ngrok_api::types::EventTarget::Kinesis(

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::process::{self, OperatorProcess, Spec, samples};
+use common::process::{self, OperatorProcess, Spec};
 use common::{
     API_KEY, CREDENTIALS_LABEL, Kind, Operator, Options, PrivateCluster, WAIT, destination,
     kinesis_role, ready_message, subscription,
@@ -28,6 +28,7 @@ use kube::Api;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use ngrok_events_operator::crd::{EventDestination, EventSubscription};
 use serde_json::json;
+use test_support::metrics::samples;
 
 /// A destination with `annotations`, in `namespace` of `client`'s cluster.
 async fn create_annotated(
@@ -335,7 +336,7 @@ async fn a_rotated_operator_key_file_is_used_without_a_restart() {
         .unwrap();
     let remote = ngrok_api::Client::new(config)
         .unwrap()
-        .get_event_destination(&id)
+        .get::<ngrok_api::types::EventDestination>(&id)
         .await
         .unwrap();
     assert_eq!(remote.description, "after rotation");

@@ -8,12 +8,13 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::process::{self, OperatorProcess, Spec, sample};
+use common::process::{self, OperatorProcess, Spec};
 use common::{API_KEY, destination, kinesis_role};
 use kube::Api;
 use kube::api::PostParams;
 use ngrok_api_emulator::Emulator;
 use ngrok_events_operator::crd::EventDestination;
+use test_support::metrics::sample;
 
 const STEP: Duration = Duration::from_secs(30);
 /// Metrics that Prometheus makes itself, not the operator.
@@ -57,15 +58,6 @@ fn names_used() -> BTreeSet<String> {
         }
     }
     names
-}
-
-/// The metric names of the samples in an exposition text.
-fn names_exported(metrics: &str) -> BTreeSet<String> {
-    metrics
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .filter_map(|line| line.split(['{', ' ']).next().map(String::from))
-        .collect()
 }
 
 #[tokio::test]
@@ -113,7 +105,7 @@ async fn every_metric_an_alert_or_the_dashboard_names_is_exported() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(40)));
-    let exported = names_exported(&metrics);
+    let exported = test_support::metrics::parse(&metrics).sample_names();
     let missing: Vec<&String> = used
         .iter()
         .filter(|name| !PROMETHEUS_OWN.contains(&name.as_str()) && !exported.contains(*name))

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::process::{self, OperatorProcess, Spec, label_names, sample, samples};
+use common::process::{self, OperatorProcess, Spec};
 use common::{API_KEY, Kind, destination, kinesis_role};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
@@ -13,6 +13,7 @@ use kube::api::PostParams;
 use ngrok_api_emulator::{Emulator, EmulatorHandle};
 use ngrok_events_operator::crd::EventDestination;
 use serde_json::Value;
+use test_support::metrics::{label_names, sample};
 
 /// Bound on one step that takes a few API calls (start-up, a create, a reconcile).
 const STEP: Duration = Duration::from_secs(30);
@@ -158,23 +159,7 @@ fn acquired_identity(operator: &OperatorProcess) -> Option<String> {
 
 /// Sum of every `ngrok_requests_total` sample: the ngrok calls a replica made.
 fn ngrok_calls(metrics: &str) -> f64 {
-    samples(metrics, "ngrok_events_operator_ngrok_requests_total")
-        .iter()
-        .map(|(_, value)| value)
-        .sum()
-}
-
-#[test]
-fn metric_text_parsing() {
-    let text = "# TYPE x counter\nx_total{a=\"1\",b=\"q\\\"z, w\"} 3\nx_total_more 9\ny 2\n";
-    assert_eq!(sample(text, r#"x_total{a="1",b="q\"z, w"}"#), Some(3.0));
-    assert_eq!(sample(text, "y"), Some(2.0));
-    assert_eq!(sample(text, "x"), None);
-    assert_eq!(label_names(text), ["a", "b"]);
-    let xs = samples(text, "x_total");
-    assert_eq!(xs.len(), 1);
-    assert_eq!(xs[0].0[1], ("b".to_string(), "q\"z, w".to_string()));
-    assert_eq!(xs[0].1, 3.0);
+    test_support::metrics::sum(metrics, "ngrok_events_operator_ngrok_requests_total")
 }
 
 #[tokio::test]

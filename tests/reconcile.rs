@@ -7,12 +7,9 @@ use common::{API_KEY, Kind, Operator, Options, destination, kinesis_role};
 use ngrok_api_emulator::Emulator;
 use ngrok_events_operator::crd::EventDestination;
 use serde_json::{Value, json};
+use test_support::{creds, wire_creds};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/ngrok";
-
-fn creds(secret: &str) -> Value {
-    json!({"creds": {"accessKeyIdRef": {"name": secret, "key": "id"}, "secretAccessKeyRef": {"name": secret, "key": "secret"}}})
-}
 
 #[tokio::test]
 async fn each_target_is_created_with_exactly_the_resolved_request_body() {
@@ -41,13 +38,13 @@ async fn each_target_is_created_with_exactly_the_resolved_request_body() {
             "firehose-creds",
             json!({"target": {"firehose": {"deliveryStreamArn": "arn:aws:firehose:us-east-2:1:deliverystream/f", "auth": creds("aws")}}}),
             json!({"format": "json", "target": {"firehose": {"delivery_stream_arn": "arn:aws:firehose:us-east-2:1:deliverystream/f",
-                "auth": {"creds": {"aws_access_key_id": "AKIAEXAMPLEID00001", "aws_secret_access_key": "aws-secret-value-1"}}}}}),
+                "auth": wire_creds("AKIAEXAMPLEID00001", "aws-secret-value-1")}}}),
         ),
         (
             "cloudwatch-creds",
             json!({"target": {"cloudwatchLogs": {"logGroupArn": "arn:aws:logs:us-east-2:1:log-group:g", "auth": creds("aws")}}}),
             json!({"format": "json", "target": {"cloudwatch_logs": {"log_group_arn": "arn:aws:logs:us-east-2:1:log-group:g",
-                "auth": {"creds": {"aws_access_key_id": "AKIAEXAMPLEID00001", "aws_secret_access_key": "aws-secret-value-1"}}}}}),
+                "auth": wire_creds("AKIAEXAMPLEID00001", "aws-secret-value-1")}}}),
         ),
         (
             "datadog",
@@ -466,5 +463,30 @@ async fn a_spec_ngrok_refuses_stalls_without_retrying_until_it_changes() {
     .await;
     op.wait_ready::<EventDestination>("d").await;
     assert_eq!(op.requests("POST", "/event_destinations").len(), 2);
+    op.stop().await;
+}
+
+/// Stopping at any moment of the start stops (a pod told to stop while it starts must not
+/// wait for its SIGKILL): kube-runtime's runner waits for its cache's first full listing, and
+/// a graceful shutdown before that used to wait for ever. Each round stops the controllers a
+/// few more scheduler turns after their start, and they must be gone within the bound.
+#[tokio::test]
+async fn stopping_while_the_caches_fill_stops() {
+    let mut op = Operator::start_with("stop-early", Options::default()).await;
+    op.create(&destination(
+        "audit",
+        json!({"target": kinesis_role("audit")}),
+    ))
+    .await;
+    op.wait_ready::<EventDestination>("audit").await;
+    for round in 0..30 {
+        op.stop_controller_within(std::time::Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the controllers did not stop"));
+        op.start_controller();
+        for _ in 0..round {
+            tokio::task::yield_now().await;
+        }
+    }
     op.stop().await;
 }

@@ -3,33 +3,17 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::{API_KEY, Operator, destination};
 use ngrok_events_operator::crd::EventDestination;
 use serde_json::json;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use test_support::{Captured, creds};
 
 #[tokio::test]
 async fn trace_logs_of_a_full_lifecycle_contain_no_secret_value() {
-    let captured = Captured::default();
-    let writer = captured.clone();
+    let captured = Captured::new();
     tracing_subscriber::fmt()
         .with_env_filter("trace,ngrok_api_emulator=off")
-        .with_writer(move || writer.clone())
+        .with_writer(captured.clone())
         .with_ansi(false)
         .init();
 
@@ -45,9 +29,12 @@ async fn trace_logs_of_a_full_lifecycle_contain_no_secret_value() {
         .await;
     op.create_secret("dd", &[("api-key", secrets[2])]).await;
     op.create_secret("az", &[("secret", secrets[4])]).await;
-    op.create(&destination("aws", json!({"target": {"kinesis": {"streamArn": "arn:aws:kinesis:us-east-2:1:stream/s",
-        "auth": {"creds": {"accessKeyIdRef": {"name": "aws", "key": "id"}, "secretAccessKeyRef": {"name": "aws", "key": "secret"}}}}}})))
-        .await;
+    op.create(&destination(
+        "aws",
+        json!({"target": {"kinesis": {"streamArn": "arn:aws:kinesis:us-east-2:1:stream/s",
+        "auth": creds("aws")}}}),
+    ))
+    .await;
     op.create(&destination(
         "dd",
         json!({"target": {"datadog": {"apiKeyRef": {"name": "dd", "key": "api-key"}}}}),
@@ -82,7 +69,7 @@ async fn trace_logs_of_a_full_lifecycle_contain_no_secret_value() {
     }
     op.stop().await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.len() > 10_000,
         "TRACE logging was captured ({} bytes)",

@@ -23,19 +23,19 @@ const DASHBOARD_FILTER: &str = r#"ev.conn.server_name == "shop.example.com""#;
 async fn made_by_hand(op: &Operator) -> (String, String) {
     let ngrok = op.ngrok();
     let destination = ngrok
-        .create_event_destination(&EventDestinationCreate::new(EventTarget::Kinesis(
-            EventTargetKinesis {
+        .create::<ngrok_api::types::EventDestination>(&EventDestinationCreate::new(
+            EventTarget::Kinesis(EventTargetKinesis {
                 stream_arn: "arn:aws:kinesis:us-east-2:1:stream/by-hand".into(),
                 auth: AwsAuth::Role(AwsRole {
                     role_arn: "arn:aws:iam::1:role/r".into(),
                 }),
-            },
-        )))
+            }),
+        ))
         .await
         .unwrap()
         .id;
     let subscription = ngrok
-        .create_event_subscription(&EventSubscriptionCreate {
+        .create::<ngrok_api::types::EventSubscription>(&EventSubscriptionCreate {
             description: Some("by hand".into()),
             ..EventSubscriptionCreate::new(
                 vec![EventSourceReplace::new(HTTP)],

@@ -84,14 +84,16 @@ async fn a_subscription_is_created_updated_and_deleted() {
     // A second destination managed elsewhere, named by id; one source fewer; a new description.
     let ngrok = op.ngrok();
     let elsewhere = ngrok
-        .create_event_destination(&ngrok_api::types::EventDestinationCreate::new(
-            ngrok_api::types::EventTarget::Kinesis(ngrok_api::types::EventTargetKinesis {
-                stream_arn: "arn:aws:kinesis:us-east-2:123456789012:stream/other".into(),
-                auth: ngrok_api::types::AwsAuth::Role(ngrok_api::types::AwsRole {
-                    role_arn: "arn:aws:iam::123456789012:role/ngrok".into(),
-                }),
-            }),
-        ))
+        .create::<ngrok_api::types::EventDestination>(
+            &ngrok_api::types::EventDestinationCreate::new(ngrok_api::types::EventTarget::Kinesis(
+                ngrok_api::types::EventTargetKinesis {
+                    stream_arn: "arn:aws:kinesis:us-east-2:123456789012:stream/other".into(),
+                    auth: ngrok_api::types::AwsAuth::Role(ngrok_api::types::AwsRole {
+                        role_arn: "arn:aws:iam::123456789012:role/ngrok".into(),
+                    }),
+                },
+            )),
+        )
         .await
         .unwrap()
         .id;
@@ -300,12 +302,14 @@ async fn a_subscription_is_adopted_and_paused_like_a_destination() {
     let audit = ready_destination(&op, "audit").await;
     let ngrok = op.ngrok();
     let existing = ngrok
-        .create_event_subscription(&ngrok_api::types::EventSubscriptionCreate::new(
-            vec![ngrok_api::types::EventSourceReplace::new(
-                "http_request_complete.v0",
-            )],
-            vec![audit.clone()],
-        ))
+        .create::<ngrok_api::types::EventSubscription>(
+            &ngrok_api::types::EventSubscriptionCreate::new(
+                vec![ngrok_api::types::EventSourceReplace::new(
+                    "http_request_complete.v0",
+                )],
+                vec![audit.clone()],
+            ),
+        )
         .await
         .unwrap()
         .id;

@@ -70,14 +70,16 @@ async fn foreign_annotations_and_labels_change_nothing_and_own_annotations_still
     // adopt-id: adopts the object named, next to the foreign annotations.
     let existing = op
         .ngrok()
-        .create_event_destination(&ngrok_api::types::EventDestinationCreate::new(
-            ngrok_api::types::EventTarget::Kinesis(ngrok_api::types::EventTargetKinesis {
-                auth: ngrok_api::types::AwsAuth::Role(ngrok_api::types::AwsRole {
-                    role_arn: "arn:aws:iam::123456789012:role/ngrok".into(),
-                }),
-                stream_arn: "arn:aws:kinesis:us-east-2:123456789012:stream/adopted".into(),
-            }),
-        ))
+        .create::<ngrok_api::types::EventDestination>(
+            &ngrok_api::types::EventDestinationCreate::new(ngrok_api::types::EventTarget::Kinesis(
+                ngrok_api::types::EventTargetKinesis {
+                    auth: ngrok_api::types::AwsAuth::Role(ngrok_api::types::AwsRole {
+                        role_arn: "arn:aws:iam::123456789012:role/ngrok".into(),
+                    }),
+                    stream_arn: "arn:aws:kinesis:us-east-2:123456789012:stream/adopted".into(),
+                },
+            )),
+        )
         .await
         .unwrap();
     let mut annotations = foreign.clone();

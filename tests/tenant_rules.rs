@@ -152,15 +152,17 @@ async fn observe_mode_shows_no_secret_value() {
     .await;
     let made = op
         .ngrok()
-        .create_event_destination(&ngrok_api::types::EventDestinationCreate::new(
-            ngrok_api::types::EventTarget::Kinesis(ngrok_api::types::EventTargetKinesis {
-                stream_arn: "arn:aws:kinesis:us-east-2:1:stream/s".into(),
-                auth: ngrok_api::types::AwsAuth::Creds(ngrok_api::types::AwsCredentials {
-                    aws_access_key_id: REMOTE_KEY_ID.into(),
-                    aws_secret_access_key: Some(ngrok_api::Secret::new("remote-secret-value")),
-                }),
-            }),
-        ))
+        .create::<ngrok_api::types::EventDestination>(
+            &ngrok_api::types::EventDestinationCreate::new(ngrok_api::types::EventTarget::Kinesis(
+                ngrok_api::types::EventTargetKinesis {
+                    stream_arn: "arn:aws:kinesis:us-east-2:1:stream/s".into(),
+                    auth: ngrok_api::types::AwsAuth::Creds(ngrok_api::types::AwsCredentials {
+                        aws_access_key_id: REMOTE_KEY_ID.into(),
+                        aws_secret_access_key: Some(ngrok_api::Secret::new("remote-secret-value")),
+                    }),
+                },
+            )),
+        )
         .await
         .unwrap();
     op.create_secret(
@@ -224,14 +226,16 @@ async fn fixing_a_subscriptions_key_clears_the_refusal() {
     let op = Operator::start("sub-key-fixed").await;
     let target = op
         .ngrok()
-        .create_event_destination(&ngrok_api::types::EventDestinationCreate::new(
-            ngrok_api::types::EventTarget::Kinesis(ngrok_api::types::EventTargetKinesis {
-                stream_arn: "arn:aws:kinesis:us-east-2:1:stream/s".into(),
-                auth: ngrok_api::types::AwsAuth::Role(ngrok_api::types::AwsRole {
-                    role_arn: "arn:aws:iam::1:role/r".into(),
-                }),
-            }),
-        ))
+        .create::<ngrok_api::types::EventDestination>(
+            &ngrok_api::types::EventDestinationCreate::new(ngrok_api::types::EventTarget::Kinesis(
+                ngrok_api::types::EventTargetKinesis {
+                    stream_arn: "arn:aws:kinesis:us-east-2:1:stream/s".into(),
+                    auth: ngrok_api::types::AwsAuth::Role(ngrok_api::types::AwsRole {
+                        role_arn: "arn:aws:iam::1:role/r".into(),
+                    }),
+                },
+            )),
+        )
         .await
         .unwrap();
     op.create_secret("ngrok", &[("key", "a-key-ngrok-does-not-know")])

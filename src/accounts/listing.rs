@@ -1,10 +1,12 @@
-//! The shared listing of one kind of object of an account, and what a resource looks up in it.
+//! The shared listings of an account, one per kind of object, and what a resource looks up in
+//! them.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use ngrok_api::Listed;
+use ngrok_api::{Kind, Listed};
 
 /// How many unreadable ids one warning names.
 const MAX_IDS_LOGGED: usize = 5;
@@ -74,6 +76,25 @@ impl<T> Snapshot<T> {
     /// (the lost-create search) saw everything, so finding nothing means there is nothing.
     pub fn is_complete(&self) -> bool {
         self.uncomparable.is_empty() && self.without_id == 0
+    }
+}
+
+/// The latest listing of each kind of object, found by the kind's type: a kind's listing is
+/// made the first time it is asked for, so a kind needs nothing here to be listed.
+#[derive(Default)]
+pub(super) struct Listings(Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>);
+
+impl Listings {
+    /// The listing of kind `K`.
+    pub(super) fn of<K: Kind>(&self) -> Arc<Listing<K>> {
+        let mut by_kind = self.0.lock().expect("listings lock");
+        let listing = by_kind
+            .entry(TypeId::of::<K>())
+            .or_insert_with(|| Arc::new(Listing::<K>::default()))
+            .clone();
+        listing
+            .downcast::<Listing<K>>()
+            .expect("each listing is filed under its own kind's type")
     }
 }
 

@@ -4,27 +4,24 @@
 use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, info};
 
 use super::Reconciliation;
-use super::managed::{Managed, ManagedStatus, RemoteObject, record_remote};
-use super::observe::Observation;
-use super::plan::{self, Cause, Step};
-use crate::accounts::{Account, CreateGuard};
+use super::managed::{Managed, ManagedStatus, RemoteObject};
+use super::observe::{Observation, Turn};
+use super::plan::{Cause, Step};
+use crate::accounts::Account;
 use crate::conditions::Phase;
-use crate::crd::PendingCreate;
+use crate::crd::{CommonStatus, PendingCreate};
 use crate::error::{Error, Result};
 
-/// `search`: the create guard a lost-create search took, still held; a create of the same
-/// content goes on under it.
+/// `turn`: the resource's turn to create ([`Turn`]), held until every step is done.
 pub async fn act<K: Managed>(
     r: &mut Reconciliation<'_, K>,
     observation: &Observation<K>,
     steps: Vec<Step<K>>,
-    mut search: Option<CreateGuard>,
+    turn: Option<Turn>,
 ) -> Result<()> {
     let moving = steps
         .iter()
@@ -69,7 +66,7 @@ pub async fn act<K: Managed>(
                 replaced = Some(id);
             }
             Step::Create => {
-                create(r, observation, search.take()).await?;
+                create(r, observation, turn.as_ref()).await?;
                 if let (Some(old), false) = (&replaced, moving) {
                     let new = r.status.common().id.clone().unwrap_or_default();
                     r.event(
@@ -79,8 +76,8 @@ pub async fn act<K: Managed>(
                     );
                 }
             }
-            Step::DeleteFromOldAccount { id, from } => {
-                delete_from_old_account(r, &id, &from).await?;
+            Step::DeleteFromOldAccount { id, key } => {
+                delete_from_old_account(r, &id, old_account(observation, &key)).await?;
             }
             Step::Update {
                 id,
@@ -116,7 +113,7 @@ pub async fn act<K: Managed>(
         r.status.common_mut().key_fingerprint =
             Some(observation.account.key_fingerprint().to_string());
     }
-    K::memory(r.ctx).with(&r.object_ref(), |entry| {
+    K::state(r.ctx).memory.with(&r.object_ref(), |entry| {
         entry.account = Some(observation.account.clone());
     });
     Ok(())
@@ -128,19 +125,13 @@ pub async fn act<K: Managed>(
 async fn create<K: Managed>(
     r: &mut Reconciliation<'_, K>,
     observation: &Observation<K>,
-    search: Option<CreateGuard>,
+    turn: Option<&Turn>,
 ) -> Result<()> {
     let (account, prepared) = (&observation.account, &observation.prepared);
     let fingerprint = K::fingerprint(&prepared.desired);
-    // One create of a given content at a time per account: a lost create is then
-    // recognisable by its content alone, however alike the resources are.
-    let _guard = match search.filter(|guard| guard.covers(account, &fingerprint)) {
-        Some(held) => held,
-        None => account
-            .begin_create(&fingerprint)
-            .ok_or(Error::CreateQueued)?,
-    };
-    if pending_elsewhere(r, account, &fingerprint) {
+    // The plan creates only on the resource's turn (`plan::turn_wanted`): this holds
+    // by construction, and is checked because a create without it could leave a twin.
+    if !turn.is_some_and(|turn| turn.covers(account, &fingerprint)) {
         return Err(Error::CreateQueued);
     }
     r.status.common_mut().pending_create = Some(PendingCreate {
@@ -176,41 +167,17 @@ async fn create<K: Managed>(
     }
 }
 
-/// Whether another resource of this account has a create of the same content whose outcome
-/// is not known yet (see `plan::create_must_wait`); only an intent that still holds others
-/// counts (`plan::intent_holds_others`).
-fn pending_elsewhere<K: Managed>(
-    r: &Reconciliation<'_, K>,
-    account: &Arc<Account>,
-    fingerprint: &str,
-) -> bool {
-    let uid = r.resource.uid().unwrap_or_default();
-    let memory = K::memory(r.ctx);
-    let others = K::store(r.ctx).state();
-    let now = Timestamp::now();
-    let others = others.iter().filter_map(|other| {
-        let other_uid = other.meta().uid.as_deref()?;
-        let status = other.status()?.common();
-        let holds = status
-            .pending_create
-            .as_ref()
-            .is_some_and(|p| plan::intent_holds_others(p, is_managed(other.as_ref()), now));
-        let same_account = other_uid != uid
-            && holds
-            && memory.uses_account(&ObjectRef::from_obj(other.as_ref()), account);
-        Some((status, other_uid, same_account))
-    });
-    let own = r.status.common().pending_create.as_ref();
-    plan::create_must_wait(fingerprint, own.map(|p| (p, uid.as_str())), others)
-}
-
-/// Whether `resource` is being managed: not paused, not observing (nor with an unreadable
-/// management annotation), not being deleted.
-fn is_managed<K: Managed>(resource: &K) -> bool {
-    let annotations = resource.annotations();
-    resource.meta().deletion_timestamp.is_none()
-        && !crate::annotations::is_paused(annotations)
-        && matches!(crate::annotations::is_observing(annotations), Ok(false))
+/// The account a [`Step::DeleteFromOldAccount`] names by its key's fingerprint: the
+/// previous account of a move, or the one holding a move's leftover.
+fn old_account<'o, K: Managed>(
+    observation: &'o Observation<K>,
+    key: &str,
+) -> Option<&'o Arc<Account>> {
+    let leftover = observation.leftover.as_ref().map(|(_, account)| account);
+    [observation.previous_account.as_ref(), leftover]
+        .into_iter()
+        .flatten()
+        .find(|account| account.key_fingerprint() == key)
 }
 
 /// Takes `created` (made by this pass or an earlier one) as the resource's object. It is also
@@ -221,7 +188,7 @@ fn record_created<K: Managed>(
     account: &Account,
     created: &K::Remote,
 ) {
-    K::memory(r.ctx).with(&r.object_ref(), |entry| {
+    K::state(r.ctx).memory.with(&r.object_ref(), |entry| {
         entry.created = Some(created.clone())
     });
     let common = r.status.common_mut();
@@ -235,9 +202,16 @@ fn record_created<K: Managed>(
 async fn delete_from_old_account<K: Managed>(
     r: &mut Reconciliation<'_, K>,
     id: &str,
-    from: &Arc<Account>,
+    from: Option<&Arc<Account>>,
 ) -> Result<()> {
-    let memory = K::memory(r.ctx);
+    // The plan names only an account the observation holds.
+    let Some(from) = from else {
+        return Err(Error::AccountChanged {
+            old_id: id.to_string(),
+            cause: crate::error::PreviousAccount::Forgotten,
+        });
+    };
+    let memory = &K::state(r.ctx).memory;
     match K::delete(from, id).await {
         Ok(()) => info!(%id, "deleted the {} from the previous ngrok account", K::NOUN),
         Err(e) if e.is_not_found() => debug!(%id, "{} was already gone", K::NOUN),
@@ -258,4 +232,11 @@ async fn delete_from_old_account<K: Managed>(
         format!("the API key now belongs to another ngrok account: created {new} there and deleted {id} from the previous account"),
     );
     Ok(())
+}
+
+/// Records `remote`'s id, URI and creation time in `status` (or clears them).
+fn record_remote(status: &mut CommonStatus, remote: Option<&dyn RemoteObject>) {
+    status.id = remote.map(|r| r.id().to_string());
+    status.uri = remote.map(|r| r.uri().to_string());
+    status.created_at = remote.map(|r| r.created_at().to_string());
 }

@@ -1,5 +1,5 @@
 //! Deletion: the ngrok object goes (or stays, as the resource says) before the finalizer is
-//! released. What to do is [`plan::cleanup`]'s decision (and [`plan::unreachable`]'s, when
+//! released. What to do is [`deletion::cleanup`]'s decision (and [`deletion::unreachable`]'s, when
 //! the account cannot be reached); this module reads what it needs and acts.
 
 use std::sync::Arc;
@@ -13,8 +13,9 @@ use tracing::{debug, info, warn};
 
 use super::managed::{Managed, ManagedStatus, RemoteObject};
 use super::observe::search_lost_create;
+use super::plan::deletion;
 use super::plan::{Read, Seen};
-use super::{Context, Reconciliation, plan};
+use super::{Context, Reconciliation};
 use crate::accounts::Account;
 use crate::annotations;
 use crate::conditions::Phase;
@@ -28,14 +29,14 @@ pub async fn cleanup<K: Managed>(resource: &K, ctx: &Context) -> Result<Action> 
     }
     r.publish_events().await;
     if result.is_ok() {
-        K::memory(ctx).forget(&r.object_ref());
+        K::state(ctx).memory.forget(&r.object_ref());
     }
     result.map(|()| Action::await_change())
 }
 
-/// Why the ngrok object stays when the resource goes, if it does ([`plan::kept_because`]).
+/// Why the ngrok object stays when the resource goes, if it does ([`deletion::kept_because`]).
 fn kept_because<K: Managed>(resource: &K, ctx: &Context) -> Option<&'static str> {
-    plan::kept_because(
+    deletion::kept_because(
         ctx.deletion_policy_of(resource),
         annotations::is_paused(resource.annotations()),
         annotations::is_observing(resource.annotations()).ok(),
@@ -44,7 +45,7 @@ fn kept_because<K: Managed>(resource: &K, ctx: &Context) -> Option<&'static str>
 
 async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> {
     let resource = r.resource;
-    let memory = K::memory(r.ctx);
+    let memory = &K::state(r.ctx).memory;
     let status = r.status.common().clone();
     // An object this process created whose status write failed is the resource's too.
     let created = match &status.id {
@@ -55,14 +56,15 @@ async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> 
             })
             .flatten(),
     };
-    let facts = plan::CleanupFacts {
+    let mut facts = deletion::CleanupFacts {
         id: status.id.as_deref().or(created.as_deref()),
         pending: status.pending_create.as_ref(),
         kept: kept_because(resource, r.ctx),
+        search_waits: false,
     };
-    if !plan::cleanup_needs_account(&facts) {
-        let deletion = plan::cleanup::<K::Remote>(&facts, Seen::NotRead);
-        return act(r, &[], deletion).await;
+    if !deletion::cleanup_needs_account(&facts) {
+        let deletion = deletion::cleanup::<K>(&facts, Seen::NotRead);
+        return carry_out(r, &[], deletion).await;
     }
     resource.check_deletable(r.ctx)?;
 
@@ -84,7 +86,7 @@ async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> 
         Ok(_) => {}
         Err(e) if accounts.is_empty() && e.is_account_unreachable() => {
             let deletion = unreachable(r, &facts, e);
-            return act(r, &accounts, deletion).await;
+            return carry_out(r, &accounts, deletion).await;
         }
         Err(e) if accounts.is_empty() => return Err(e),
         Err(_) => {}
@@ -99,22 +101,26 @@ async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> 
     }
     // The search is creation's (the claimed set, the create guard, a listing newer than the
     // search), in the account the resource last used; its guard is held until the delete.
-    let (seen, _guard) = match plan::cleanup_read(&facts) {
+    let (seen, _guard) = match deletion::cleanup_read(&facts) {
         Read::LostCreate(pending) => match search_lost_create(r, &accounts[0], &pending).await {
-            Ok((seen, guard)) => (seen, Some(guard)),
+            Ok(Some((seen, guard))) => (seen, Some(guard)),
+            Ok(None) => {
+                facts.search_waits = true;
+                (Seen::NotRead, None)
+            }
             Err(e) if e.is_account_unreachable() => {
                 let deletion = unreachable(r, &facts, e);
-                return act(r, &accounts, deletion).await;
+                return carry_out(r, &accounts, deletion).await;
             }
             Err(e) => return Err(e),
         },
         _ => (Seen::NotRead, None),
     };
-    let deletion = plan::cleanup(&facts, seen);
-    match act(r, &accounts, deletion).await {
+    let deletion = deletion::cleanup::<K>(&facts, seen);
+    match carry_out(r, &accounts, deletion).await {
         Err(e) if e.is_account_unreachable() => {
             let deletion = unreachable(r, &facts, e);
-            act(r, &accounts, deletion).await
+            carry_out(r, &accounts, deletion).await
         }
         result => result,
     }
@@ -123,14 +129,14 @@ async fn delete_remote<K: Managed>(r: &mut Reconciliation<'_, K>) -> Result<()> 
 /// Counts one more attempt that could not reach the account, and plans what follows.
 fn unreachable<K: Managed>(
     r: &Reconciliation<'_, K>,
-    facts: &plan::CleanupFacts<'_>,
+    facts: &deletion::CleanupFacts<'_>,
     cause: Error,
-) -> plan::Deletion {
-    let attempt = K::memory(r.ctx).with(&r.object_ref(), |entry| {
+) -> deletion::Deletion {
+    let attempt = K::state(r.ctx).memory.with(&r.object_ref(), |entry| {
         entry.unreachable_deletes = entry.unreachable_deletes.saturating_add(1);
         entry.unreachable_deletes
     });
-    plan::unreachable(facts, attempt, cause)
+    deletion::unreachable(facts, attempt, cause)
 }
 
 /// The Warning that a deletion ended without deleting `what` in ngrok.
@@ -152,17 +158,18 @@ fn unconfirmed<K: Managed>(r: &mut Reconciliation<'_, K>, what: &str, cause: &st
 
 /// Carries out a deletion's plan. `accounts`: where the object may be, the account this
 /// process last used for it first.
-async fn act<K: Managed>(
+async fn carry_out<K: Managed>(
     r: &mut Reconciliation<'_, K>,
     accounts: &[Arc<Account>],
-    deletion: plan::Deletion,
+    deletion: deletion::Deletion,
 ) -> Result<()> {
     let id = match deletion {
-        plan::Deletion::Release => return Ok(()),
-        plan::Deletion::Retain { id, why } => {
+        deletion::Deletion::Release => return Ok(()),
+        deletion::Deletion::Retain { id, why } => {
             info!(%id, why, "leaving the {} in ngrok", K::NOUN);
             // No longer this operator's to check.
-            let account = K::memory(r.ctx)
+            let account = K::state(r.ctx)
+                .memory
                 .get(&r.object_ref(), |entry| entry.account.clone())
                 .flatten();
             if let Some(account) = account {
@@ -175,12 +182,12 @@ async fn act<K: Managed>(
             );
             return Ok(());
         }
-        plan::Deletion::Unconfirmed { what, cause } => {
+        deletion::Deletion::Unconfirmed { what, cause } => {
             unconfirmed(r, &what, &cause);
             return Ok(());
         }
-        plan::Deletion::Failed(error) => return Err(error),
-        plan::Deletion::Delete(id) => id,
+        deletion::Deletion::Failed(error) => return Err(error),
+        deletion::Deletion::Delete(id) => id,
     };
     // The remembered account's key may have been revoked since (a rotation): the current
     // key then answers for the same account.

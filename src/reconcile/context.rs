@@ -32,12 +32,10 @@ pub struct Context {
     /// Only Secrets labelled `events.ngrok.io/credentials=true` may be read (see
     /// [`crate::secrets`]).
     pub require_credentials_label: bool,
-    /// The controllers' caches: which ids are taken, which creates pending, which destinations
-    /// a subscription can use.
-    pub destinations: Store<EventDestination>,
-    pub subscriptions: Store<EventSubscription>,
-    pub destination_memory: Memory<EventDestination>,
-    pub subscription_memory: Memory<EventSubscription>,
+    /// What the engine keeps per kind ([`KindState`]): one field per kind, and nothing else
+    /// of a kind's in this struct.
+    pub destinations: KindState<EventDestination>,
+    pub subscriptions: KindState<EventSubscription>,
     /// The namespaces that may use the operator-wide key (those matching
     /// `--operator-key-namespace-selector`); every namespace when `None`.
     pub operator_key_namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
@@ -46,10 +44,6 @@ pub struct Context {
     pub adoption_namespaces: Option<SelectedNamespaces>,
     /// Leader election's fence (see [`Context::may_write`]); `None` without leader election.
     pub fence: Option<LeaseFence>,
-    /// The work slots of each kind, shared fairly across namespaces ([`crate::fairness`]);
-    /// unbounded until the controller sets them.
-    pub destination_gate: crate::fairness::Gate,
-    pub subscription_gate: crate::fairness::Gate,
     /// `--default-deletion-policy`: the policy of resources that set none, in namespaces
     /// without the annotation `events.ngrok.io/default-deletion-policy`.
     pub default_deletion_policy: DeletionPolicy,
@@ -76,22 +70,18 @@ impl Context {
             drift_interval,
             // The safe default; `--require-credentials-label=false` turns it off.
             require_credentials_label: true,
-            destinations,
-            subscriptions,
-            destination_memory: Memory::default(),
-            subscription_memory: Memory::default(),
+            destinations: KindState::new(destinations),
+            subscriptions: KindState::new(subscriptions),
             operator_key_namespaces: None,
             adoption_namespaces: None,
             fence: None,
-            destination_gate: crate::fairness::Gate::new(0, Default::default()),
-            subscription_gate: crate::fairness::Gate::new(0, Default::default()),
             default_deletion_policy: DeletionPolicy::Delete,
             namespace_defaults: None,
         }
     }
 
-    /// The deletion policy that applies to `resource` ([`plan::policy_in_effect`]).
-    pub fn deletion_policy_of<K: Managed>(&self, resource: &K) -> plan::PolicyInEffect {
+    /// The deletion policy that applies to `resource` ([`plan::deletion::policy_in_effect`]).
+    pub fn deletion_policy_of<K: Managed>(&self, resource: &K) -> plan::deletion::PolicyInEffect {
         let namespace = resource.namespace().unwrap_or_default();
         let annotation = self.namespace_defaults.as_ref().and_then(|namespaces| {
             namespaces
@@ -102,20 +92,11 @@ impl Context {
                 .get(DEFAULT_DELETION_POLICY_ANNOTATION)
                 .cloned()
         });
-        plan::policy_in_effect(
+        plan::deletion::policy_in_effect(
             resource.deletion_policy(),
             annotation.as_deref(),
             self.default_deletion_policy,
         )
-    }
-
-    /// The work slots of `kind`.
-    pub fn gate(&self, kind: &str) -> &crate::fairness::Gate {
-        if kind == <EventDestination as kube::Resource>::kind(&()) {
-            &self.destination_gate
-        } else {
-            &self.subscription_gate
-        }
     }
 
     /// Whether this replica may write (to ngrok or to Kubernetes): it surely holds the leader
@@ -177,10 +158,35 @@ impl Context {
     /// Forgets every refusal remembered for resources that use the operator-wide key: after
     /// that key changed, ngrok may answer differently.
     pub fn forget_operator_key_refusals(&self) {
-        self.destination_memory
-            .forget_refusals_where(|r| self.destinations.get(r).is_some_and(uses_operator_key));
-        self.subscription_memory
-            .forget_refusals_where(|r| self.subscriptions.get(r).is_some_and(uses_operator_key));
+        self.destinations.forget_operator_key_refusals();
+        self.subscriptions.forget_operator_key_refusals();
+    }
+}
+
+/// What the engine keeps of one kind, as kaniop's `Context<K>` does: the controller's cache,
+/// what this process remembers of each resource, and the kind's work slots.
+pub struct KindState<K: Managed> {
+    /// The controller's cache: which ids are taken, which creates pending, which
+    /// destinations a subscription can use.
+    pub store: Store<K>,
+    pub memory: Memory<K>,
+    /// The kind's work slots, shared fairly across namespaces ([`crate::fairness`]);
+    /// unbounded until the controller sets them.
+    pub gate: crate::fairness::Gate,
+}
+
+impl<K: Managed> KindState<K> {
+    pub fn new(store: Store<K>) -> Self {
+        Self {
+            store,
+            memory: Memory::default(),
+            gate: crate::fairness::Gate::new(0, Default::default()),
+        }
+    }
+
+    fn forget_operator_key_refusals(&self) {
+        self.memory
+            .forget_refusals_where(|r| self.store.get(r).is_some_and(uses_operator_key));
     }
 }
 

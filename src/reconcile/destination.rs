@@ -1,121 +1,23 @@
 //! What reconciling an `EventDestination` reads, sends and forbids.
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::reflector::Store;
 use ngrok_api::types::{
     EventDestination as Remote, EventDestinationCreate, EventDestinationUpdate,
 };
 
-use super::{Context, Managed, Memory, Prepared};
-use crate::accounts::{Account, Snapshot};
+use super::plan::apply::Compare;
+use super::{Context, Inputs, KindState, Managed, Prepared};
+use crate::accounts::Account;
 use crate::crd::{DeletionPolicy, EventDestination, EventDestinationStatus, SecretKeyRef};
 use crate::error::{Error, Result};
 use crate::{desired, references, secrets};
 
-impl Managed for EventDestination {
-    type Status = EventDestinationStatus;
+impl Compare for EventDestination {
     type Remote = Remote;
     type Desired = EventDestinationCreate;
     type Update = EventDestinationUpdate;
-
-    const KIND: &'static str = "EventDestination";
-    const ID_PREFIX: &'static str = "ed_";
-    const NOUN: &'static str = "destination";
-
-    fn status(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-
-    fn api_key_ref(&self) -> Option<&SecretKeyRef> {
-        self.spec.api_key_ref.as_ref()
-    }
-
-    fn deletion_policy(&self) -> Option<DeletionPolicy> {
-        self.spec.deletion_policy
-    }
-
-    fn secret_refs(&self) -> Vec<&SecretKeyRef> {
-        let mut refs = self.spec.target.secret_refs();
-        refs.extend(&self.spec.api_key_ref);
-        refs
-    }
-
-    fn memory(ctx: &Context) -> &Memory<Self> {
-        &ctx.destination_memory
-    }
-
-    fn store(ctx: &Context) -> &Store<Self> {
-        &ctx.destinations
-    }
-
-    fn describe(&self, status: &mut Self::Status) {
-        status.target = Some(self.spec.target.kind().to_string());
-    }
-
-    async fn prepare(
-        &self,
-        ctx: &Context,
-        account: &Account,
-        secrets_api: &Api<KubeSecret>,
-    ) -> Result<Prepared<Self::Desired>> {
-        let values = secrets::resolve(
-            secrets_api,
-            &secrets::target_refs(&self.spec.target),
-            ctx.require_credentials_label,
-        )
-        .await?;
-        Ok(Prepared {
-            desired: desired::destination(&self.spec, &values)?,
-            // Keyed: the hash is written into the status, where it must not reveal the values.
-            inputs_hash: values.keyed_hash(account.api_key()),
-            has_secrets: !values.is_empty(),
-        })
-    }
-
-    fn record_inputs(status: &mut Self::Status, prepared: &Prepared<Self::Desired>) {
-        status.secrets_hash = Some(prepared.inputs_hash.clone());
-    }
-
-    fn recorded_inputs(status: &Self::Status) -> Option<String> {
-        status.secrets_hash.clone()
-    }
-
-    fn forget_inputs(status: &mut Self::Status) {
-        // ngrok does not show secrets: unknown ones are sent again.
-        status.secrets_hash = None;
-    }
-
-    async fn create(account: &Account, desired: &Self::Desired) -> ngrok_api::Result<Remote> {
-        account.client.create_event_destination(desired).await
-    }
-
-    async fn get(account: &Account, id: &str) -> ngrok_api::Result<Remote> {
-        account.client.get_event_destination(id).await
-    }
-
-    async fn update(
-        account: &Account,
-        id: &str,
-        update: &Self::Update,
-    ) -> ngrok_api::Result<Remote> {
-        account.client.update_event_destination(id, update).await
-    }
-
-    async fn delete(account: &Account, id: &str) -> ngrok_api::Result<()> {
-        account.client.delete_event_destination(id).await
-    }
-
-    async fn listing(
-        account: &Account,
-        after: Option<Instant>,
-    ) -> ngrok_api::Result<Arc<Snapshot<Remote>>> {
-        account.destinations_after(after).await
-    }
 
     fn changes(
         desired: &Self::Desired,
@@ -137,18 +39,83 @@ impl Managed for EventDestination {
         desired::drift(desired, remote, secrets)
     }
 
-    fn fingerprint(desired: &Self::Desired) -> String {
-        desired::fingerprint(desired)
-    }
-
     fn observed_fingerprint(remote: &Remote) -> String {
         desired::observed_fingerprint(remote)
+    }
+}
+
+impl Managed for EventDestination {
+    type Status = EventDestinationStatus;
+
+    const KIND: &'static str = "EventDestination";
+
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+
+    fn api_key_ref(&self) -> Option<&SecretKeyRef> {
+        self.spec.api_key_ref.as_ref()
+    }
+
+    fn deletion_policy(&self) -> Option<DeletionPolicy> {
+        self.spec.deletion_policy
+    }
+
+    fn secret_refs(&self) -> Vec<&SecretKeyRef> {
+        let mut refs = self.spec.target.secret_refs();
+        refs.extend(&self.spec.api_key_ref);
+        refs
+    }
+
+    fn state(ctx: &Context) -> &KindState<Self> {
+        &ctx.destinations
+    }
+
+    fn describe(&self, status: &mut Self::Status) {
+        status.target = Some(self.spec.target.kind().to_string());
+    }
+
+    async fn prepare(
+        &self,
+        ctx: &Context,
+        account: &Account,
+        secrets_api: &Api<KubeSecret>,
+    ) -> Result<Inputs<Self::Desired>> {
+        let values = secrets::resolve(
+            secrets_api,
+            &secrets::target_refs(&self.spec.target),
+            ctx.require_credentials_label,
+        )
+        .await?;
+        Ok(Inputs::Prepared(Prepared {
+            desired: desired::destination(&self.spec, &values)?,
+            // Keyed: the hash is written into the status, where it must not reveal the values.
+            inputs_hash: values.keyed_hash(account.api_key()),
+            has_secrets: !values.is_empty(),
+        }))
+    }
+
+    fn record_inputs(status: &mut Self::Status, prepared: &Prepared<Self::Desired>) {
+        status.secrets_hash = Some(prepared.inputs_hash.clone());
+    }
+
+    fn recorded_inputs(status: &Self::Status) -> Option<String> {
+        status.secrets_hash.clone()
+    }
+
+    fn forget_inputs(status: &mut Self::Status) {
+        // ngrok does not show secrets: unknown ones are sent again.
+        status.secrets_hash = None;
+    }
+
+    fn fingerprint(desired: &Self::Desired) -> String {
+        desired::fingerprint(desired)
     }
 
     /// ngrok refuses to delete a destination a subscription still names; rather than retry
     /// that refusal, wait (with a condition naming them) until no subscription uses it.
     fn check_deletable(&self, ctx: &Context) -> Result<()> {
-        let subscriptions = ctx.subscriptions.state();
+        let subscriptions = ctx.subscriptions.store.state();
         let users = references::subscriptions_using(&subscriptions, self);
         if users.is_empty() {
             return Ok(());

@@ -10,22 +10,30 @@ use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Resource;
 use kube::api::Api;
-use kube::runtime::reflector::Store;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Context, Memory};
+use super::plan::apply::Compare;
+use super::{Context, KindState};
 use crate::accounts::{Account, Snapshot};
 use crate::crd::{
     CommonStatus, DeletionPolicy, EventDestinationStatus, EventSubscriptionStatus, SecretKeyRef,
 };
-use crate::drift::{FieldDifference, SecretState};
 use crate::error::Result;
 
 /// A kind of resource that mirrors one kind of ngrok object. The engine does the rest; each
 /// kind's module (`destination.rs`, `subscription.rs`) says what differs.
+///
+/// How its request compares with the object ngrok holds is [`Compare`], the plan's view of a
+/// kind; its `Remote` is the ngrok kind it mirrors, whose create and update bodies are
+/// `Desired` and `Update`: the ngrok calls below are written once through it.
 pub trait Managed:
-    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    Compare<
+        Remote: ngrok_api::Kind<
+            Create = <Self as Compare>::Desired,
+            Update = <Self as Compare>::Update,
+        >,
+    > + Resource<DynamicType = (), Scope = NamespaceResourceScope>
     + Clone
     + Debug
     + DeserializeOwned
@@ -35,19 +43,13 @@ pub trait Managed:
     + 'static
 {
     type Status: ManagedStatus;
-    /// The object as ngrok returns it.
-    type Remote: RemoteObject + Clone;
-    /// The body of a create.
-    type Desired: Send + Sync;
-    /// The body of an update: only what differs.
-    type Update: Send + Sync;
 
     /// The kind, as a metrics label and in messages.
     const KIND: &'static str;
     /// How messages name the ngrok object: `destination`, `subscription`.
-    const NOUN: &'static str;
+    const NOUN: &'static str = <Self::Remote as ngrok_api::Kind>::NOUN;
     /// How ngrok's ids of this kind begin: `ed_`, `esb_`.
-    const ID_PREFIX: &'static str;
+    const ID_PREFIX: &'static str = <Self::Remote as ngrok_api::Kind>::ID_PREFIX;
 
     fn status(&self) -> Option<&Self::Status>;
     fn api_key_ref(&self) -> Option<&SecretKeyRef>;
@@ -55,19 +57,20 @@ pub trait Managed:
     fn deletion_policy(&self) -> Option<DeletionPolicy>;
     /// Every Secret key the resource reads (a change to one of them triggers a reconcile).
     fn secret_refs(&self) -> Vec<&SecretKeyRef>;
-    fn memory(ctx: &Context) -> &Memory<Self>;
-    fn store(ctx: &Context) -> &Store<Self>;
+    /// Where the engine keeps this kind's cache, memory and work slots.
+    fn state(ctx: &Context) -> &KindState<Self>;
     /// Status fields derived from the spec alone, for `kubectl get`.
     fn describe(&self, status: &mut Self::Status);
 
     /// Reads what the request depends on besides the spec (secret values, the ids of
-    /// referenced destinations) and builds the request.
+    /// referenced destinations) and builds the request, or says which other resources it
+    /// waits for.
     fn prepare(
         &self,
         ctx: &Context,
         account: &Account,
         secrets_api: &Api<KubeSecret>,
-    ) -> impl Future<Output = Result<Prepared<Self::Desired>>> + Send;
+    ) -> impl Future<Output = Result<Inputs<Self::Desired>>> + Send;
     /// Records in the status that `prepared` was sent.
     fn record_inputs(status: &mut Self::Status, prepared: &Prepared<Self::Desired>);
     /// The inputs hash of what was last sent, if known.
@@ -75,55 +78,57 @@ pub trait Managed:
     /// Forgets what was sent, so that the next comparison sends everything that matters.
     fn forget_inputs(status: &mut Self::Status);
 
+    // The ngrok calls, the same for every kind: the account's client, told the kind.
+
+    /// Creates the object ([`ngrok_api::Client::create`]).
     fn create(
         account: &Account,
         desired: &Self::Desired,
-    ) -> impl Future<Output = ngrok_api::Result<Self::Remote>> + Send;
+    ) -> impl Future<Output = ngrok_api::Result<Self::Remote>> + Send {
+        account.client.create::<Self::Remote>(desired)
+    }
+    /// Reads the object ([`ngrok_api::Client::get`]).
     fn get(
         account: &Account,
         id: &str,
-    ) -> impl Future<Output = ngrok_api::Result<Self::Remote>> + Send;
+    ) -> impl Future<Output = ngrok_api::Result<Self::Remote>> + Send {
+        account.client.get::<Self::Remote>(id)
+    }
+    /// Changes what `update` sets ([`ngrok_api::Client::update`]).
     fn update(
         account: &Account,
         id: &str,
         update: &Self::Update,
-    ) -> impl Future<Output = ngrok_api::Result<Self::Remote>> + Send;
-    fn delete(account: &Account, id: &str) -> impl Future<Output = ngrok_api::Result<()>> + Send;
+    ) -> impl Future<Output = ngrok_api::Result<Self::Remote>> + Send {
+        account.client.update::<Self::Remote>(id, update)
+    }
+    /// Deletes the object ([`ngrok_api::Client::delete`]).
+    fn delete(account: &Account, id: &str) -> impl Future<Output = ngrok_api::Result<()>> + Send {
+        account.client.delete::<Self::Remote>(id)
+    }
+    /// Every object of the kind in the account, from the account's shared listing
+    /// ([`Account::listing`]), started after `after`.
     fn listing(
         account: &Account,
         after: Option<Instant>,
-    ) -> impl Future<Output = ngrok_api::Result<Arc<Snapshot<Self::Remote>>>> + Send;
-
-    /// What makes `remote` match `desired` (`None` when nothing differs), and its field names.
-    fn changes(
-        desired: &Self::Desired,
-        remote: &Self::Remote,
-        resend_secrets: bool,
-    ) -> Option<(Self::Update, String)>;
-    /// What a listing shows of `desired` (see `desired::fingerprint`).
-    fn fingerprint(desired: &Self::Desired) -> String;
-    fn observed_fingerprint(remote: &Self::Remote) -> String;
-    /// Observe mode's report: each field a managing reconcile would change.
-    fn drift(
-        desired: &Self::Desired,
-        remote: &Self::Remote,
-        secrets: SecretState,
-    ) -> Vec<FieldDifference>;
-
-    /// Refuses `update` of `remote` when it would drop what ngrok holds outside what the spec
-    /// names (see `desired::subscription::unnamed_remote_fields`).
-    fn check_update(
-        _desired: &Self::Desired,
-        _remote: &Self::Remote,
-        _update: &Self::Update,
-    ) -> Result<()> {
-        Ok(())
+    ) -> impl Future<Output = ngrok_api::Result<Arc<Snapshot<Self::Remote>>>> + Send {
+        account.listing::<Self::Remote>(after)
     }
 
+    /// What a listing shows of `desired` (see `desired::fingerprint`).
+    fn fingerprint(desired: &Self::Desired) -> String;
     /// Whether the ngrok object may be deleted now (a destination still in use may not).
     fn check_deletable(&self, _ctx: &Context) -> Result<()> {
         Ok(())
     }
+}
+
+/// What [`Managed::prepare`] read.
+pub enum Inputs<D> {
+    Prepared(Prepared<D>),
+    /// Other resources the request depends on are not ready yet (each named, with why): no
+    /// request can be built ([`super::plan::apply::awaiting`] decides what that means).
+    Awaiting(Vec<String>),
 }
 
 /// A request and the inputs it was built from.
@@ -171,40 +176,21 @@ impl ManagedStatus for EventSubscriptionStatus {
     }
 }
 
-/// What every ngrok object has.
+/// What every ngrok object has: any kind the client knows ([`ngrok_api::Kind`]).
 pub trait RemoteObject: Send + Sync + 'static {
     fn id(&self) -> &str;
     fn uri(&self) -> &str;
     fn created_at(&self) -> &str;
 }
 
-impl RemoteObject for ngrok_api::types::EventDestination {
+impl<R: ngrok_api::Kind> RemoteObject for R {
     fn id(&self) -> &str {
-        &self.id
+        R::id_of(self)
     }
     fn uri(&self) -> &str {
-        &self.uri
+        R::uri_of(self)
     }
     fn created_at(&self) -> &str {
-        &self.created_at
+        R::created_at_of(self)
     }
-}
-
-impl RemoteObject for ngrok_api::types::EventSubscription {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn uri(&self) -> &str {
-        &self.uri
-    }
-    fn created_at(&self) -> &str {
-        &self.created_at
-    }
-}
-
-/// Records `remote`'s id, URI and creation time in `status` (or clears them).
-pub fn record_remote(status: &mut CommonStatus, remote: Option<&dyn RemoteObject>) {
-    status.id = remote.map(|r| r.id().to_string());
-    status.uri = remote.map(|r| r.uri().to_string());
-    status.created_at = remote.map(|r| r.created_at().to_string());
 }

@@ -1,18 +1,21 @@
 //! The first step of a reconcile: gather everything a decision needs. Reads the annotations,
 //! the account, the Secrets and referenced resources the request depends on, what this
-//! process remembers, and then from ngrok exactly what [`plan::read`] asks for.
+//! process remembers, and then from ngrok exactly what [`plan::read`](super::plan::read) asks for.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 
-use super::managed::{Managed, ManagedStatus, Prepared};
-use super::plan::{self, AdoptionRights, Elsewhere, Facts, Mode, Read, Seen};
+use super::managed::{Inputs, Managed, ManagedStatus, Prepared};
+use super::plan::{
+    AdoptionRights, CreateTurn, Elsewhere, Facts, Mode, OtherIntent, Read, Seen, TurnWanted,
+};
 use super::{Context, Reconciliation};
 use crate::accounts::{Account, AccountChange, CreateGuard, KnownIdentity, Lookup, account_change};
 use crate::annotations;
@@ -54,37 +57,15 @@ impl<K: Managed> Observation<K> {
             verified_recently: self.verified_recently,
             own_drift_schedule: self.own_drift_schedule,
             created_unrecorded: self.created_unrecorded.as_ref(),
-            leftover: self.leftover.as_ref(),
-            previous_account: self.previous_account.as_ref(),
+            leftover: self
+                .leftover
+                .as_ref()
+                .map(|(id, account)| (id.as_str(), account.key_fingerprint())),
+            previous_key: self.previous_account.as_ref().map(|a| a.key_fingerprint()),
+            // Observed once ngrok has been read, if a create may follow (`create_turn`).
+            create_turn: None,
         }
     }
-}
-
-/// What a resource's annotations ask for. Read first: a bad one stalls the resource before
-/// anything is read or sent.
-pub struct Asked {
-    /// How long until the next drift check.
-    pub interval: Duration,
-    pub adopt_id: Option<String>,
-    pub mode: Mode,
-}
-
-/// Parses the annotations ([`Asked`]).
-pub fn asked<K: Managed>(resource: &K, ctx: &Context) -> Result<Asked> {
-    let interval = annotations::drift_interval(resource.annotations(), ctx.drift_interval)?;
-    let adopt_id = annotations::adopt_id(resource.annotations(), K::ID_PREFIX)?;
-    let mode = if annotations::is_observing(resource.annotations())? {
-        Mode::Observe
-    } else if annotations::is_paused(resource.annotations()) {
-        Mode::Paused
-    } else {
-        Mode::Manage
-    };
-    Ok(Asked {
-        interval,
-        adopt_id: adopt_id.map(String::from),
-        mode,
-    })
 }
 
 /// A paused resource reads nothing (no Secret, no account, nothing of ngrok) and lets go of
@@ -92,19 +73,29 @@ pub fn asked<K: Managed>(resource: &K, ctx: &Context) -> Result<Asked> {
 /// goes with its client. Its deletion needs none: a paused resource's object stays in ngrok
 /// (see `cleanup`). Unpaused, it finds its account again from its key.
 pub fn paused<K: Managed>(r: &Reconciliation<'_, K>) {
-    let memory = K::memory(r.ctx);
+    let memory = &K::state(r.ctx).memory;
     memory.secrets.record(r.resource, r.resource.secret_refs());
     memory.with(&r.object_ref(), |entry| entry.account = None);
 }
 
+/// What [`inputs`] found: everything a plan needs besides ngrok, or other resources the
+/// request waits for.
+pub enum Observed<K: Managed> {
+    Inputs(Observation<K>),
+    Awaiting(Vec<String>),
+}
+
 /// Reads everything but ngrok. An error here is the outcome of the reconcile (a missing
-/// Secret, a destination not Ready …).
-pub async fn inputs<K: Managed>(r: &Reconciliation<'_, K>, asked: Asked) -> Result<Observation<K>> {
+/// Secret, a bad reference …).
+pub async fn inputs<K: Managed>(
+    r: &Reconciliation<'_, K>,
+    asked: annotations::Asked,
+) -> Result<Observed<K>> {
     let (resource, ctx) = (r.resource, r.ctx);
-    let memory = K::memory(ctx);
+    let memory = &K::state(ctx).memory;
     let object_ref = r.object_ref();
     memory.secrets.record(resource, resource.secret_refs());
-    let Asked {
+    let annotations::Asked {
         interval,
         adopt_id,
         mode,
@@ -128,7 +119,10 @@ pub async fn inputs<K: Managed>(r: &Reconciliation<'_, K>, asked: Asked) -> Resu
         // known to be elsewhere; see `act`).
         memory.with(&object_ref, |entry| entry.account = Some(account.clone()));
     }
-    let prepared = resource.prepare(ctx, &account, &secrets_api).await?;
+    let prepared = match resource.prepare(ctx, &account, &secrets_api).await? {
+        Inputs::Prepared(prepared) => prepared,
+        Inputs::Awaiting(others) => return Ok(Observed::Awaiting(others)),
+    };
     let refused_before = memory
         .get(&object_ref, |entry| {
             entry.refused.as_ref()
@@ -153,7 +147,7 @@ pub async fn inputs<K: Managed>(r: &Reconciliation<'_, K>, asked: Asked) -> Resu
         .as_deref()
         .and_then(|id| owner_of(ctx, resource, id));
     let adoption = adoption_rights(ctx, resource, adopt_id.as_deref());
-    Ok(Observation {
+    Ok(Observed::Inputs(Observation {
         account,
         prepared,
         interval,
@@ -167,20 +161,35 @@ pub async fn inputs<K: Managed>(r: &Reconciliation<'_, K>, asked: Asked) -> Resu
         created_unrecorded,
         leftover,
         previous_account,
-    })
+    }))
 }
 
-/// Reads from ngrok what `read` asks for.
-/// A lost-create search also returns its account's create guard, to be held until its
-/// outcome is recorded.
+/// Whether the resource may create now, and the account's create guards it holds for that
+/// (held until the plan is carried out; see [`create_turn`]).
+pub struct Turn {
+    pub facts: CreateTurn,
+    guards: Vec<CreateGuard>,
+}
+
+impl Turn {
+    /// Whether this turn holds the right to create `fingerprint` in `account`.
+    pub fn covers(&self, account: &Arc<Account>, fingerprint: &str) -> bool {
+        self.guards.iter().any(|g| g.covers(account, fingerprint))
+    }
+}
+
+/// Reads from ngrok what `read` asks for, then takes the resource's [`Turn`] to create when
+/// the plan wants it (`turn`). A lost-create search is made on that turn (see
+/// [`search_lost_create`]).
 pub async fn remote<K: Managed>(
     r: &Reconciliation<'_, K>,
     observation: &Observation<K>,
     read: Read,
-) -> Result<(Seen<K::Remote>, Option<CreateGuard>)> {
+    turn: TurnWanted,
+) -> Result<(Seen<K::Remote>, Option<Turn>)> {
     let account = &observation.account;
     let seen = match read {
-        Read::Nothing => return Ok((Seen::NotRead, None)),
+        Read::Nothing => Seen::NotRead,
         Read::Object(id) | Read::OwnDriftCheck(id) => match K::get(account, &id).await {
             Ok(remote) => Seen::Found(remote),
             Err(e) if e.is_not_found() => Seen::Gone { elsewhere: None },
@@ -199,8 +208,11 @@ pub async fn remote<K: Managed>(
             }
         }
         Read::LostCreate(pending) => {
-            let (seen, guard) = search_lost_create(r, account, &pending).await?;
-            return Ok((seen, Some(guard)));
+            return Ok(match search_lost_create(r, account, &pending).await? {
+                Some((seen, guard)) => (seen, Some(create_turn(r, observation, vec![guard]))),
+                // Not searched: the search waits for its turn, as a create would.
+                None => (Seen::NotRead, Some(create_turn(r, observation, Vec::new()))),
+            });
         }
     };
     let seen = match (seen, r.status.common().id.as_deref()) {
@@ -209,30 +221,114 @@ pub async fn remote<K: Managed>(
         },
         (seen, _) => seen,
     };
-    Ok((seen, None))
+    let wanted = match turn {
+        TurnWanted::Always => true,
+        TurnWanted::IfGone => matches!(seen, Seen::Gone { .. }),
+        TurnWanted::Never => false,
+    };
+    Ok((
+        seen,
+        wanted.then(|| create_turn(r, observation, Vec::new())),
+    ))
 }
 
 /// Looks in `account` for the outcome of the resource's lost create `pending`: the search of
 /// creation and of deletion alike. Searching while another resource creates the same content,
-/// or takes the outcome of its own search, could take its object: the search waits, as a
-/// create would (`CreateQueued`), and the returned guard is held until what it found is acted
-/// on. The listing is newer than the search; the objects other resources claim are left out.
+/// or takes the outcome of its own search, could take its object: the search is made only
+/// with the account's create guard for the content, which is returned and held until what it
+/// found is acted on; `None` (nothing read) when another reconcile holds it (the plan then
+/// waits). The listing is newer than the search; the objects other resources claim are left
+/// out.
 pub async fn search_lost_create<K: Managed>(
     r: &Reconciliation<'_, K>,
     account: &Arc<Account>,
     pending: &PendingCreate,
-) -> Result<(Seen<K::Remote>, CreateGuard)> {
+) -> Result<Option<(Seen<K::Remote>, CreateGuard)>> {
     let Some(guard) = account.begin_create(&pending.fingerprint) else {
-        return Err(Error::CreateQueued);
+        return Ok(None);
     };
     let snapshot = K::listing(account, Some(std::time::Instant::now())).await?;
-    let claimed = claimed_by_others(r);
+    // Copied for the plan to choose from (a search is rare, and one at a time per content).
     let seen = Seen::Candidates {
-        found: plan::lost_create_candidates::<K>(snapshot.objects.values(), pending, &claimed),
+        listing: snapshot.objects.values().cloned().collect(),
+        claimed: claimed_by_others(r),
         complete: snapshot.is_complete(),
         alike: intents_alike(r, &pending.fingerprint, account),
     };
-    Ok((seen, guard))
+    Ok(Some((seen, guard)))
+}
+
+/// Whether the resource may create its content now ([`plan::CreateTurn`](super::plan::CreateTurn)): the account's
+/// create guard for the content (one create of a given content at a time per account, so
+/// that a lost create is recognisable by its content alone, however alike the resources
+/// are), kept in the returned [`Turn`] along with `held` (a search's), and the other
+/// resources' intents alike that the plan may have to wait for.
+pub fn create_turn<K: Managed>(
+    r: &Reconciliation<'_, K>,
+    observation: &Observation<K>,
+    mut held: Vec<CreateGuard>,
+) -> Turn {
+    let account = &observation.account;
+    let fingerprint = K::fingerprint(&observation.prepared.desired);
+    let mut guard_held_elsewhere = false;
+    if !held.iter().any(|guard| guard.covers(account, &fingerprint)) {
+        match account.begin_create(&fingerprint) {
+            Some(guard) => held.push(guard),
+            None => guard_held_elsewhere = true,
+        }
+    }
+    Turn {
+        facts: CreateTurn {
+            guard_held_elsewhere,
+            others_pending: others_pending(r, account, &fingerprint),
+            uid: r.resource.uid().unwrap_or_default(),
+            now: Timestamp::now(),
+        },
+        guards: held,
+    }
+}
+
+/// The intents to create `fingerprint` of the other resources without an id that this
+/// process last reconciled with `account`, each with whether its resource is being managed:
+/// what [`plan::create_must_wait`](super::plan::create_must_wait) orders this resource's create among, those that still
+/// hold others ([`plan::intent_holds_others`](super::plan::intent_holds_others)).
+fn others_pending<K: Managed>(
+    r: &Reconciliation<'_, K>,
+    account: &Arc<Account>,
+    fingerprint: &str,
+) -> Vec<OtherIntent> {
+    let uid = r.resource.uid().unwrap_or_default();
+    let state = K::state(r.ctx);
+    state
+        .store
+        .state()
+        .iter()
+        .filter_map(|other| {
+            let other_uid = other.meta().uid.as_deref()?;
+            let status = other.status()?.common();
+            let pending = status.pending_create.as_ref()?;
+            let counts = other_uid != uid
+                && status.id.is_none()
+                && pending.fingerprint == fingerprint
+                && state
+                    .memory
+                    .uses_account(&ObjectRef::from_obj(other.as_ref()), account);
+            counts.then(|| OtherIntent {
+                pending: pending.clone(),
+                uid: other_uid.to_string(),
+                managed: is_managed(other.as_ref()),
+            })
+        })
+        .collect()
+}
+
+/// Whether `resource` is being managed: not paused, not observing (nor with an unreadable
+/// management annotation), not being deleted.
+fn is_managed<K: Managed>(resource: &K) -> bool {
+    let annotations = resource.annotations();
+    resource.meta().deletion_timestamp.is_none()
+        && !annotations::is_paused(annotations)
+        && matches!(annotations::is_observing(annotations), Ok(false))
 }
 
 /// How many resources have a create of this content whose outcome is not known, this one
@@ -244,8 +340,8 @@ fn intents_alike<K: Managed>(
     account: &Arc<Account>,
 ) -> usize {
     let uid = r.resource.uid();
-    let memory = K::memory(r.ctx);
-    let others = K::store(r.ctx).state();
+    let memory = &K::state(r.ctx).memory;
+    let others = K::state(r.ctx).store.state();
     1 + others
         .iter()
         .filter(|other| other.uid() != uid)
@@ -309,9 +405,10 @@ async fn elsewhere<K: Managed>(
 /// create (a failed status write) is found, not created again.
 fn claimed_by_others<K: Managed>(r: &Reconciliation<'_, K>) -> HashSet<String> {
     let uid = r.resource.uid();
-    let mut claimed = K::memory(r.ctx).created_by_others(&r.object_ref());
+    let mut claimed = K::state(r.ctx).memory.created_by_others(&r.object_ref());
     claimed.extend(
-        K::store(r.ctx)
+        K::state(r.ctx)
+            .store
             .state()
             .iter()
             .filter(|other| other.uid() != uid)
@@ -324,7 +421,7 @@ fn claimed_by_others<K: Managed>(r: &Reconciliation<'_, K>) -> HashSet<String> {
 /// resources are never named to this one.
 fn owner_of<K: Managed>(ctx: &Context, resource: &K, id: &str) -> Option<String> {
     let (uid, namespace) = (resource.uid(), resource.namespace());
-    K::store(ctx).state().iter().find_map(|other| {
+    K::state(ctx).store.state().iter().find_map(|other| {
         let claims =
             other.uid() != uid && other.status().and_then(|s| s.common().id.as_deref()) == Some(id);
         claims.then(|| match other.namespace() == namespace {
@@ -350,7 +447,7 @@ fn adoption_rights<K: Managed>(
             .as_ref()
             .map(|selected| selected.selector.clone()),
         named_by_another_namespace: adopt_id.is_some_and(|id| {
-            references::named_in_another_namespace(&ctx.subscriptions.state(), &namespace, id)
+            references::named_in_another_namespace(&ctx.subscriptions.store.state(), &namespace, id)
         }),
         namespace,
     }

@@ -32,7 +32,7 @@ pub struct Reconciliation<'a, K: Managed> {
 
 impl<'a, K: Managed> Reconciliation<'a, K> {
     pub fn new(resource: &'a K, ctx: &'a Context) -> Self {
-        let written = K::memory(ctx).status_to_trust(resource);
+        let written = K::state(ctx).memory.status_to_trust(resource);
         Self {
             resource,
             ctx,
@@ -83,7 +83,7 @@ impl<'a, K: Managed> Reconciliation<'a, K> {
         )
         .await?;
         self.written = Some(self.status.clone());
-        K::memory(self.ctx).wrote(self.resource, &self.status);
+        K::state(self.ctx).memory.wrote(self.resource, &self.status);
         Ok(())
     }
 

@@ -1,19 +1,17 @@
 //! What reconciling an `EventSubscription` reads, sends and forbids: it reads the ids of the
 //! EventDestinations it names (waiting until they have one), and they must be in its account.
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use ngrok_api::types::{
     EventSubscription as Remote, EventSubscriptionCreate, EventSubscriptionUpdate,
 };
 
-use super::{Context, Managed, Memory, Prepared};
-use crate::accounts::{Account, Snapshot};
+use super::plan::apply::Compare;
+use super::{Context, Inputs, KindState, Managed, Prepared};
+use crate::accounts::Account;
 use crate::conditions;
 use crate::crd::{
     DeletionPolicy, EventDestination, EventSubscription, EventSubscriptionStatus, SecretKeyRef,
@@ -21,128 +19,10 @@ use crate::crd::{
 use crate::desired::subscription as desired;
 use crate::error::{Error, Result};
 
-impl Managed for EventSubscription {
-    type Status = EventSubscriptionStatus;
+impl Compare for EventSubscription {
     type Remote = Remote;
     type Desired = EventSubscriptionCreate;
     type Update = EventSubscriptionUpdate;
-
-    const KIND: &'static str = "EventSubscription";
-    const ID_PREFIX: &'static str = "esb_";
-    const NOUN: &'static str = "subscription";
-
-    fn status(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-
-    fn api_key_ref(&self) -> Option<&SecretKeyRef> {
-        self.spec.api_key_ref.as_ref()
-    }
-
-    fn deletion_policy(&self) -> Option<DeletionPolicy> {
-        self.spec.deletion_policy
-    }
-
-    fn secret_refs(&self) -> Vec<&SecretKeyRef> {
-        self.spec.api_key_ref.iter().collect()
-    }
-
-    fn memory(ctx: &Context) -> &Memory<Self> {
-        &ctx.subscription_memory
-    }
-
-    fn store(ctx: &Context) -> &Store<Self> {
-        &ctx.subscriptions
-    }
-
-    fn describe(&self, status: &mut Self::Status) {
-        let count = |n: usize| Some(i32::try_from(n).unwrap_or(i32::MAX));
-        status.source_count = count(self.spec.sources.len());
-        status.destination_count =
-            count(self.spec.destination_refs.len() + self.spec.destination_ids.len());
-    }
-
-    async fn prepare(
-        &self,
-        ctx: &Context,
-        account: &Account,
-        secrets_api: &Api<KubeSecret>,
-    ) -> Result<Prepared<Self::Desired>> {
-        let namespace = self.namespace().unwrap_or_default();
-        if let Some(id) = foreign_destination_id(&self.spec.destination_ids, &namespace, ctx) {
-            return Err(Error::DestinationOfAnotherNamespace { id });
-        }
-        let sent = self
-            .status
-            .as_ref()
-            .map(|s| s.destination_ids.as_slice())
-            .unwrap_or_default();
-        let (mut resolved, mut waiting) = (Vec::new(), Vec::new());
-        for name in self.spec.destination_names() {
-            let destination = ctx
-                .destinations
-                .get(&ObjectRef::new(name).within(&namespace));
-            match usable_id(name, destination.as_deref(), sent) {
-                Ok(id) => resolved.push((destination.expect("usable"), id)),
-                Err(why) => waiting.push(why),
-            }
-        }
-        if !waiting.is_empty() {
-            return Err(Error::DestinationNotReady { waiting });
-        }
-        for (destination, id) in &resolved {
-            check_same_account(self, destination, id, ctx, account, secrets_api).await?;
-        }
-        let ids: Vec<String> = resolved.into_iter().map(|(_, id)| id).collect();
-        let desired = desired::desired(&self.spec, &ids)?;
-        Ok(Prepared {
-            inputs_hash: inputs_hash(&desired.destination_ids, account.key_fingerprint()),
-            desired,
-            has_secrets: false,
-        })
-    }
-
-    fn record_inputs(status: &mut Self::Status, prepared: &Prepared<Self::Desired>) {
-        status.destination_ids = prepared.desired.destination_ids.clone();
-    }
-
-    /// The key's fingerprint is the status's `keyFingerprint`, which every pass that records
-    /// what was sent also sets.
-    fn recorded_inputs(status: &Self::Status) -> Option<String> {
-        let fingerprint = status.common.key_fingerprint.as_deref()?;
-        Some(inputs_hash(&status.destination_ids, fingerprint))
-    }
-
-    fn forget_inputs(status: &mut Self::Status) {
-        status.destination_ids.clear();
-    }
-
-    async fn create(account: &Account, desired: &Self::Desired) -> ngrok_api::Result<Remote> {
-        account.client.create_event_subscription(desired).await
-    }
-
-    async fn get(account: &Account, id: &str) -> ngrok_api::Result<Remote> {
-        account.client.get_event_subscription(id).await
-    }
-
-    async fn update(
-        account: &Account,
-        id: &str,
-        update: &Self::Update,
-    ) -> ngrok_api::Result<Remote> {
-        account.client.update_event_subscription(id, update).await
-    }
-
-    async fn delete(account: &Account, id: &str) -> ngrok_api::Result<()> {
-        account.client.delete_event_subscription(id).await
-    }
-
-    async fn listing(
-        account: &Account,
-        after: Option<Instant>,
-    ) -> ngrok_api::Result<Arc<Snapshot<Remote>>> {
-        account.subscriptions_after(after).await
-    }
 
     fn changes(
         desired: &Self::Desired,
@@ -188,12 +68,101 @@ impl Managed for EventSubscription {
         desired::drift(desired, remote)
     }
 
-    fn fingerprint(desired: &Self::Desired) -> String {
-        desired::fingerprint(desired)
-    }
-
     fn observed_fingerprint(remote: &Remote) -> String {
         desired::observed_fingerprint(remote)
+    }
+}
+
+impl Managed for EventSubscription {
+    type Status = EventSubscriptionStatus;
+
+    const KIND: &'static str = "EventSubscription";
+
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+
+    fn api_key_ref(&self) -> Option<&SecretKeyRef> {
+        self.spec.api_key_ref.as_ref()
+    }
+
+    fn deletion_policy(&self) -> Option<DeletionPolicy> {
+        self.spec.deletion_policy
+    }
+
+    fn secret_refs(&self) -> Vec<&SecretKeyRef> {
+        self.spec.api_key_ref.iter().collect()
+    }
+
+    fn state(ctx: &Context) -> &KindState<Self> {
+        &ctx.subscriptions
+    }
+
+    fn describe(&self, status: &mut Self::Status) {
+        let count = |n: usize| Some(i32::try_from(n).unwrap_or(i32::MAX));
+        status.source_count = count(self.spec.sources.len());
+        status.destination_count =
+            count(self.spec.destination_refs.len() + self.spec.destination_ids.len());
+    }
+
+    async fn prepare(
+        &self,
+        ctx: &Context,
+        account: &Account,
+        secrets_api: &Api<KubeSecret>,
+    ) -> Result<Inputs<Self::Desired>> {
+        let namespace = self.namespace().unwrap_or_default();
+        if let Some(id) = foreign_destination_id(&self.spec.destination_ids, &namespace, ctx) {
+            return Err(Error::DestinationOfAnotherNamespace { id });
+        }
+        let sent = self
+            .status
+            .as_ref()
+            .map(|s| s.destination_ids.as_slice())
+            .unwrap_or_default();
+        let (mut resolved, mut waiting) = (Vec::new(), Vec::new());
+        for name in self.spec.destination_names() {
+            let destination = ctx
+                .destinations
+                .store
+                .get(&ObjectRef::new(name).within(&namespace));
+            match usable_id(name, destination.as_deref(), sent) {
+                Ok(id) => resolved.push((destination.expect("usable"), id)),
+                Err(why) => waiting.push(why),
+            }
+        }
+        if !waiting.is_empty() {
+            return Ok(Inputs::Awaiting(waiting));
+        }
+        for (destination, id) in &resolved {
+            check_same_account(self, destination, id, ctx, account, secrets_api).await?;
+        }
+        let ids: Vec<String> = resolved.into_iter().map(|(_, id)| id).collect();
+        let desired = desired::desired(&self.spec, &ids)?;
+        Ok(Inputs::Prepared(Prepared {
+            inputs_hash: inputs_hash(&desired.destination_ids, account.key_fingerprint()),
+            desired,
+            has_secrets: false,
+        }))
+    }
+
+    fn record_inputs(status: &mut Self::Status, prepared: &Prepared<Self::Desired>) {
+        status.destination_ids = prepared.desired.destination_ids.clone();
+    }
+
+    /// The key's fingerprint is the status's `keyFingerprint`, which every pass that records
+    /// what was sent also sets.
+    fn recorded_inputs(status: &Self::Status) -> Option<String> {
+        let fingerprint = status.common.key_fingerprint.as_deref()?;
+        Some(inputs_hash(&status.destination_ids, fingerprint))
+    }
+
+    fn forget_inputs(status: &mut Self::Status) {
+        status.destination_ids.clear();
+    }
+
+    fn fingerprint(desired: &Self::Desired) -> String {
+        desired::fingerprint(desired)
     }
 }
 
@@ -239,11 +208,15 @@ fn foreign_destination_id(ids: &[String], namespace: &str, ctx: &Context) -> Opt
         return None;
     }
     let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
-    ctx.destinations.state().iter().find_map(|destination| {
-        let id = destination.status.as_ref()?.common.id.as_deref()?;
-        (ids.contains(id) && destination.namespace().as_deref() != Some(namespace))
-            .then(|| id.to_string())
-    })
+    ctx.destinations
+        .store
+        .state()
+        .iter()
+        .find_map(|destination| {
+            let id = destination.status.as_ref()?.common.id.as_deref()?;
+            (ids.contains(id) && destination.namespace().as_deref() != Some(namespace))
+                .then(|| id.to_string())
+        })
 }
 
 /// A subscription can only name destinations of its own ngrok account. The same `apiKeyRef`
@@ -264,7 +237,11 @@ async fn check_same_account(
     if std::ptr::eq(destination_account.as_ref(), account) {
         return Ok(());
     }
-    match account.client.get_event_destination(id).await {
+    match account
+        .client
+        .get::<ngrok_api::types::EventDestination>(id)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(e) if e.is_not_found() => Err(Error::AccountMismatch {
             destination: destination.name_any(),

@@ -228,6 +228,15 @@ impl Operator {
             .expect("operator result");
     }
 
+    /// [`stop_controller`](Self::stop_controller), or `Err` if it takes longer than `bound`.
+    #[allow(dead_code)]
+    pub async fn stop_controller_within(
+        &mut self,
+        bound: std::time::Duration,
+    ) -> Result<(), tokio::time::error::Elapsed> {
+        tokio::time::timeout(bound, self.stop_controller()).await
+    }
+
     /// Starts a new controller with the same settings that remembers nothing, as after a
     /// restart of the process. Its metrics start at 0.
     pub fn start_controller(&mut self) {
@@ -408,11 +417,8 @@ impl Operator {
     pub fn metric(&self, sample: &str) -> f64 {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).unwrap();
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix(sample)
-                    .and_then(|rest| rest.trim().parse().ok())
-            })
+        test_support::metrics::parse(&text)
+            .get(sample)
             .unwrap_or(0.0)
     }
 

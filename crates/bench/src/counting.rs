@@ -151,16 +151,9 @@ impl Audit {
     }
 }
 
-/// The sum of every sample of a metric family (all label sets).
+/// The sum of every sample named `name` (all label sets).
 pub(crate) fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    test_support::metrics::sum(text, name)
 }
 
 /// The operator's own `time_to_first_ready_seconds` histogram (from `creationTimestamp`, which
@@ -175,34 +168,17 @@ pub struct FirstReadyHistogram {
 }
 
 pub(crate) fn first_ready_histogram(text: &str) -> FirstReadyHistogram {
-    let name = "ngrok_events_operator_time_to_first_ready_seconds";
-    let count = metric_sum(text, &format!("{name}_count"));
-    let sum = metric_sum(text, &format!("{name}_sum"));
-    let mut buckets: Vec<(f64, f64)> = text
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}_bucket")))
-        .filter_map(|l| {
-            let le = l.split("le=\"").nth(1)?.split('"').next()?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, l.rsplit(' ').next()?.parse().ok()?))
-        })
-        .collect();
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let quantile = |q: f64| {
-        buckets
-            .iter()
-            .find(|(_, c)| *c >= q * count && count > 0.0)
-            .map_or(0.0, |(le, _)| *le)
-    };
+    let histogram = test_support::metrics::parse(text)
+        .histogram("ngrok_events_operator_time_to_first_ready_seconds", &[]);
     FirstReadyHistogram {
-        count: count as u64,
-        mean_s: if count > 0.0 { sum / count } else { 0.0 },
-        p50_le_s: quantile(0.5),
-        p99_le_s: quantile(0.99),
+        count: histogram.count as u64,
+        mean_s: if histogram.count > 0.0 {
+            histogram.sum / histogram.count
+        } else {
+            0.0
+        },
+        p50_le_s: histogram.quantile_bound(0.5).unwrap_or(0.0),
+        p99_le_s: histogram.quantile_bound(0.99).unwrap_or(0.0),
     }
 }
 
@@ -212,12 +188,18 @@ mod tests {
 
     #[test]
     fn sums_and_histograms() {
-        let text = "# HELP x\nngrok_events_operator_reconciles_total{kind=\"A\",result=\"success\"} 3\nngrok_events_operator_reconciles_total{kind=\"A\",result=\"x\"} 2\n\
+        let text = "# HELP ngrok_events_operator_reconciles x.\n\
+# TYPE ngrok_events_operator_reconciles counter\n\
+ngrok_events_operator_reconciles_total{kind=\"A\",result=\"success\"} 3\n\
+ngrok_events_operator_reconciles_total{kind=\"A\",result=\"x\"} 2\n\
+# TYPE ngrok_events_operator_time_to_first_ready_seconds histogram\n\
+# UNIT ngrok_events_operator_time_to_first_ready_seconds seconds\n\
 ngrok_events_operator_time_to_first_ready_seconds_sum{kind=\"A\"} 3.0\n\
 ngrok_events_operator_time_to_first_ready_seconds_count{kind=\"A\"} 4\n\
 ngrok_events_operator_time_to_first_ready_seconds_bucket{le=\"0.5\",kind=\"A\"} 1\n\
 ngrok_events_operator_time_to_first_ready_seconds_bucket{le=\"1.0\",kind=\"A\"} 3\n\
-ngrok_events_operator_time_to_first_ready_seconds_bucket{le=\"+Inf\",kind=\"A\"} 4\n";
+ngrok_events_operator_time_to_first_ready_seconds_bucket{le=\"+Inf\",kind=\"A\"} 4\n\
+# EOF\n";
         assert_eq!(
             metric_sum(text, "ngrok_events_operator_reconciles_total"),
             5.0

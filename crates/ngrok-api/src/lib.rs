@@ -1,5 +1,9 @@
 //! A typed client of ngrok's REST API, for event destinations and event subscriptions.
 //!
+//! Every call is written once for all kinds of object: a kind is the type of its objects as
+//! ngrok returns them, which implements [`Kind`] (its path, its create and update bodies);
+//! the call names it, `client.create::<EventDestination>(&body)`.
+//!
 //! ```no_run
 //! # async fn demo() -> ngrok_api::Result<()> {
 //! use ngrok_api::{Client, ClientConfig, Secret};
@@ -7,21 +11,28 @@
 //!
 //! let client = Client::new(ClientConfig::new(Secret::new("api-key")))?;
 //! let created = client
-//!     .create_event_destination(&EventDestinationCreate::new(EventTarget::Kinesis(EventTargetKinesis {
-//!         auth: AwsAuth::Role(AwsRole { role_arn: "arn:aws:iam::1:role/r".into() }),
-//!         stream_arn: "arn:aws:kinesis:us-east-2:1:stream/s".into(),
-//!     })))
+//!     .create::<EventDestination>(&EventDestinationCreate::new(EventTarget::Kinesis(
+//!         EventTargetKinesis {
+//!             auth: AwsAuth::Role(AwsRole { role_arn: "arn:aws:iam::1:role/r".into() }),
+//!             stream_arn: "arn:aws:kinesis:us-east-2:1:stream/s".into(),
+//!         },
+//!     )))
 //!     .await?;
 //! let subscription = client
-//!     .create_event_subscription(&EventSubscriptionCreate::new(
+//!     .create::<EventSubscription>(&EventSubscriptionCreate::new(
 //!         vec![EventSourceReplace::new("ip_policy_created.v0")],
 //!         vec![created.id.clone()],
 //!     ))
 //!     .await?;
-//! client.delete_event_subscription(&subscription.id).await?;
-//! client.delete_event_destination(&created.id).await?;
+//! let every_destination = client.list::<EventDestination>().await?;
+//! assert!(every_destination.unreadable.is_empty());
+//! client.delete::<EventSubscription>(&subscription.id).await?;
+//! client.delete::<EventDestination>(&created.id).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Adding a kind of object is a module of [`types`] with its three types (create body, update
+//! body, the object) and the object's `impl Kind`: nothing else of the client changes.
 //!
 //! Behaviour where ngrok's docs and spec are silent:
 //! - A create (`POST`) is retried by the client only when no connection was made or ngrok
@@ -45,6 +56,7 @@ pub mod budget;
 pub mod client;
 pub mod error;
 pub mod fence;
+pub mod kind;
 pub mod listing;
 pub mod secret;
 pub mod text;
@@ -54,9 +66,10 @@ pub mod unmodeled;
 pub use budget::{Budget, BudgetWait, Gcra};
 pub use client::{
     CLIENT_USER_AGENT, Client, ClientConfig, DEFAULT_BASE_URL, HttpTransport, LIST_PAGE_LIMIT,
-    MAX_RESPONSE_BYTES, NGROK_VERSION, RequestObserver, http_transport,
+    MAX_ERROR_RESPONSE_BYTES, MAX_RESPONSE_BYTES, NGROK_VERSION, RequestObserver, http_transport,
 };
 pub use error::{ApiError, Error, ErrorClass, Operation, Result};
 pub use fence::{Fence, FenceReason};
-pub use listing::{Listed, Unreadable};
+pub use kind::Kind;
+pub use listing::{Listed, Page, Unreadable};
 pub use secret::Secret;

@@ -1,5 +1,5 @@
-//! What a list call returns: every object that parses, and for the others, which they are and
-//! why they do not parse. Items are parsed one by one, so that one object the client cannot
+//! What a list call returns (all pages, [`Listed`], or one, [`Page`]): every object that
+//! parses, and for the others, which they are and why they do not parse. Items are parsed one by one, so that one object the client cannot
 //! read (a target type ngrok added after this client was written, a `null` where the types
 //! expect a value) costs that object only, never the whole listing.
 
@@ -33,6 +33,26 @@ impl<T> Default for Listed<T> {
             without_id: 0,
         }
     }
+}
+
+impl<T> Listed<T> {
+    /// Adds `other`'s objects after these (the next page's, which are older).
+    pub(crate) fn append(&mut self, other: Listed<T>) {
+        self.items.extend(other.items);
+        self.unreadable.extend(other.unreadable);
+        self.without_id += other.without_id;
+    }
+}
+
+/// One page of a list call ([`Client::list_page`](crate::Client::list_page)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The page's objects, newest first, each parsed on its own.
+    pub listed: Listed<T>,
+    /// The page's own URI, as ngrok gives it; empty when missing.
+    pub uri: String,
+    /// Absolute URI of the next (older) page; `None` on the last page.
+    pub next_page_uri: Option<String>,
 }
 
 /// An object of a listing that does not parse.

@@ -1,30 +1,20 @@
-//! The client against the emulator: every operation, paging, each error class, where retries
-//! happen, the rate limiter and the unknown outcome of a lost create.
+//! The client against the emulator, on event destinations: every operation, paging, each
+//! error class, where retries happen, the rate limiter and the unknown outcome of a lost
+//! create. Event subscriptions are in `subscriptions.rs`.
 
 use std::time::{Duration, Instant};
 
 use ngrok_api::types::*;
-use ngrok_api::{CLIENT_USER_AGENT, Client, ClientConfig, Error, ErrorClass, Secret};
+use ngrok_api::{CLIENT_USER_AGENT, Client, Error, ErrorClass, Secret};
 use ngrok_api_emulator::{Emulator, EmulatorHandle, FaultsUpdate, codes};
 use serde_json::json;
 
 mod common;
 
-const KEY: &str = "test-api-key";
+use common::{KEY, client, retrying_config as config};
 
 async fn emulator() -> EmulatorHandle {
     common::emulator(KEY).await
-}
-
-/// A client with the limiter off and quick retries, unless a test says otherwise.
-fn config(emulator: &EmulatorHandle) -> ClientConfig {
-    let mut config = common::quick_config(emulator, KEY);
-    config.max_retries = 3;
-    config
-}
-
-fn client(emulator: &EmulatorHandle) -> Client {
-    Client::new(config(emulator)).unwrap()
 }
 
 fn role() -> AwsAuth {
@@ -80,7 +70,7 @@ async fn every_operation_on_every_target() {
         let mut create = EventDestinationCreate::new(target.clone());
         create.description = Some("first".into());
         create.metadata = Some(r#"{"owner":"test"}"#.into());
-        let created = client.create_event_destination(&create).await.unwrap();
+        let created = client.create::<EventDestination>(&create).await.unwrap();
         assert!(created.id.starts_with("ed_"));
         assert_eq!(
             created.uri,
@@ -89,7 +79,7 @@ async fn every_operation_on_every_target() {
         assert_eq!(created.format, "json");
         assert_eq!(created.target, target.without_secrets());
 
-        let fetched = client.get_event_destination(&created.id).await.unwrap();
+        let fetched = client.get::<EventDestination>(&created.id).await.unwrap();
         assert_eq!(fetched, created);
 
         let update = EventDestinationUpdate {
@@ -97,14 +87,20 @@ async fn every_operation_on_every_target() {
             ..Default::default()
         };
         let updated = client
-            .update_event_destination(&created.id, &update)
+            .update::<EventDestination>(&created.id, &update)
             .await
             .unwrap();
         assert_eq!(updated.description, "second");
         assert_eq!(updated.metadata, created.metadata);
 
-        client.delete_event_destination(&created.id).await.unwrap();
-        let gone = client.get_event_destination(&created.id).await.unwrap_err();
+        client
+            .delete::<EventDestination>(&created.id)
+            .await
+            .unwrap();
+        let gone = client
+            .get::<EventDestination>(&created.id)
+            .await
+            .unwrap_err();
         assert!(gone.is_not_found(), "{gone:?}");
     }
 
@@ -138,7 +134,7 @@ async fn the_product_comes_first_in_the_user_agent() {
     let emulator = emulator().await;
     let client =
         Client::new(config(&emulator).with_product("ngrok-events-operator/1.2.3")).unwrap();
-    client.list_event_destinations().await.unwrap();
+    client.list::<EventDestination>().await.unwrap();
     assert_eq!(
         emulator.requests()[0].user_agent.as_deref(),
         Some(format!("ngrok-events-operator/1.2.3 {CLIENT_USER_AGENT}").as_str())
@@ -152,10 +148,10 @@ async fn list_follows_next_page_uri_over_250_objects() {
     for i in 0..260 {
         let mut create = EventDestinationCreate::new(kinesis());
         create.description = Some(format!("d{i}"));
-        client.create_event_destination(&create).await.unwrap();
+        client.create::<EventDestination>(&create).await.unwrap();
     }
     emulator.clear_requests();
-    let all = client.list_event_destinations().await.unwrap().items;
+    let all = client.list::<EventDestination>().await.unwrap().items;
     assert_eq!(all.len(), 260);
     let mut expected = emulator.destination_ids();
     expected.reverse(); // newest first
@@ -171,8 +167,11 @@ async fn list_follows_next_page_uri_over_250_objects() {
             .all(|r| r.query.as_deref().is_some_and(|q| q.contains("limit=100")))
     );
 
-    let page = client.list_event_destinations_page(None, 10).await.unwrap();
-    assert_eq!(page.event_destinations.len(), 10);
+    let page = client
+        .list_page::<EventDestination>(None, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.listed.items.len(), 10);
     assert!(page.next_page_uri.is_some());
 }
 
@@ -184,7 +183,10 @@ async fn each_error_class_keeps_status_code_message_and_operation() {
     // Terminal: the request is wrong.
     let mut create = EventDestinationCreate::new(kinesis());
     create.description = Some("x".repeat(256));
-    let error = client.create_event_destination(&create).await.unwrap_err();
+    let error = client
+        .create::<EventDestination>(&create)
+        .await
+        .unwrap_err();
     assert_eq!(error.class(), ErrorClass::Terminal);
     assert_eq!(error.reason(), "Rejected");
     assert_eq!(error.status(), Some(400));
@@ -205,7 +207,7 @@ async fn each_error_class_keeps_status_code_message_and_operation() {
     wrong_key.api_key = Secret::new("wrong");
     let error = Client::new(wrong_key)
         .unwrap()
-        .get_event_destination("ed_x")
+        .get::<EventDestination>("ed_x")
         .await
         .unwrap_err();
     assert_eq!(
@@ -215,20 +217,15 @@ async fn each_error_class_keeps_status_code_message_and_operation() {
 
     // Not found.
     let error = client
-        .get_event_destination("ed_doesnotexist")
+        .get::<EventDestination>("ed_doesnotexist")
         .await
         .unwrap_err();
     assert!(error.is_not_found());
     assert_eq!(error.error_code(), Some(codes::NOT_FOUND));
 
     // Retryable: 5xx.
-    emulator
-        .set_faults(&FaultsUpdate {
-            error_rate: Some(1.0),
-            ..Default::default()
-        })
-        .unwrap();
-    let error = client.get_event_destination("ed_x").await.unwrap_err();
+    common::fail_every_request(&emulator);
+    let error = client.get::<EventDestination>("ed_x").await.unwrap_err();
     assert!(error.is_retryable());
     assert_eq!(error.reason(), "ServerError");
 
@@ -243,9 +240,9 @@ async fn each_error_class_keeps_status_code_message_and_operation() {
     let mut no_retry = config(&emulator);
     no_retry.max_retries = 0;
     let impatient = Client::new(no_retry).unwrap();
-    let _ = impatient.list_event_destinations_page(None, 1).await;
+    let _ = impatient.list_page::<EventDestination>(None, 1).await;
     let error = impatient
-        .list_event_destinations_page(None, 1)
+        .list_page::<EventDestination>(None, 1)
         .await
         .unwrap_err();
     assert!(error.is_retryable());
@@ -265,7 +262,7 @@ async fn each_error_class_keeps_status_code_message_and_operation() {
     unreachable.max_retries = 1;
     let error = Client::new(unreachable)
         .unwrap()
-        .create_event_destination(&EventDestinationCreate::new(kinesis()))
+        .create::<EventDestination>(&EventDestinationCreate::new(kinesis()))
         .await
         .unwrap_err();
     assert!(matches!(error, Error::Connect { .. }), "{error:?}");
@@ -284,7 +281,7 @@ async fn each_error_class_keeps_status_code_message_and_operation() {
     hasty.max_retries = 0;
     let error = Client::new(hasty)
         .unwrap()
-        .get_event_destination("ed_x")
+        .get::<EventDestination>("ed_x")
         .await
         .unwrap_err();
     assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
@@ -296,27 +293,22 @@ async fn retries_only_where_allowed() {
     let emulator = emulator().await;
     let client = client(&emulator); // max_retries = 3
     let created = client
-        .create_event_destination(&EventDestinationCreate::new(kinesis()))
+        .create::<EventDestination>(&EventDestinationCreate::new(kinesis()))
         .await
         .unwrap();
-    emulator
-        .set_faults(&FaultsUpdate {
-            error_rate: Some(1.0),
-            ..Default::default()
-        })
-        .unwrap();
+    common::fail_every_request(&emulator);
     emulator.clear_requests();
 
     assert!(
         client
-            .get_event_destination(&created.id)
+            .get::<EventDestination>(&created.id)
             .await
             .unwrap_err()
             .is_retryable()
     );
     assert!(
         client
-            .update_event_destination(
+            .update::<EventDestination>(
                 &created.id,
                 &EventDestinationUpdate {
                     description: Some("x".into()),
@@ -326,10 +318,15 @@ async fn retries_only_where_allowed() {
             .await
             .is_err()
     );
-    assert!(client.delete_event_destination(&created.id).await.is_err());
-    assert!(client.list_event_destinations().await.is_err());
+    assert!(
+        client
+            .delete::<EventDestination>(&created.id)
+            .await
+            .is_err()
+    );
+    assert!(client.list::<EventDestination>().await.is_err());
     let error = client
-        .create_event_destination(&EventDestinationCreate::new(kinesis()))
+        .create::<EventDestination>(&EventDestinationCreate::new(kinesis()))
         .await
         .unwrap_err();
     assert!(
@@ -362,7 +359,7 @@ async fn retries_only_where_allowed() {
     emulator.clear_requests();
     assert!(
         client
-            .get_event_destination("ed_doesnotexist")
+            .get::<EventDestination>("ed_doesnotexist")
             .await
             .unwrap_err()
             .is_not_found()
@@ -382,11 +379,11 @@ async fn retries_only_where_allowed() {
     config.max_retry_after = Duration::from_secs(1);
     let client = Client::new(config).unwrap();
     client
-        .create_event_destination(&EventDestinationCreate::new(kinesis()))
+        .create::<EventDestination>(&EventDestinationCreate::new(kinesis()))
         .await
         .unwrap();
     let error = client
-        .create_event_destination(&EventDestinationCreate::new(kinesis()))
+        .create::<EventDestination>(&EventDestinationCreate::new(kinesis()))
         .await
         .unwrap_err();
     assert_eq!(error.status(), Some(429));
@@ -404,7 +401,7 @@ async fn a_lost_create_answer_is_an_unknown_outcome_and_not_retried() {
         })
         .unwrap();
     let error = client
-        .create_event_destination(&EventDestinationCreate::new(kinesis()))
+        .create::<EventDestination>(&EventDestinationCreate::new(kinesis()))
         .await
         .unwrap_err();
     assert!(matches!(error, Error::UnknownOutcome { .. }), "{error:?}");
@@ -420,7 +417,7 @@ async fn a_lost_create_answer_is_an_unknown_outcome_and_not_retried() {
         })
         .unwrap();
     assert_eq!(
-        client.list_event_destinations().await.unwrap().items.len(),
+        client.list::<EventDestination>().await.unwrap().items.len(),
         1
     );
 
@@ -435,7 +432,7 @@ async fn a_lost_create_answer_is_an_unknown_outcome_and_not_retried() {
     hasty.timeout = Duration::from_millis(100);
     let error = Client::new(hasty)
         .unwrap()
-        .create_event_destination(&EventDestinationCreate::new(kinesis()))
+        .create::<EventDestination>(&EventDestinationCreate::new(kinesis()))
         .await
         .unwrap_err();
     assert!(error.is_unknown_outcome(), "{error:?}");
@@ -447,7 +444,7 @@ async fn out_of_band_changes_are_seen() {
     let emulator = emulator().await;
     let client = client(&emulator);
     let created = client
-        .create_event_destination(&EventDestinationCreate::new(kinesis()))
+        .create::<EventDestination>(&EventDestinationCreate::new(kinesis()))
         .await
         .unwrap();
     emulator
@@ -458,7 +455,7 @@ async fn out_of_band_changes_are_seen() {
         .unwrap();
     assert_eq!(
         client
-            .get_event_destination(&created.id)
+            .get::<EventDestination>(&created.id)
             .await
             .unwrap()
             .description,
@@ -467,7 +464,7 @@ async fn out_of_band_changes_are_seen() {
     assert!(emulator.delete_object(&created.id));
     assert!(
         client
-            .get_event_destination(&created.id)
+            .get::<EventDestination>(&created.id)
             .await
             .unwrap_err()
             .is_not_found()
@@ -498,7 +495,7 @@ async fn a_burst_of_300_stays_inside_the_limiter_budget() {
             tokio::spawn(async move {
                 let mut create = EventDestinationCreate::new(kinesis());
                 create.description = Some(format!("burst {i}"));
-                client.create_event_destination(&create).await
+                client.create::<EventDestination>(&create).await
             })
         })
         .collect();
@@ -524,433 +521,4 @@ async fn a_burst_of_300_stays_inside_the_limiter_budget() {
         elapsed >= Duration::from_millis(17_000),
         "the limiter spread the calls: {elapsed:?}"
     );
-}
-
-const SOURCE_CREATED: &str = "ip_policy_created.v0";
-const SOURCE_DELETED: &str = "ip_policy_deleted.v0";
-
-async fn destination(client: &Client) -> String {
-    client
-        .create_event_destination(&EventDestinationCreate::new(kinesis()))
-        .await
-        .unwrap()
-        .id
-}
-
-fn subscription_create(source_types: &[&str], destination_ids: &[&str]) -> EventSubscriptionCreate {
-    EventSubscriptionCreate::new(
-        source_types
-            .iter()
-            .map(|t| EventSourceReplace::new(*t))
-            .collect(),
-        destination_ids.iter().map(|id| (*id).to_owned()).collect(),
-    )
-}
-
-#[tokio::test]
-async fn every_subscription_operation() {
-    let emulator = emulator().await;
-    let client = client(&emulator);
-    let (first, second) = (destination(&client).await, destination(&client).await);
-
-    let mut create = subscription_create(&[SOURCE_CREATED, SOURCE_DELETED], &[&first]);
-    create.description = Some("first".into());
-    create.metadata = Some(r#"{"owner":"test"}"#.into());
-    let created = client.create_event_subscription(&create).await.unwrap();
-    assert!(created.id.starts_with("esb_"), "{}", created.id);
-    assert_eq!(
-        created.uri,
-        format!("{}/event_subscriptions/{}", emulator.base_url(), created.id)
-    );
-    assert!(!created.created_at.is_empty());
-    assert_eq!(created.description, "first");
-    assert_eq!(created.metadata, r#"{"owner":"test"}"#);
-    assert_eq!(created.source_types(), [SOURCE_CREATED, SOURCE_DELETED]);
-    assert_eq!(created.destination_ids(), [first.as_str()]);
-    assert_eq!(
-        created.destinations[0].uri,
-        format!("{}/event_destinations/{first}", emulator.base_url())
-    );
-
-    let fetched = client.get_event_subscription(&created.id).await.unwrap();
-    assert_eq!(fetched, created);
-
-    let update = EventSubscriptionUpdate {
-        description: Some("second".into()),
-        sources: Some(vec![EventSourceReplace::new(SOURCE_DELETED)]),
-        destination_ids: Some(vec![first.clone(), second.clone()]),
-        ..Default::default()
-    };
-    let updated = client
-        .update_event_subscription(&created.id, &update)
-        .await
-        .unwrap();
-    assert_eq!(updated.description, "second");
-    assert_eq!(updated.metadata, created.metadata);
-    assert_eq!(updated.source_types(), [SOURCE_DELETED]);
-    assert_eq!(updated.destination_ids(), [first.clone(), second.clone()]);
-    assert_eq!(
-        client.get_event_subscription(&created.id).await.unwrap(),
-        updated
-    );
-
-    client.delete_event_subscription(&created.id).await.unwrap();
-    let gone = client
-        .get_event_subscription(&created.id)
-        .await
-        .unwrap_err();
-    assert!(gone.is_not_found(), "{gone:?}");
-    let gone = client
-        .delete_event_subscription(&created.id)
-        .await
-        .unwrap_err();
-    assert!(gone.is_not_found(), "{gone:?}");
-    assert_eq!(gone.api_error().unwrap().operation.resource, "subscription");
-
-    // What went over the wire: exact bodies, no nulls.
-    let requests = emulator.requests();
-    let post = requests
-        .iter()
-        .find(|r| r.method == "POST" && r.path == "/event_subscriptions")
-        .unwrap();
-    assert_eq!(
-        post.body,
-        Some(json!({
-            "description": "first", "metadata": "{\"owner\":\"test\"}",
-            "sources": [{"type": SOURCE_CREATED}, {"type": SOURCE_DELETED}],
-            "destination_ids": [first],
-        }))
-    );
-    let patch = requests.iter().find(|r| r.method == "PATCH").unwrap();
-    assert_eq!(
-        patch.body,
-        Some(json!({
-            "description": "second", "sources": [{"type": SOURCE_DELETED}],
-            "destination_ids": [first, second],
-        }))
-    );
-    for request in &requests {
-        assert!(request.authorized);
-        assert_eq!(request.ngrok_version.as_deref(), Some("2"));
-        if request.body.is_some() {
-            assert_eq!(request.content_type.as_deref(), Some("application/json"));
-        }
-    }
-}
-
-#[tokio::test]
-async fn subscription_update_sends_only_set_fields() {
-    let emulator = emulator().await;
-    let client = client(&emulator);
-    let (first, second) = (destination(&client).await, destination(&client).await);
-    let mut create = subscription_create(&[SOURCE_CREATED], &[&first]);
-    create.description = Some("kept".into());
-    create.metadata = Some("kept too".into());
-    let created = client.create_event_subscription(&create).await.unwrap();
-    emulator.clear_requests();
-
-    let updated = client
-        .update_event_subscription(
-            &created.id,
-            &EventSubscriptionUpdate {
-                destination_ids: Some(vec![second.clone()]),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(updated.destination_ids(), [second.as_str()]);
-    assert_eq!(updated.description, "kept");
-    assert_eq!(updated.metadata, "kept too");
-    assert_eq!(updated.source_types(), [SOURCE_CREATED]);
-    let requests = emulator.requests();
-    assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].body, Some(json!({"destination_ids": [second]})));
-
-    // An empty update changes nothing and sends `{}`.
-    let unchanged = client
-        .update_event_subscription(&created.id, &EventSubscriptionUpdate::default())
-        .await
-        .unwrap();
-    assert_eq!(unchanged, updated);
-    assert_eq!(emulator.requests()[1].body, Some(json!({})));
-}
-
-#[tokio::test]
-async fn subscription_list_follows_next_page_uri_over_200_objects() {
-    let emulator = emulator().await;
-    let client = client(&emulator);
-    let dest = destination(&client).await;
-    let mut created = Vec::new();
-    for i in 0..205 {
-        let mut create = subscription_create(&[SOURCE_CREATED], &[&dest]);
-        create.description = Some(format!("s{i}"));
-        created.push(client.create_event_subscription(&create).await.unwrap().id);
-    }
-    emulator.clear_requests();
-    let all = client.list_event_subscriptions().await.unwrap().items;
-    created.reverse(); // newest first
-    assert_eq!(
-        all.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
-        created
-    );
-    assert!(all.iter().all(|s| s.destination_ids() == [dest.clone()]));
-    let pages = emulator.requests();
-    assert_eq!(pages.len(), 3);
-    assert!(pages.iter().all(|r| r.path == "/event_subscriptions"
-        && r.query.as_deref().is_some_and(|q| q.contains("limit=100"))));
-
-    let page = client
-        .list_event_subscriptions_page(None, 10)
-        .await
-        .unwrap();
-    assert_eq!(page.event_subscriptions.len(), 10);
-    assert_eq!(
-        page.uri,
-        format!("{}/event_subscriptions", emulator.base_url())
-    );
-    assert!(page.next_page_uri.is_some());
-    let last = page.event_subscriptions.last().unwrap().id.clone();
-    let older = client
-        .list_event_subscriptions_page(Some(&last), 100)
-        .await
-        .unwrap();
-    assert_eq!(older.event_subscriptions[0].id, created[10]);
-    let tail = client
-        .list_event_subscriptions_page(Some(&created[200]), 100)
-        .await
-        .unwrap();
-    assert_eq!(tail.event_subscriptions.len(), 4);
-    assert_eq!(tail.next_page_uri, None);
-}
-
-#[tokio::test]
-async fn a_destination_in_use_is_deleted_only_after_its_subscription() {
-    let emulator = emulator().await;
-    let client = client(&emulator);
-    let dest = destination(&client).await;
-    let subscription = client
-        .create_event_subscription(&subscription_create(&[SOURCE_CREATED], &[&dest]))
-        .await
-        .unwrap();
-
-    let error = client.delete_event_destination(&dest).await.unwrap_err();
-    assert_eq!(error.status(), Some(400));
-    assert_eq!(error.error_code(), Some("ERR_NGROK_7802"));
-    assert_eq!(error.error_code(), Some(codes::DESTINATION_IN_USE));
-    assert_eq!(error.class(), ErrorClass::Terminal);
-    assert!(
-        error
-            .to_string()
-            .starts_with("ngrok rejected the destination: ERR_NGROK_7802: "),
-        "{error}"
-    );
-    assert_eq!(
-        emulator.count("DELETE", "/event_destinations/{id}"),
-        1,
-        "400 is not retried"
-    );
-    client.get_event_destination(&dest).await.unwrap();
-
-    client
-        .delete_event_subscription(&subscription.id)
-        .await
-        .unwrap();
-    client.delete_event_destination(&dest).await.unwrap();
-    assert!(
-        client
-            .get_event_destination(&dest)
-            .await
-            .unwrap_err()
-            .is_not_found()
-    );
-
-    // A subscription may only name existing destinations.
-    let error = client
-        .create_event_subscription(&subscription_create(&[SOURCE_CREATED], &[&dest]))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (error.status(), error.error_code()),
-        (Some(400), Some(codes::UNKNOWN_DESTINATION))
-    );
-    assert!(
-        error
-            .to_string()
-            .starts_with("ngrok rejected the subscription: "),
-        "{error}"
-    );
-}
-
-#[tokio::test]
-async fn subscription_calls_retry_only_where_allowed() {
-    let emulator = emulator().await;
-    let client = client(&emulator); // max_retries = 3
-    let dest = destination(&client).await;
-    let created = client
-        .create_event_subscription(&subscription_create(&[SOURCE_CREATED], &[&dest]))
-        .await
-        .unwrap();
-    emulator
-        .set_faults(&FaultsUpdate {
-            error_rate: Some(1.0),
-            ..Default::default()
-        })
-        .unwrap();
-    emulator.clear_requests();
-
-    assert!(
-        client
-            .get_event_subscription(&created.id)
-            .await
-            .unwrap_err()
-            .is_retryable()
-    );
-    let update = EventSubscriptionUpdate {
-        description: Some("x".into()),
-        ..Default::default()
-    };
-    assert!(
-        client
-            .update_event_subscription(&created.id, &update)
-            .await
-            .is_err()
-    );
-    assert!(client.delete_event_subscription(&created.id).await.is_err());
-    assert!(client.list_event_subscriptions().await.is_err());
-    let error = client
-        .create_event_subscription(&subscription_create(&[SOURCE_CREATED], &[&dest]))
-        .await
-        .unwrap_err();
-    assert!(
-        error.is_retryable(),
-        "retryable for the caller, not retried by the client"
-    );
-
-    let route = "/event_subscriptions/{id}";
-    assert_eq!(emulator.count("GET", route), 4, "GET: 1 + 3 retries");
-    assert_eq!(emulator.count("PATCH", route), 4, "PATCH: 1 + 3 retries");
-    assert_eq!(emulator.count("DELETE", route), 4, "DELETE: 1 + 3 retries");
-    assert_eq!(emulator.count("GET", "/event_subscriptions"), 4);
-    assert_eq!(
-        emulator.count("POST", "/event_subscriptions"),
-        1,
-        "POST: never retried after sending"
-    );
-
-    // A lost create answer is an unknown outcome; the subscription exists.
-    emulator
-        .set_faults(&FaultsUpdate {
-            error_rate: Some(0.0),
-            drop_after_create_rate: Some(1.0),
-            ..Default::default()
-        })
-        .unwrap();
-    let error = client
-        .create_event_subscription(&subscription_create(&[SOURCE_CREATED], &[&dest]))
-        .await
-        .unwrap_err();
-    assert!(error.is_unknown_outcome(), "{error:?}");
-    assert!(
-        error.to_string().contains("the subscription may exist"),
-        "{error}"
-    );
-    emulator
-        .set_faults(&FaultsUpdate {
-            drop_after_create_rate: Some(0.0),
-            ..Default::default()
-        })
-        .unwrap();
-    assert_eq!(
-        client.list_event_subscriptions().await.unwrap().items.len(),
-        2
-    );
-}
-
-/// `sources[].filter` round trip: sent as set (never empty), read back by get and list, and
-/// ngrok's refusal on an event type it does not filter reaches the caller with its code.
-#[tokio::test]
-async fn source_filters_round_trip() {
-    const FILTER: &str = "ev.http.response.status_code >= 500";
-    let emulator = emulator().await;
-    let client = client(&emulator);
-    let first = destination(&client).await;
-    let create = EventSubscriptionCreate::new(
-        vec![
-            EventSourceReplace {
-                fields: vec!["conn.client_ip".into()],
-                filter: Some(FILTER.into()),
-                ..EventSourceReplace::new("http_request_complete.v0")
-            },
-            EventSourceReplace {
-                filter: Some(String::new()),
-                ..EventSourceReplace::new(SOURCE_CREATED)
-            },
-        ],
-        vec![first.clone()],
-    );
-    let created = client.create_event_subscription(&create).await.unwrap();
-    assert_eq!(created.sources[0].filter, FILTER);
-    assert_eq!(created.sources[1].filter, "");
-    assert!(created.sources.iter().all(|s| s.unmodeled.is_empty()));
-    assert_eq!(
-        client.get_event_subscription(&created.id).await.unwrap(),
-        created
-    );
-    let listed = client.list_event_subscriptions().await.unwrap();
-    assert_eq!(listed.items, std::slice::from_ref(&created));
-    let post = emulator
-        .requests()
-        .into_iter()
-        .find(|r| r.method == "POST" && r.path == "/event_subscriptions")
-        .unwrap();
-    assert_eq!(
-        post.body.unwrap()["sources"],
-        json!([
-            {"type": "http_request_complete.v0", "fields": ["conn.client_ip"], "filter": FILTER},
-            {"type": SOURCE_CREATED}
-        ])
-    );
-
-    let refused = client
-        .update_event_subscription(
-            &created.id,
-            &EventSubscriptionUpdate {
-                sources: Some(vec![EventSourceReplace {
-                    filter: Some(FILTER.into()),
-                    ..EventSourceReplace::new(SOURCE_CREATED)
-                }]),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(refused.error_code(), Some(codes::SOURCE_FILTER_NOT_ALLOWED));
-    assert_eq!(refused.class(), ErrorClass::Terminal, "{refused:?}");
-}
-
-/// A source field this client does not model is kept on read (get and list), not dropped.
-#[tokio::test]
-async fn unknown_source_fields_are_kept_on_read() {
-    let emulator = emulator().await;
-    let client = client(&emulator);
-    let first = destination(&client).await;
-    let created = client
-        .create_event_subscription(&subscription_create(&[SOURCE_CREATED], &[&first]))
-        .await
-        .unwrap();
-    let mut raw = emulator.object(&created.id).unwrap();
-    raw["uri"] = json!(created.uri);
-    raw["destinations"] = json!([{"id": first, "uri": ""}]);
-    raw["sources"] =
-        json!([{"type": SOURCE_CREATED, "uri": "", "sampling_rate": 0.25, "future": null}]);
-    let serde_json::Value::Object(raw) = raw else {
-        unreachable!()
-    };
-    assert!(emulator.set_raw_object(&created.id, raw));
-    let fetched = client.get_event_subscription(&created.id).await.unwrap();
-    let kept: Vec<_> = fetched.sources[0].unmodeled.iter().collect();
-    assert_eq!(kept, [("sampling_rate", &json!(0.25))]);
-    let listed = client.list_event_subscriptions().await.unwrap();
-    assert_eq!(listed.items, [fetched]);
 }

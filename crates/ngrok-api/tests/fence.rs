@@ -70,19 +70,22 @@ async fn nothing_is_sent_without_the_lease_and_no_write_without_its_window() {
     let emulator = emulator().await;
     let lease = Lease::held_for(Duration::from_secs(30));
     let client = client(&emulator, &lease, |_| {});
-    let created = client.create_event_destination(&create()).await.unwrap();
+    let created = client.create::<EventDestination>(&create()).await.unwrap();
 
     lease.set(None);
-    let error = client.get_event_destination(&created.id).await.unwrap_err();
+    let error = client
+        .get::<EventDestination>(&created.id)
+        .await
+        .unwrap_err();
     assert_eq!(error.fence_reason(), Some(FenceReason::NotLeader));
     assert_eq!(error.reason(), "NotLeader");
     assert_eq!(error.class(), ErrorClass::Retryable);
 
     // 200 ms left: enough for a read, not for a write (500 ms window).
     lease.set(Some(Instant::now() + Duration::from_millis(200)));
-    client.get_event_destination(&created.id).await.unwrap();
+    client.get::<EventDestination>(&created.id).await.unwrap();
     let error = client
-        .create_event_destination(&create())
+        .create::<EventDestination>(&create())
         .await
         .unwrap_err();
     assert_eq!(error.fence_reason(), Some(FenceReason::LeaseExpiring));
@@ -92,7 +95,7 @@ async fn nothing_is_sent_without_the_lease_and_no_write_without_its_window() {
         "not sent: nothing to look for"
     );
     let error = client
-        .delete_event_destination(&created.id)
+        .delete::<EventDestination>(&created.id)
         .await
         .unwrap_err();
     assert_eq!(error.fence_reason(), Some(FenceReason::LeaseExpiring));
@@ -107,7 +110,7 @@ async fn a_request_running_at_the_deadline_is_cut_off_unless_the_lease_was_renew
     let emulator = emulator().await;
     let lease = Lease::held_for(Duration::from_secs(30));
     let client = client(&emulator, &lease, |_| {});
-    let created = client.create_event_destination(&create()).await.unwrap();
+    let created = client.create::<EventDestination>(&create()).await.unwrap();
     emulator
         .set_faults(&FaultsUpdate {
             latency_ms: Some(1500),
@@ -119,7 +122,7 @@ async fn a_request_running_at_the_deadline_is_cut_off_unless_the_lease_was_renew
     lease.set(Some(Instant::now() + Duration::from_millis(700)));
     let started = Instant::now();
     let error = client
-        .create_event_destination(&create())
+        .create::<EventDestination>(&create())
         .await
         .unwrap_err();
     assert!(
@@ -130,7 +133,10 @@ async fn a_request_running_at_the_deadline_is_cut_off_unless_the_lease_was_renew
     assert_eq!(error.class(), ErrorClass::UnknownOutcome, "{error}");
     assert_eq!(error.fence_reason(), Some(FenceReason::LeaseExpiring));
     lease.set(Some(Instant::now() + Duration::from_millis(700)));
-    let error = client.get_event_destination(&created.id).await.unwrap_err();
+    let error = client
+        .get::<EventDestination>(&created.id)
+        .await
+        .unwrap_err();
     assert_eq!(error.class(), ErrorClass::Retryable);
     assert_eq!(error.fence_reason(), Some(FenceReason::LeaseExpiring));
 
@@ -143,7 +149,7 @@ async fn a_request_running_at_the_deadline_is_cut_off_unless_the_lease_was_renew
             lease.set(Some(Instant::now() + Duration::from_secs(30)));
         })
     };
-    client.get_event_destination(&created.id).await.unwrap();
+    client.get::<EventDestination>(&created.id).await.unwrap();
     renewal.await.unwrap();
 }
 
@@ -160,10 +166,10 @@ async fn waits_end_at_the_deadline_and_nothing_is_sent_after_them() {
             ..Default::default()
         })
         .unwrap();
-    rate_limited.list_event_destinations().await.unwrap();
+    rate_limited.list::<EventDestination>().await.unwrap();
     lease.set(Some(Instant::now() + Duration::from_secs(1)));
     let started = Instant::now();
-    let error = rate_limited.list_event_destinations().await.unwrap_err();
+    let error = rate_limited.list::<EventDestination>().await.unwrap_err();
     assert_eq!(
         error.fence_reason(),
         Some(FenceReason::LeaseExpiring),
@@ -187,11 +193,11 @@ async fn waits_end_at_the_deadline_and_nothing_is_sent_after_them() {
         config.rate_limit_burst = 1;
     });
     lease.set(Some(Instant::now() + Duration::from_secs(30)));
-    limited.list_event_destinations().await.unwrap();
+    limited.list::<EventDestination>().await.unwrap();
     lease.set(Some(Instant::now() + Duration::from_secs(1)));
     let started = Instant::now();
     let error = limited
-        .create_event_destination(&create())
+        .create::<EventDestination>(&create())
         .await
         .unwrap_err();
     assert_eq!(error.fence_reason(), Some(FenceReason::LeaseExpiring));

@@ -1,13 +1,12 @@
 //! Secrets (`api_key`, `aws_secret_access_key`, `client_secret`, the account API key) never
 //! appear in Debug or Display output, errors, or log lines at any level.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ngrok_api::types::*;
 use ngrok_api::{Client, ClientConfig, Error, Secret};
 use ngrok_api_emulator::{Emulator, EmulatorHandle, FaultsUpdate};
+use test_support::Captured;
 
 const ACCOUNT_KEY: &str = "account-key-SECRET-1";
 const AWS_SECRET: &str = "aws-SECRET-2";
@@ -99,7 +98,7 @@ async fn errors_of_failing_calls_carry_no_secret() {
     // 401 with a wrong key that is itself a secret-looking value.
     errors.push(
         client_for(&emulator, AWS_SECRET)
-            .get_event_destination("ed_x")
+            .get::<EventDestination>("ed_x")
             .await
             .unwrap_err(),
     );
@@ -107,14 +106,14 @@ async fn errors_of_failing_calls_carry_no_secret() {
         // 400: invalid create carrying secrets.
         let mut create = EventDestinationCreate::new(target.clone());
         create.description = Some("d".repeat(300));
-        errors.push(good.create_event_destination(&create).await.unwrap_err());
+        errors.push(good.create::<EventDestination>(&create).await.unwrap_err());
         // 404: update of an unknown id carrying secrets.
         let update = EventDestinationUpdate {
             target: Some(target.clone()),
             ..Default::default()
         };
         errors.push(
-            good.update_event_destination("ed_missing", &update)
+            good.update::<EventDestination>("ed_missing", &update)
                 .await
                 .unwrap_err(),
         );
@@ -127,7 +126,7 @@ async fn errors_of_failing_calls_carry_no_secret() {
         })
         .unwrap();
     errors.push(
-        good.create_event_destination(&EventDestinationCreate::new(targets()[0].clone()))
+        good.create::<EventDestination>(&EventDestinationCreate::new(targets()[0].clone()))
             .await
             .unwrap_err(),
     );
@@ -139,7 +138,7 @@ async fn errors_of_failing_calls_carry_no_secret() {
         })
         .unwrap();
     errors.push(
-        good.create_event_destination(&EventDestinationCreate::new(targets()[1].clone()))
+        good.create::<EventDestination>(&EventDestinationCreate::new(targets()[1].clone()))
             .await
             .unwrap_err(),
     );
@@ -151,12 +150,12 @@ async fn errors_of_failing_calls_carry_no_secret() {
         })
         .unwrap();
     errors.push(
-        good.create_event_destination(&EventDestinationCreate::new(targets()[2].clone()))
+        good.create::<EventDestination>(&EventDestinationCreate::new(targets()[2].clone()))
             .await
             .unwrap_err(),
     );
     errors.push(
-        good.update_event_destination(
+        good.update::<EventDestination>(
             "ed_x",
             &EventDestinationUpdate {
                 target: Some(targets()[2].clone()),
@@ -192,28 +191,14 @@ async fn errors_of_failing_calls_carry_no_secret() {
     }
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Everything logged at TRACE, by the client, reqwest, hyper and the in-process emulator,
 /// during creates with secrets, a retried failure and a rejected key.
 #[tokio::test(flavor = "current_thread")]
 async fn trace_logs_carry_no_secret() {
-    let captured = Captured::default();
-    let writer = captured.clone();
+    let captured = Captured::new();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
+        .with_writer(captured.clone())
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
@@ -227,7 +212,7 @@ async fn trace_logs_carry_no_secret() {
     let client = client_for(&emulator, ACCOUNT_KEY);
     for target in targets() {
         let created = client
-            .create_event_destination(&EventDestinationCreate::new(target.clone()))
+            .create::<EventDestination>(&EventDestinationCreate::new(target.clone()))
             .await
             .unwrap();
         let update = EventDestinationUpdate {
@@ -235,7 +220,7 @@ async fn trace_logs_carry_no_secret() {
             ..Default::default()
         };
         client
-            .update_event_destination(&created.id, &update)
+            .update::<EventDestination>(&created.id, &update)
             .await
             .unwrap();
     }
@@ -246,7 +231,7 @@ async fn trace_logs_carry_no_secret() {
         })
         .unwrap();
     let _ = client
-        .update_event_destination(
+        .update::<EventDestination>(
             "ed_x",
             &EventDestinationUpdate {
                 target: Some(targets()[0].clone()),
@@ -255,10 +240,10 @@ async fn trace_logs_carry_no_secret() {
         )
         .await;
     let _ = client_for(&emulator, DATADOG_KEY)
-        .get_event_destination("ed_x")
+        .get::<EventDestination>("ed_x")
         .await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("ngrok API request"),
         "the client did log: {logs}"

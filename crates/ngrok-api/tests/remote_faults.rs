@@ -40,7 +40,7 @@ async fn destinations(client: &Client, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for _ in 0..n {
         let create = EventDestinationCreate::new(kinesis());
-        ids.push(client.create_event_destination(&create).await.unwrap().id);
+        ids.push(client.create::<EventDestination>(&create).await.unwrap().id);
     }
     ids
 }
@@ -72,7 +72,7 @@ async fn one_unreadable_object_costs_only_itself() {
         .insert_raw_object(KEY, DESTINATIONS, json!({"id": 42, "target": {}}))
         .unwrap();
 
-    let listed = client.list_event_destinations().await.unwrap();
+    let listed = client.list::<EventDestination>().await.unwrap();
     let mut parsed: Vec<String> = listed.items.iter().map(|d| d.id.clone()).collect();
     parsed.sort();
     let mut expected: Vec<String> = good.iter().filter(|id| **id != good[10]).cloned().collect();
@@ -94,7 +94,7 @@ async fn one_unreadable_object_costs_only_itself() {
     assert_eq!(listed.without_id, 1);
 
     // A GET of the unknown shape is a distinct, transient error, not a refusal.
-    let error = client.get_event_destination(&splunk).await.unwrap_err();
+    let error = client.get::<EventDestination>(&splunk).await.unwrap_err();
     assert!(
         matches!(error, ngrok_api::Error::InvalidResponse { .. }),
         "{error:?}"
@@ -112,7 +112,7 @@ async fn one_unreadable_object_costs_only_itself() {
         unknown.starts_with("target: unknown target type splunk"),
         "{unknown}"
     );
-    let error = client.get_event_destination(&good[10]).await.unwrap_err();
+    let error = client.get::<EventDestination>(&good[10]).await.unwrap_err();
     let null_arn = detail(error);
     assert!(
         null_arn.starts_with("target.kinesis.stream_arn: ") && !null_arn.contains("arn:aws"),
@@ -130,7 +130,11 @@ async fn an_unreadable_subscription_costs_only_itself() {
         vec![EventSourceReplace::new("ip_policy_created.v0")],
         vec![destination],
     );
-    let good = client.create_event_subscription(&create).await.unwrap().id;
+    let good = client
+        .create::<EventSubscription>(&create)
+        .await
+        .unwrap()
+        .id;
     let bad = emulator
         .insert_raw_object(
             KEY,
@@ -139,7 +143,7 @@ async fn an_unreadable_subscription_costs_only_itself() {
                    "sources": [{"type": null}], "destinations": []}),
         )
         .unwrap();
-    let listed = client.list_event_subscriptions().await.unwrap();
+    let listed = client.list::<EventSubscription>().await.unwrap();
     assert_eq!(
         listed.items.iter().map(|s| &s.id).collect::<Vec<_>>(),
         [&good]
@@ -174,7 +178,7 @@ async fn answers_outside_the_contract_are_transient() {
     let one = "/event_destinations/{id}";
 
     spoil(&emulator, "GET", one, 1, Spoiled::MalformedBody);
-    let error = client.get_event_destination(&id).await.unwrap_err();
+    let error = client.get::<EventDestination>(&id).await.unwrap_err();
     assert!(
         matches!(error, ngrok_api::Error::InvalidResponse { .. }),
         "{error:?}"
@@ -182,7 +186,7 @@ async fn answers_outside_the_contract_are_transient() {
     assert!(error.is_transient() && !error.is_refusal(), "{error:?}");
 
     spoil(&emulator, "GET", one, 1, Spoiled::Redirect);
-    let error = client.get_event_destination(&id).await.unwrap_err();
+    let error = client.get::<EventDestination>(&id).await.unwrap_err();
     assert_eq!(
         (error.status(), error.class(), error.reason()),
         (Some(302), ErrorClass::Transient, "Redirected")
@@ -196,7 +200,7 @@ async fn answers_outside_the_contract_are_transient() {
             ..Default::default()
         };
         let error = client
-            .update_event_destination(&id, &update)
+            .update::<EventDestination>(&id, &update)
             .await
             .unwrap_err();
         assert_eq!(
@@ -216,13 +220,13 @@ async fn answers_outside_the_contract_are_transient() {
         1,
         Spoiled::MalformedBody,
     );
-    let error = client.list_event_destinations().await.unwrap_err();
+    let error = client.list::<EventDestination>().await.unwrap_err();
     assert!(error.is_transient(), "{error:?}");
 
     // The scripted answers are used up: everything works again.
-    assert_eq!(client.get_event_destination(&id).await.unwrap().id, id);
+    assert_eq!(client.get::<EventDestination>(&id).await.unwrap().id, id);
     assert_eq!(
-        client.list_event_destinations().await.unwrap().items.len(),
+        client.list::<EventDestination>().await.unwrap().items.len(),
         1
     );
 }
@@ -241,7 +245,7 @@ async fn a_create_with_an_unreadable_answer_has_an_unknown_outcome() {
         Spoiled::MalformedBody,
     );
     let error = client
-        .create_event_destination(&EventDestinationCreate::new(kinesis()))
+        .create::<EventDestination>(&EventDestinationCreate::new(kinesis()))
         .await
         .unwrap_err();
     assert_eq!(error.class(), ErrorClass::UnknownOutcome, "{error:?}");
@@ -262,7 +266,7 @@ async fn a_create_with_an_unreadable_answer_has_an_unknown_outcome() {
         Spoiled::Redirect,
     );
     let error = client
-        .create_event_destination(&EventDestinationCreate::new(kinesis()))
+        .create::<EventDestination>(&EventDestinationCreate::new(kinesis()))
         .await
         .unwrap_err();
     assert_eq!(error.class(), ErrorClass::Transient);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use ngrok_api::types::EventDestination;
 use ngrok_api::{Client, ClientConfig, Error, ErrorClass, MAX_RESPONSE_BYTES, Secret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -96,7 +97,7 @@ async fn an_endless_answer_fails_once_the_bound_is_read() {
     let (base_url, sent) = serve(Answer::Endless { status: 200 }).await;
     let client = client(&base_url);
     let error = client
-        .get_event_destination("ed_1")
+        .get::<EventDestination>("ed_1")
         .await
         .expect_err("an endless body cannot succeed");
     assert!(
@@ -121,10 +122,10 @@ async fn an_endless_answer_fails_once_the_bound_is_read() {
     );
 
     // A listing's page too, and a create's answer (which may have created: looked for).
-    let listing = client.list_event_destinations().await.unwrap_err();
+    let listing = client.list::<EventDestination>().await.unwrap_err();
     assert_eq!(listing.reason(), "ResponseTooLarge");
     let create = client
-        .create_event_destination(&ngrok_api::types::EventDestinationCreate::new(
+        .create::<EventDestination>(&ngrok_api::types::EventDestinationCreate::new(
             ngrok_api::types::EventTarget::Kinesis(ngrok_api::types::EventTargetKinesis {
                 auth: ngrok_api::types::AwsAuth::Role(ngrok_api::types::AwsRole {
                     role_arn: "arn:aws:iam::1:role/r".into(),
@@ -142,7 +143,7 @@ async fn a_declared_length_over_the_bound_is_refused_unread() {
     let (base_url, _) = serve(Answer::Declared).await;
     let started = std::time::Instant::now();
     let error = client(&base_url)
-        .get_event_destination("ed_1")
+        .get::<EventDestination>("ed_1")
         .await
         .unwrap_err();
     assert_eq!(error.reason(), "ResponseTooLarge", "{error:?}");
@@ -154,7 +155,7 @@ async fn a_declared_length_over_the_bound_is_refused_unread() {
 async fn an_endless_error_answer_is_judged_by_its_beginning() {
     let (base_url, _) = serve(Answer::Endless { status: 400 }).await;
     let error = client(&base_url)
-        .get_event_destination("ed_1")
+        .get::<EventDestination>("ed_1")
         .await
         .unwrap_err();
     // Its beginning is not ngrok's error object: an answer outside the contract, retried.

@@ -1,10 +1,11 @@
 //! Deletion's decisions, as pure functions, planned like creation's: which policy applies
 //! ([`policy_in_effect`]) and whether it keeps the object ([`kept_because`]), what to read from
 //! ngrok ([`cleanup_read`]), then what to do ([`cleanup`]), with the one lost-create rule
-//! ([`super::lost_create`]) shared by both; and when a deletion that cannot reach its account
+//! ([`super::apply::lost_create`]) shared by both; and when a deletion that cannot reach its account
 //! stops trying ([`unreachable`]). `cleanup.rs` only acts.
 
-use super::{Read, RemoteObject, Seen, lost_create};
+use super::apply::{Compare, lost_create_in};
+use super::{Read, RemoteObject, Seen};
 use crate::crd::{DeletionPolicy, PendingCreate};
 use crate::error::Error;
 
@@ -87,6 +88,9 @@ pub struct CleanupFacts<'a> {
     pub pending: Option<&'a PendingCreate>,
     /// Why the object stays in ngrok, if it does (`deletionPolicy: Retain`, paused, observing).
     pub kept: Option<&'static str>,
+    /// The lost-create search was not made: another reconcile creates or searches for the
+    /// same content in the account now (its create guard is held elsewhere).
+    pub search_waits: bool,
 }
 
 /// What deletion does.
@@ -120,7 +124,7 @@ pub fn cleanup_read(facts: &CleanupFacts<'_>) -> Read {
 }
 
 /// What to do, given the facts and what [`cleanup_read`] asked ngrok.
-pub fn cleanup<R: RemoteObject>(facts: &CleanupFacts<'_>, seen: Seen<R>) -> Deletion {
+pub fn cleanup<K: Compare>(facts: &CleanupFacts<'_>, seen: Seen<K::Remote>) -> Deletion {
     if let Some(why) = facts.kept {
         return match facts.id {
             Some(id) => Deletion::Retain {
@@ -137,16 +141,19 @@ pub fn cleanup<R: RemoteObject>(facts: &CleanupFacts<'_>, seen: Seen<R>) -> Dele
         // The same rule as creation's: the claimed set and the create guard are the search's,
         // the twin rule and the listing's completeness are `lost_create`'s.
         Seen::Candidates {
-            found,
+            listing,
+            claimed,
             complete,
             alike,
-        } => match lost_create(found, complete, alike) {
+        } => match lost_create_in::<K>(facts.pending, &listing, &claimed, complete, alike) {
             Ok(None) => Deletion::Release,
             Ok(Some(remote)) => Deletion::Delete(remote.id().to_string()),
             Err(error) => Deletion::Failed(error),
         },
         // No id and no intent: nothing was ever created.
         _ if facts.pending.is_none() => Deletion::Release,
+        // The search waits for its turn, as a create would.
+        _ if facts.search_waits => Deletion::Failed(Error::CreateQueued),
         // `cleanup_read` asked for the candidates: without them nothing is decided.
         _ => Deletion::Failed(Error::RemoteUnreadable {
             id: "the outcome of a lost create".into(),
